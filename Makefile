@@ -1,0 +1,47 @@
+# Two commands: `make demo` and `make test`. Both install what they need into
+# .venv/ and node_modules/ first, and skip that when nothing changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+
+.PHONY: demo test lint lock install docs clean
+
+install: $(STAMP_PY) $(STAMP_NODE)
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# requirements.lock pins every package (make lock refreshes it from pyproject.toml).
+$(STAMP_PY): $(BIN)/uv requirements.lock pyproject.toml
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test pyproject.toml -o requirements.lock
+	npm install --package-lock-only --no-audit --no-fund --loglevel=error
+
+demo: install
+	$(BIN)/aglais-hub demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+# Regenerate the values reference in README.md from the schema's descriptions.
+docs: install
+	$(BIN)/aglais-hub values-reference --write README.md
+
+clean:
+	rm -rf $(VENV) node_modules .demo

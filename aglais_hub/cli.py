@@ -1,0 +1,74 @@
+"""The `aglais-hub` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ValuesError, load_values
+from .hubconfig import PROJECT_ROOT
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        load_values(args.values)
+    except ValuesError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{args.values}: OK")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    try:
+        return demo.run(Path(args.state_dir), Path(args.values), args.port, args.idp_port)
+    except ValuesError as error:
+        print(error, file=sys.stderr)
+        return 1
+
+
+def cmd_values_reference(args: argparse.Namespace) -> int:
+    from .config.reference import replace_reference, values_reference
+
+    if args.write:
+        readme = Path(args.write)
+        readme.write_text(replace_reference(readme.read_text()))
+        print(f"updated the values reference in {readme}")
+    else:
+        sys.stdout.write(values_reference())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aglais-hub", description="Aglais Hub: Spark notebooks for science data."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check-config", help="validate a values file")
+    check.add_argument("values", help="the values file (YAML)")
+    check.set_defaults(func=cmd_check_config)
+
+    demo = sub.add_parser("demo", help="run the whole platform on this machine")
+    demo.add_argument("--values", default=str(PROJECT_ROOT / "config" / "demo.yaml"))
+    demo.add_argument("--state-dir", default=".demo", help="where state survives restarts")
+    demo.add_argument("--port", type=int, default=None, help="public port (default: values)")
+    demo.add_argument("--idp-port", type=int, default=5556, help="identity provider port")
+    demo.set_defaults(func=cmd_demo)
+
+    ref = sub.add_parser("values-reference", help="print the values reference (Markdown)")
+    ref.add_argument("--write", metavar="README", help="update the marked section of this file")
+    ref.set_defaults(func=cmd_values_reference)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

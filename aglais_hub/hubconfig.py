@@ -1,0 +1,91 @@
+"""Map a values document onto JupyterHub traitlets, the way zero-to-jupyterhub does.
+
+`hub_config(values)` is pure: values in, a traitlets `Config` out. The
+`config/jupyterhub_config.py` file only loads the values file and merges this.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from traitlets.config import Config
+
+SPAWNER_CLASSES = {"local-spark": "spawners.local_spark.LocalSparkSpawner"}
+SPAWNER_CONFIG_NAMES = {"local-spark": "LocalSparkSpawner"}
+AUTHENTICATOR_CLASS = "authenticators.aglais.AglaisOAuthenticator"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def public_url(hub: dict) -> str:
+    """Where users reach the platform, without a trailing slash."""
+    return (hub["publicUrl"] or f"http://{hub['ip']}:{hub['port']}").rstrip("/")
+
+
+def callback_url(hub: dict) -> str:
+    """The OAuth redirect URI to register at the identity provider."""
+    return public_url(hub) + hub["baseUrl"].rstrip("/") + "/hub/oauth_callback"
+
+
+def proxy_command(hub: dict) -> list[str]:
+    """configurable-http-proxy: as configured, else on PATH, else in node_modules."""
+    if hub["proxyCommand"]:
+        return list(hub["proxyCommand"])
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return [found]
+    return [str(PROJECT_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")]
+
+
+def hub_config(values: dict) -> Config:
+    """The traitlets Config for a validated, default-filled values document."""
+    hub, auth, spawner = values["hub"], values["auth"], values["spawner"]
+    tiers = values["tiers"]
+    c = Config()
+
+    c.JupyterHub.ip = hub["ip"]
+    c.JupyterHub.port = hub["port"]
+    c.JupyterHub.base_url = hub["baseUrl"]
+    c.JupyterHub.db_url = hub["db"]["url"]
+    c.JupyterHub.allow_named_servers = hub["allowNamedServers"]
+    # After login users land on /hub/home and choose what to start.
+    c.JupyterHub.redirect_to_server = False
+    c.JupyterHub.authenticator_class = AUTHENTICATOR_CLASS
+    c.JupyterHub.spawner_class = SPAWNER_CLASSES[spawner["kind"]]
+    c.ConfigurableHTTPProxy.command = proxy_command(hub)
+    # Groups come from the identity provider at every login, not from config.
+    c.JupyterHub.load_groups = {}
+
+    a = c.AglaisOAuthenticator
+    a.issuer = auth["issuer"]
+    a.client_id = auth["clientId"]
+    if auth["clientSecret"]:
+        a.client_secret = auth["clientSecret"]
+    a.oauth_callback_url = callback_url(hub)
+    a.login_service = auth["loginService"]
+    a.scope = list(auth["scopes"])
+    a.username_claim = auth["usernameClaim"]
+    a.groups_claim = auth["groupsClaim"]
+    a.admin_groups = set(auth["adminGroups"])
+    a.allowed_groups = set(auth["allowedGroups"])
+    a.allow_all = auth["allowAll"]
+    a.tier_groups = dict(auth["tierGroups"])
+    a.tier_ranks = {name: tier["rank"] for name, tier in tiers.items()}
+    a.default_tier = auth["defaultTier"]
+    a.refresh_pre_spawn = auth["refreshBeforeSpawn"]
+    a.tls_verify = auth["tlsVerify"]
+
+    s = c[SPAWNER_CONFIG_NAMES[spawner["kind"]]]
+    s.tiers = tiers
+    s.default_tier = auth["defaultTier"]
+    s.start_timeout = spawner["startTimeout"]
+    s.http_timeout = spawner["httpTimeout"]
+    if spawner["kind"] == "local-spark":
+        local = spawner["localSpark"]
+        s.data_dir = local["dataDir"]
+        s.notebook = local["notebook"]
+        s.max_cores = local["maxCores"]
+
+    # The pass-through comes last so it can override anything above.
+    c.merge(Config(hub["config"]))
+    return c

@@ -1,0 +1,1 @@
+"""Test harness: drive the platform the way a user's browser does."""

@@ -1,0 +1,133 @@
+"""LocalSparkSpawner: each user's server as a local process with local-mode Spark.
+
+For the demo and for tests on one machine. It gives no isolation between users:
+never run it where users do not trust each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
+from traitlets import Int, List, Unicode, default
+
+from aglais_hub.quotas import local_spark_cores, spark_memory
+
+from .base import AglaisSpawnerMixin
+from .sparkconf import format_spark_defaults, local_spark_defaults
+
+
+def choose_notebook(setting: str, zeppelin_home: str | None) -> str:
+    """Which notebook to run: the setting, with ``auto`` meaning Zeppelin if installed."""
+    if setting == "auto":
+        return "zeppelin" if zeppelin_home else "jupyterlab"
+    return setting
+
+
+class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
+    """Run JupyterLab with PySpark in local mode, sized by the user's tier.
+
+    Each user works in ``<data_dir>/users/<name>/``, so notebooks survive restarts.
+    Spark reads a ``spark-defaults.conf`` written for each server from the tier:
+    ``local[n]`` with n = max executors × executor cores (capped by the machine),
+    driver memory from the tier.
+    """
+
+    data_dir = Unicode(
+        "data",
+        config=True,
+        help="Directory of users' work (users/<name>/); relative to the hub's working directory.",
+    )
+    notebook = Unicode(
+        "auto",
+        config=True,
+        help="jupyterlab, zeppelin, or auto (zeppelin when ZEPPELIN_HOME is set).",
+    )
+    max_cores = Int(0, config=True, help="Cap on local[n] cores per server; 0 means no cap.")
+    env_keep = List(
+        [
+            "PATH",
+            "PYTHONPATH",
+            "VIRTUAL_ENV",
+            "LANG",
+            "LC_ALL",
+            "JAVA_HOME",
+            "JUPYTERHUB_SINGLEUSER_APP",
+        ],
+        config=True,
+        help="Environment variables passed from the hub to user servers.",
+    )
+
+    launch_summary: str = ""
+
+    @default("cmd")
+    def _cmd_default(self) -> list[str]:
+        # The hub's own interpreter, so the server and its kernel see pyspark.
+        return [sys.executable, "-m", "jupyterhub.singleuser"]
+
+    @default("args")
+    def _args_default(self) -> list[str]:
+        # Jupyter Server refuses to run as root unless told; the demo may run as root.
+        return ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
+
+    @default("default_url")
+    def _default_url_default(self) -> str:
+        return "/lab"
+
+    @default("home_dir")
+    def _default_home_dir(self) -> str:
+        return str(Path(self.data_dir).resolve() / "users" / self.user.name)
+
+    @property
+    def spark_conf_dir(self) -> Path:
+        server = self.name or "default"
+        return Path(self.data_dir).resolve() / "spark-conf" / self.user.name / server
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        env.update(
+            SPARK_CONF_DIR=str(self.spark_conf_dir),
+            SPARK_LOCAL_IP="127.0.0.1",
+            PYSPARK_PYTHON=sys.executable,
+            PYSPARK_DRIVER_PYTHON=sys.executable,
+        )
+        if self.tier:
+            env["AGLAIS_TIER"] = self.tier.name
+        return env
+
+    async def start(self) -> tuple[str, int]:
+        self.launch_summary = ""
+        tier = await self.prepare_start()
+        flavour = choose_notebook(self.notebook, os.environ.get("ZEPPELIN_HOME"))
+        if flavour == "zeppelin":
+            # Zeppelin has no hub login of its own; it must sit behind the in-pod
+            # auth proxy, which the Zeppelin spawner brings. Never expose it bare.
+            raise SpawnException(
+                "Zeppelin needs the Aglais auth proxy, which this hub does not run yet. "
+                "Set spawner.localSpark.notebook to jupyterlab (or unset ZEPPELIN_HOME).",
+                reason="config",
+            )
+        cores = local_spark_cores(tier, os.cpu_count() or 1, self.max_cores)
+        self.spark_conf_dir.mkdir(parents=True, exist_ok=True)
+        (self.spark_conf_dir / "spark-defaults.conf").write_text(
+            format_spark_defaults(local_spark_defaults(tier, cores))
+        )
+        Path(self.home_dir).mkdir(parents=True, exist_ok=True)
+        self.notebook_dir = self.home_dir
+        self.launch_summary = (
+            f"Starting JupyterLab with Spark local[{cores}] and "
+            f"{spark_memory(tier.driver_memory)} driver memory (tier {tier.display_name})"
+        )
+        self.log.info("%s for %s", self.launch_summary, self._log_name)
+        return await super().start()
+
+    async def progress(self) -> AsyncIterator[dict]:
+        for _ in range(60):
+            if self.launch_summary:
+                yield {"progress": 50, "message": self.launch_summary}
+                return
+            await asyncio.sleep(0.5)

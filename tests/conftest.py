@@ -1,0 +1,59 @@
+"""Shared fixtures. End-to-end fixtures start the real platform; see aglais_hub.testing."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from aglais_hub.testing.platform import Platform, demo_values
+
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; its SQLAlchemy URL. Dropped afterwards.
+
+    Skips where PostgreSQL is unreachable, except under CI=true, where it fails.
+    """
+    try:
+        admin = psycopg.connect(PG_DSN)
+    except psycopg.OperationalError as e:
+        if _in_ci():
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI=true: {e}")
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {e}")
+    admin.autocommit = True
+    name = f"aglais_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+# Test values: the demo's, plus a group (guests) that is allowed in but maps to no
+# tier, so its members get the default tier (basic: one server at a time).
+E2E_AUTH = {"allowedGroups": ["users", "power", "guests"]}
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """The whole platform, started once for the end-to-end tests of a session."""
+    p = Platform(tmp_path_factory.mktemp("platform"), demo_values(auth=E2E_AUTH))
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+        assert not p.leftover_ports(), f"ports still open after stop: {p.leftover_ports()}"
