@@ -114,3 +114,16 @@ def test_a_second_server_over_the_tier_limit_is_refused_on_the_spawn_page(platfo
     assert response.status_code in (202, 204)
     gus.wait_stopped("gus")
     assert gus.start_server("extra").get("ready")
+
+
+def test_tier_is_refreshed_from_the_provider_before_a_spawn(platform):
+    platform.set_user("dave", ["users"])
+    dave = logged_in(platform, "dave")
+    # promoted at the provider while logged in: no new login needed for the new tier
+    platform.set_user("dave", ["users", "power"])
+    event = dave.start_server()
+    assert event.get("ready"), event
+    messages = " ".join(e.get("message", "") for e in event["events"])
+    assert "(tier Power)" in messages
+    assert "2048m driver memory" in messages
+    assert sorted(dave.whoami()["groups"]) == ["power", "users"]
