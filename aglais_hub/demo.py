@@ -152,14 +152,13 @@ def run(state_dir: Path, values_file: Path, port: int | None = None, idp_port: i
         sys.exit(f"{HUB_CONFIG} not found: run the demo from a checkout of the repository")
     setup = prepare(state_dir, values_file, port, idp_port)
     children: list[subprocess.Popen] = []
-    stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Set both explicitly: a shell that starts us in the background ignores SIGINT.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     try:
         idp = subprocess.Popen(
             ["node", str(IDP_SCRIPT)], env=setup.env, cwd=setup.idp_dir, start_new_session=True
@@ -184,6 +183,9 @@ def run(state_dir: Path, values_file: Path, port: int | None = None, idp_port: i
         print("\nStopping the demo ...", flush=True)
         return 0
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave orphans.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         # The hub first: it stops the proxy and the user servers it started.
         for child in reversed(children):
             stop_process(child)
