@@ -1,0 +1,186 @@
+"""Which container images run as local processes, and how.
+
+A registry maps image name patterns (fnmatch) to command builders. A builder gets
+the container's context (resolved env, args, pod IP, volume directories) and
+returns the local command that stands for the container. Unmapped images run as
+inert containers: Running, no process.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ContainerContext:
+    """What a container would see, translated to this machine."""
+
+    pod: dict
+    container: dict
+    pod_ip: str
+    env: dict[str, str]
+    mounts: dict[str, Path]  # mountPath → host directory
+    pod_dir: Path
+
+    @property
+    def command(self) -> list[str]:
+        return [self.expand(a) for a in self.container.get("command") or []]
+
+    @property
+    def args(self) -> list[str]:
+        return [self.expand(a) for a in self.container.get("args") or []]
+
+    def expand(self, text: str) -> str:
+        """Kubernetes $(VAR) expansion from the container's env; $$ escapes."""
+        return re.sub(
+            r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+            lambda m: "$" if m.group(0) == "$$" else self.env.get(m.group(1), m.group(0)),
+            text,
+        )
+
+    def host_path(self, container_path: str) -> Path | None:
+        """The host directory behind a path inside the container, if a volume covers it."""
+        for mount, directory in sorted(self.mounts.items(), key=lambda m: -len(m[0])):
+            if container_path == mount or container_path.startswith(mount.rstrip("/") + "/"):
+                return directory / container_path[len(mount) :].lstrip("/")
+        return None
+
+    def bind_here(self, text: str) -> str:
+        """Pods have no network namespace here: a bind to all addresses binds the pod IP."""
+        return text.replace("0.0.0.0", self.pod_ip)
+
+    def host_env(self, *keep: str) -> dict[str, str]:
+        """The container's env over the few host variables a local process needs."""
+        base = {
+            k: os.environ[k]
+            for k in ("PATH", "LANG", "LC_ALL", "JAVA_HOME", *keep)
+            if k in os.environ
+        }
+        return {**base, **self.env}
+
+
+@dataclass
+class LocalCommand:
+    """A process that stands for a container."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path | None = None
+
+
+Builder = Callable[[ContainerContext], LocalCommand]
+
+
+@dataclass
+class ImageRegistry:
+    """Image patterns → builders; the first matching pattern wins."""
+
+    rules: list[tuple[str, Builder]] = field(default_factory=list)
+
+    def register(self, pattern: str, builder: Builder) -> None:
+        self.rules.insert(0, (pattern, builder))
+
+    def builder_for(self, image: str) -> Builder | None:
+        for pattern, builder in self.rules:
+            if fnmatch.fnmatchcase(image, pattern):
+                return builder
+        return None
+
+
+def run_as_given(ctx: ContainerContext) -> LocalCommand:
+    """command + args run on this machine ("python" is this interpreter)."""
+    argv = ctx.command + ctx.args
+    if not argv:
+        raise ValueError("a locally run image needs a command")
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    home = ctx.host_path("/home") or ctx.pod_dir
+    return LocalCommand(
+        [ctx.bind_here(a) for a in argv],
+        {**ctx.host_env(), "HOME": str(home)},
+        ctx.host_path(ctx.container.get("workingDir") or "") or ctx.pod_dir,
+    )
+
+
+def jupyterhub_singleuser(ctx: ContainerContext) -> LocalCommand:
+    """A Jupyter single-user image: this machine's jupyterhub-singleuser, bound to the pod IP."""
+    args = ctx.command + ctx.args
+    if args and args[0].endswith("jupyterhub-singleuser"):
+        args = args[1:]
+    env = {k: ctx.bind_here(v) for k, v in ctx.host_env().items()}
+    home = ctx.host_path("/home/jovyan") or ctx.pod_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env["HOME"] = str(home)
+    extra = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
+    return LocalCommand([sys.executable, "-m", "jupyterhub.singleuser", *args, *extra], env, home)
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def spark_executor(ctx: ContainerContext) -> LocalCommand:
+    """The `executor` branch of the Spark image's entrypoint.sh, with pyspark's jars."""
+    if (ctx.args or ["executor"])[0] != "executor":
+        return run_as_given(ctx)
+    env = ctx.host_env()
+    opts = [
+        env[k]
+        for k in sorted(
+            (k for k in env if k.startswith("SPARK_JAVA_OPT_")),
+            key=lambda k: int(k.rsplit("_", 1)[1]),
+        )
+    ]
+    memory = env.get("SPARK_EXECUTOR_MEMORY", "1g")
+    home = spark_home()
+    java = str(Path(env["JAVA_HOME"]) / "bin" / "java") if env.get("JAVA_HOME") else "java"
+    local_dirs = ctx.pod_dir / "spark-local"
+    local_dirs.mkdir(parents=True, exist_ok=True)
+    env.update(
+        SPARK_HOME=str(home),
+        SPARK_LOCAL_DIRS=str(local_dirs),
+        PYSPARK_PYTHON=sys.executable,
+        SPARK_LOCAL_IP=ctx.pod_ip,
+        HOME=str(ctx.pod_dir),
+    )
+    argv = [
+        java,
+        *opts,
+        f"-Xms{memory}",
+        f"-Xmx{memory}",
+        "-cp",
+        f"{home}/conf:{home}/jars/*",
+        "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
+        "--driver-url",
+        env["SPARK_DRIVER_URL"],
+        "--executor-id",
+        env["SPARK_EXECUTOR_ID"],
+        "--cores",
+        env.get("SPARK_EXECUTOR_CORES", "1"),
+        "--app-id",
+        env["SPARK_APPLICATION_ID"],
+        "--hostname",
+        ctx.pod_ip,
+        "--resourceProfileId",
+        env.get("SPARK_RESOURCE_PROFILE_ID", "0"),
+        "--podName",
+        ctx.pod["metadata"]["name"],
+    ]
+    return LocalCommand(argv, env, ctx.pod_dir)
+
+
+def default_registry() -> ImageRegistry:
+    """Mappings every testing cluster starts with (tests may register more)."""
+    registry = ImageRegistry()
+    registry.register("local/*", run_as_given)
+    registry.register("*spark*", spark_executor)
+    registry.register("*singleuser*", jupyterhub_singleuser)
+    return registry
