@@ -1,0 +1,140 @@
+"""The real, unmodified KubeSpawner behind a real JupyterHub, on the testing cluster.
+
+Kubernetes cannot run here; the testing cluster (aglais_hub.testing.fakecluster)
+stands in for it. The user's image is mapped to this machine's
+jupyterhub-singleuser, which the kubelet runs at the pod's own loopback address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from aglais_hub.demo import wait_for_http
+from aglais_hub.hubconfig import proxy_command
+from aglais_hub.testing.fakecluster.controllers import R
+from aglais_hub.testing.platform import free_port
+
+pytestmark = pytest.mark.e2e
+
+HUB_CONFIG = """
+import json
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.command = {proxy_command}
+c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}  # 202 at once, then progress
+c.JupyterHub.services = [{{"name": "tester", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
+    "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "proxy"]}}]
+c.KubeSpawner.namespace = "jhub"
+c.KubeSpawner.image = "aglais/singleuser:test"
+c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+c.KubeSpawner.storage_pvc_ensure = True
+c.KubeSpawner.storage_capacity = "1Gi"
+c.KubeSpawner.storage_class = "standard"
+c.KubeSpawner.volumes = [{{"name": "home", "persistentVolumeClaim": {{"claimName": "{{pvc_name}}"}}}}]
+c.KubeSpawner.volume_mounts = [{{"name": "home", "mountPath": "/home/jovyan"}}]
+c.KubeSpawner.start_timeout = 90
+c.KubeSpawner.http_timeout = 60
+c.KubeSpawner.delete_grace_period = 1
+"""
+
+
+@pytest.fixture
+def hub(cluster, tmp_path):
+    store = cluster.cluster.store
+    cluster.call(store.create, R["namespaces"], "", {"metadata": {"name": "jhub"}})
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", namespace="jhub")
+    token = secrets.token_hex(16)
+    ports = {"port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port()}
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(HUB_CONFIG.format(token=token, proxy_command=json.dumps(proxy_command(
+        {"proxyCommand": []})), **ports))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(KUBECONFIG=str(kubeconfig), JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32))
+    log = (tmp_path / "hub.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=tmp_path, env=env,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{ports['port']}"
+    try:
+        wait_for_http(url + "/hub/api/", 60, process)
+        session = requests.Session()
+        session.headers["Authorization"] = f"token {token}"
+        yield url, session
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kubespawner_spawns_on_the_testing_cluster(cluster, hub):
+    url, api = hub
+    store = cluster.cluster.store
+    cluster.call(setattr, cluster.cluster.kubelet, "start_delay", 1.0)  # a visible Pending
+    assert api.post(f"{url}/hub/api/users/alice").status_code == 201
+    assert api.post(f"{url}/hub/api/users/alice/server").status_code == 202
+
+    # progress streams the pod's events to the hub's progress API
+    messages = []
+    with api.get(f"{url}/hub/api/users/alice/server/progress", stream=True, timeout=120) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                messages.append(event.get("message", ""))
+                if event.get("ready") or event.get("failed"):
+                    break
+    assert event.get("ready"), messages
+    text = "\n".join(messages)
+    assert "Successfully assigned jhub/jupyter-alice to node-" in text
+    assert "Started container notebook" in text
+
+    claim = cluster.call(store.get, R["persistentvolumeclaims"], "jhub", "claim-alice")
+    assert claim["status"]["phase"] == "Bound"
+    assert claim["status"]["capacity"]["storage"] == "1Gi"
+    pod = cluster.call(store.get, R["pods"], "jhub", "jupyter-alice")
+    assert pod["status"]["phase"] == "Running"
+    pod_ip = pod["status"]["podIP"]
+    assert pod_ip.startswith("127.") and pod_ip != "127.0.0.1"
+
+    # the hub routes /user/alice/ to the pod's own address, and the server answers through it
+    routes = api.get(f"{url}/hub/api/proxy").json()
+    assert routes["/user/alice/"]["target"] == f"http://{pod_ip}:8888"
+    status = api.get(f"{url}/user/alice/api/status")
+    assert status.status_code == 200 and "started" in status.json()
+    # the home directory is the claim's volume
+    volume = cluster.cluster.kubelet.volume_dir(claim["spec"]["volumeName"])
+    assert any(volume.iterdir()), "the server wrote nothing to its home volume"
+
+    # stopping deletes the pod and keeps the claim
+    assert api.delete(f"{url}/hub/api/users/alice/server").status_code in (202, 204)
+    wait_for(lambda: not cluster.call(store.exists, R["pods"], "jhub", "jupyter-alice"),
+             what="the pod to be deleted")  # fmt: skip
+    wait_for(lambda: not api.get(f"{url}/hub/api/users/alice").json()["servers"],
+             what="the hub to see the server stopped")  # fmt: skip
+    assert cluster.call(store.exists, R["persistentvolumeclaims"], "jhub", "claim-alice")
