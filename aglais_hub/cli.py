@@ -42,6 +42,12 @@ def cmd_values_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fake_cluster(args: argparse.Namespace) -> int:
+    from .testing.fakecluster import cli
+
+    return cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aglais-hub", description="Aglais Hub: Spark notebooks for science data."
@@ -58,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=None, help="public port (default: values)")
     demo.add_argument("--idp-port", type=int, default=5556, help="identity provider port")
     demo.set_defaults(func=cmd_demo)
+
+    fake = sub.add_parser("fake-cluster", help="run the testing Kubernetes cluster")
+    from .testing.fakecluster.cli import add_arguments
+
+    add_arguments(fake)
+    fake.set_defaults(func=cmd_fake_cluster)
 
     ref = sub.add_parser("values-reference", help="print the values reference (Markdown)")
     ref.add_argument("--write", metavar="README", help="update the marked section of this file")

@@ -64,7 +64,10 @@ def test_spark_executors_are_pods_owned_by_the_driver_pod(cluster, tmp_path):
     driver = subprocess.Popen(
         [sys.executable, "-c", DRIVER.format(url=cluster.url)],
         stdout=subprocess.PIPE, stderr=log, text=True,
-        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+        # hermetic: no kubeconfig or proxy of the machine may reach fabric8
+        env={**{k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
+             "SPARK_LOCAL_IP": "127.0.0.1", "KUBECONFIG": str(tmp_path / "no-kubeconfig"),
+             "HOME": str(tmp_path)},
     )  # fmt: skip
     try:
         line = driver.stdout.readline()

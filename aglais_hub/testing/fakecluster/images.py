@@ -51,6 +51,14 @@ class ContainerContext:
                 return directory / container_path[len(mount) :].lstrip("/")
         return None
 
+    def local_paths(self, text: str) -> str:
+        """Container paths under a volume mount, rewritten to their host directories."""
+        for mount, directory in sorted(self.mounts.items(), key=lambda m: -len(m[0])):
+            text = re.sub(
+                re.escape(mount.rstrip("/")) + r"(?=/|$|\s|:|;|'|\")", str(directory), text
+            )
+        return text
+
     def bind_here(self, text: str) -> str:
         """Pods have no network namespace here: a bind to all addresses binds the pod IP."""
         return text.replace("0.0.0.0", self.pod_ip)
@@ -94,18 +102,18 @@ class ImageRegistry:
 
 
 def run_as_given(ctx: ContainerContext) -> LocalCommand:
-    """command + args run on this machine ("python" is this interpreter)."""
+    """command + args run on this machine ("python" is this interpreter); paths under
+    volume mounts in args and env point at the volumes' host directories."""
     argv = ctx.command + ctx.args
     if not argv:
         raise ValueError("a locally run image needs a command")
     if argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     home = ctx.host_path("/home") or ctx.pod_dir
-    return LocalCommand(
-        [ctx.bind_here(a) for a in argv],
-        {**ctx.host_env(), "HOME": str(home)},
-        ctx.host_path(ctx.container.get("workingDir") or "") or ctx.pod_dir,
-    )
+    env = {k: ctx.local_paths(v) for k, v in ctx.host_env().items()}
+    env["HOME"] = str(home)
+    workdir = ctx.host_path(ctx.container.get("workingDir") or "") or ctx.pod_dir
+    return LocalCommand([ctx.local_paths(ctx.bind_here(a)) for a in argv], env, workdir)
 
 
 def jupyterhub_singleuser(ctx: ContainerContext) -> LocalCommand:

@@ -741,7 +741,9 @@ class Kubelet:
                 }
             }
             c.ready = False
-        self._write_status(run)
+        # a deleted pod ends in a terminal phase before it goes (clients such as Spark
+        # read the phase, not the event type)
+        self._write_status(run, self._final_phase(run))
         self.store.finish_deletion(R["pods"], run.namespace, run.name)
 
     async def stop_all(self) -> None:

@@ -127,15 +127,12 @@ def discovery_routes(app: web.Application, cluster: FakeCluster) -> None:
         }
 
     async def version(request: web.Request) -> web.Response:
-        return json_response(
-            {
-                "major": "1",
-                "minor": "30",
-                "gitVersion": "v1.30.0-aglais-fake",
-                "platform": "linux/amd64",
-                "goVersion": "go1.22",
-            }
-        )
+        return json_response({
+            "major": "1", "minor": "30", "gitVersion": "v1.30.0-aglais-fake",
+            "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22", "compiler": "gc",
+            "platform": "linux/amd64",
+        })  # fmt: skip
 
     async def api(request: web.Request) -> web.Response:
         return json_response(
@@ -176,11 +173,12 @@ def discovery_routes(app: web.Application, cluster: FakeCluster) -> None:
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app.router.add_get("/version", version)
-    app.router.add_get("/api", api)
-    app.router.add_get("/apis", apis)
-    app.router.add_get("/api/v1", core_v1)
-    app.router.add_get("/apis/{group}/{version}", group_version)
+    for slash in ("", "/"):  # clients ask for both /version and /version/
+        app.router.add_get("/version" + slash, version)
+        app.router.add_get("/api" + slash, api)
+        app.router.add_get("/apis" + slash, apis)
+        app.router.add_get("/api/v1" + slash, core_v1)
+        app.router.add_get("/apis/{group}/{version}" + slash, group_version)
     for path in ("/healthz", "/readyz", "/livez"):
         app.router.add_get(path, healthz)
 

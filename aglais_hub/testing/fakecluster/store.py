@@ -245,7 +245,7 @@ class Store:
             new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
         else:
             new["metadata"]["generation"] = old["metadata"].get("generation", 1)
-        if new == {**old, "metadata": {**old["metadata"], **new["metadata"]}} and given:
+        if _without_version(new) == _without_version(old):
             return copy.deepcopy(current)  # no-op updates do not bump the version
         self.rv += 1
         new["metadata"]["resourceVersion"] = str(self.rv)
@@ -437,6 +437,11 @@ class Store:
         queue: asyncio.Queue[Change] = asyncio.Queue()
         self.subscribers.append(queue)
         return queue
+
+
+def _without_version(obj: dict) -> dict:
+    meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    return {**obj, "metadata": meta}
 
 
 def resource_of(obj: dict) -> Resource:
