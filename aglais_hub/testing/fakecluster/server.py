@@ -410,8 +410,8 @@ class ApiServer:
                 return
 
     @staticmethod
-    async def _send(response: web.StreamResponse, event: dict) -> None:
-        text = json.dumps(event)
+    async def _send(response: web.StreamResponse, event: dict | tuple) -> None:
+        text = event[1].line(event[0]) if isinstance(event, tuple) else json.dumps(event)
         if isinstance(response, web.WebSocketResponse):
             await response.send_str(text)
         else:

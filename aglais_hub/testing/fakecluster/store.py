@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,16 @@ class Change:
     resource: Resource
     obj: dict
     old: dict | None
+    _lines: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def line(self, event_type: str) -> str:
+        """The watch event as JSON, encoded once however many watches send it."""
+        if event_type not in self._lines:
+            self._lines[event_type] = json.dumps({"type": event_type, "object": self.obj})
+        return self._lines[event_type]
+
+
+WatchEvent = tuple[str, Change]
 
 
 class Watch:
@@ -48,7 +59,7 @@ class Watch:
         self.namespace = namespace
         self.labels = labels
         self.fields = fields
-        self.queue: asyncio.Queue[dict | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
         self.closed = False
 
     def matches(self, obj: dict | None) -> bool:
@@ -59,18 +70,18 @@ class Watch:
             return False
         return self.labels(meta.get("labels") or {}) and self.fields(obj)
 
-    def translate(self, change: Change) -> dict | None:
+    def translate(self, change: Change) -> WatchEvent | None:
         """The event this watch sees: objects entering or leaving the selection count."""
-        now_in = change.type != "DELETED" and self.matches(change.obj)
-        was_in = change.old is not None and self.matches(change.old)
         if change.type == "DELETED":
-            return {"type": "DELETED", "object": change.obj} if self.matches(change.obj) else None
+            return ("DELETED", change) if self.matches(change.obj) else None
+        now_in = self.matches(change.obj)
+        was_in = change.old is not None and self.matches(change.old)
         if now_in and was_in:
-            return {"type": "MODIFIED", "object": change.obj}
+            return ("MODIFIED", change)
         if now_in:
-            return {"type": "ADDED", "object": change.obj}
+            return ("ADDED", change)
         if was_in:
-            return {"type": "DELETED", "object": change.obj}
+            return ("DELETED", change)
         return None
 
     def close(self) -> None:
@@ -324,14 +335,14 @@ class Store:
     ) -> dict:
         obj = self._find(resource, namespace, name)
         meta = obj["metadata"]
-        for field in ("uid", "resourceVersion"):
-            wanted = (preconditions or {}).get(field)
-            if wanted and wanted != meta.get(field):
+        for key in ("uid", "resourceVersion"):
+            wanted = (preconditions or {}).get(key)
+            if wanted and wanted != meta.get(key):
                 raise ApiError.conflict(
                     resource.plural,
                     name,
-                    f"Precondition failed: {field} in precondition: "
-                    f"{wanted}, {field} in object meta: {meta.get(field)}",
+                    f"Precondition failed: {key} in precondition: "
+                    f"{wanted}, {key} in object meta: {meta.get(key)}",
                 )
         if resource.kind == "Pod" and grace_period is None:
             grace_period = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
@@ -403,7 +414,8 @@ class Store:
         if resource_version in (None, "", "0"):
             items, _ = self.list(resource, namespace, label_selector, field_selector)
             for item in items:
-                watch.queue.put_nowait({"type": "ADDED", "object": item})
+                synthetic = Change(self.rv, "ADDED", resource, item, None)
+                watch.queue.put_nowait(("ADDED", synthetic))
         else:
             try:
                 since = int(resource_version)
