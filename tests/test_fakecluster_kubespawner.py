@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -21,6 +20,7 @@ from aglais_hub.demo import wait_for_http
 from aglais_hub.hubconfig import proxy_command
 from aglais_hub.testing.fakecluster.controllers import R
 from aglais_hub.testing.platform import free_port
+from aglais_hub.testing.rawapi import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -81,16 +81,6 @@ def hub(cluster, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kubespawner_spawns_on_the_testing_cluster(cluster, hub):

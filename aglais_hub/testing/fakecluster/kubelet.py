@@ -142,13 +142,7 @@ class Kubelet:
         for pod in list(self.store.all_objects(R["pods"])):
             if (pod.get("spec") or {}).get("nodeName") != name:
                 continue
-            run = self.runs.pop(pod["metadata"]["uid"], None)
-            if run:
-                run.stopping = True
-                if run.task:
-                    run.task.cancel()
-                self._kill_groups(run, signal.SIGKILL)
-                self._release_ip(run.ip)
+            self._discard(pod["metadata"]["uid"])
 
             def lost(o: dict, node: str = name) -> None:
                 o["status"].update(
@@ -165,6 +159,16 @@ class Kubelet:
             self.store.delete(R["nodes"], "", name)
         except ApiError:
             pass
+
+    def _discard(self, uid: str) -> None:
+        """Forget a pod at once: kill its processes, free its address."""
+        run = self.runs.pop(uid, None)
+        if run:
+            run.stopping = True
+            if run.task:
+                run.task.cancel()
+            self._kill_groups(run, signal.SIGKILL)
+            self._release_ip(run.ip)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -186,13 +190,7 @@ class Kubelet:
         meta = pod["metadata"]
         uid = meta["uid"]
         if change.type == "DELETED":
-            run = self.runs.pop(uid, None)
-            if run:
-                run.stopping = True
-                if run.task:
-                    run.task.cancel()
-                self._kill_groups(run, signal.SIGKILL)
-                self._release_ip(run.ip)
+            self._discard(uid)
             self.schedule_pending()
             return
         node = (pod.get("spec") or {}).get("nodeName")
