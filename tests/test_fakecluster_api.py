@@ -429,3 +429,28 @@ def test_discovery_and_the_official_clients(cluster, tmp_path):
             return pods.metadata.resource_version
 
     assert int(asyncio.run(with_asyncio_client())) > 0
+
+
+def test_status_subresource_and_delete_collection(api):
+    api.pod("s1", {"role": "executor"})
+    api.pod("s2", {"role": "executor"})
+    api.pod("s3", {"role": "driver"})
+    path = "/api/v1/namespaces/default/pods/s3"
+    # writes to the main resource leave status alone; writes to /status change only status
+    _, pod = api.get(path)
+    pod["status"] = {"phase": "Bogus"}
+    pod["metadata"]["labels"]["seen"] = "yes"
+    code, updated = api.put(path, pod)
+    assert code == 200 and updated["status"]["phase"] != "Bogus"
+    assert updated["metadata"]["labels"]["seen"] == "yes"
+    code, patched = api.patch(f"{path}/status", {"status": {"message": "hello"},
+                              "metadata": {"labels": {"ignored": "x"}}},
+                              "application/merge-patch+json")  # fmt: skip
+    assert code == 200 and patched["status"]["message"] == "hello"
+    assert "ignored" not in patched["metadata"]["labels"]
+    # delete-collection by label selector, as Spark stops its executors
+    code, deleted = api.delete("/api/v1/namespaces/default/pods", labelSelector="role=executor",
+                               gracePeriodSeconds="0")  # fmt: skip
+    assert code == 200 and sorted(p["metadata"]["name"] for p in deleted["items"]) == ["s1", "s2"]
+    wait_for(lambda: [p["metadata"]["name"] for p in
+                      api.get("/api/v1/namespaces/default/pods")[1]["items"]] == ["s3"])  # fmt: skip

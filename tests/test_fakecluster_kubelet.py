@@ -231,3 +231,30 @@ def test_a_lost_node_fails_its_pods_and_kills_their_processes(cluster):
     assert api.get(f"/api/v1/nodes/{node}")[0] == 404
     wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
              open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z")  # fmt: skip
+
+
+def test_containers_of_a_pod_share_its_address_and_get_their_working_directory(cluster):
+    api = Api(cluster.url)
+    serve = ("import http.server as h, os; h.HTTPServer((os.environ['IP'], 9000),"
+             " h.SimpleHTTPRequestHandler).serve_forever()")  # fmt: skip
+    ask = ("import os, time, urllib.request as u\n"
+           "for _ in range(100):\n"
+           "    try:\n"
+           "        print(u.urlopen('http://' + os.environ['IP'] + ':9000/').status, os.getcwd()); break\n"
+           "    except OSError: time.sleep(0.1)\n")  # fmt: skip
+    ip_env = [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    status, body = api.pod("pair", {"app": "pair"}, restartPolicy="Never",
+        volumes=[{"name": "work", "emptyDir": {}}],
+        containers=[
+            {"name": "server", "image": "local/python", "command": ["python", "-c", serve],
+             "env": ip_env},
+            {"name": "client", "image": "local/python", "command": ["python", "-c", ask],
+             "env": ip_env, "workingDir": "/work",
+             "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+        ])  # fmt: skip
+    assert status == 201, body
+    wait_for(lambda: "terminated" in str(pod(api, "pair")["status"].get("containerStatuses")))
+    code, cwd = api.get("/api/v1/namespaces/default/pods/pair/log", container="client")[1].split()
+    assert code == "200"
+    assert cwd.endswith("/volumes/work")
+    api.delete("/api/v1/namespaces/default/pods/pair", gracePeriodSeconds="0")

@@ -54,9 +54,9 @@ class ContainerContext:
     def local_paths(self, text: str) -> str:
         """Container paths under a volume mount, rewritten to their host directories."""
         for mount, directory in sorted(self.mounts.items(), key=lambda m: -len(m[0])):
-            text = re.sub(
-                re.escape(mount.rstrip("/")) + r"(?=/|$|\s|:|;|'|\")", str(directory), text
-            )
+            # only where the mount path starts a path (not inside a host path)
+            pattern = r"(?<![\w./-])" + re.escape(mount.rstrip("/")) + r"(?=/|$|\s|:|;|'|\")"
+            text = re.sub(pattern, str(directory), text)
         return text
 
     def bind_here(self, text: str) -> str:
@@ -104,16 +104,15 @@ class ImageRegistry:
 def run_as_given(ctx: ContainerContext) -> LocalCommand:
     """command + args run on this machine ("python" is this interpreter); paths under
     volume mounts in args and env point at the volumes' host directories."""
-    argv = ctx.command + ctx.args
+    argv = [ctx.local_paths(ctx.bind_here(a)) for a in ctx.command + ctx.args]
     if not argv:
         raise ValueError("a locally run image needs a command")
     if argv[0] in ("python", "python3"):
         argv[0] = sys.executable
-    home = ctx.host_path("/home") or ctx.pod_dir
-    env = {k: ctx.local_paths(v) for k, v in ctx.host_env().items()}
-    env["HOME"] = str(home)
+    env = {k: ctx.local_paths(v) for k, v in ctx.env.items()}
+    env = {**ctx.host_env(), **env, "HOME": str(ctx.host_path("/home") or ctx.pod_dir)}
     workdir = ctx.host_path(ctx.container.get("workingDir") or "") or ctx.pod_dir
-    return LocalCommand([ctx.local_paths(ctx.bind_here(a)) for a in argv], env, workdir)
+    return LocalCommand(argv, env, workdir)
 
 
 def jupyterhub_singleuser(ctx: ContainerContext) -> LocalCommand:
