@@ -42,6 +42,32 @@ def cmd_values_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render_pod(args: argparse.Namespace) -> int:
+    import yaml
+
+    from spawners.zeppelin.objects import build_objects
+    from spawners.zeppelin.spec import ProfileRefused, server_spec, tier_for_groups
+
+    try:
+        values = load_values(args.values)
+    except ValuesError as error:
+        print(error, file=sys.stderr)
+        return 1
+    groups = [g for g in (args.groups or "").split(",") if g]
+    tier = tier_for_groups(values, groups)
+    # what the hub would pass; tokens are made per spawn, so placeholders stand in
+    prefix = f"/user/{args.user}/{args.server + '/' if args.server else ''}"
+    env = {"JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_USER": args.user,
+           "JUPYTERHUB_API_TOKEN": "<made by the hub at spawn time>"}  # fmt: skip
+    try:
+        spec = server_spec(values, args.user, tier, args.server or "", args.profile, env)
+    except ProfileRefused as refused:
+        print(f"refused: {refused}", file=sys.stderr)
+        return 2
+    sys.stdout.write(yaml.safe_dump_all(build_objects(spec), sort_keys=False))
+    return 0
+
+
 def cmd_fake_cluster(args: argparse.Namespace) -> int:
     from .testing.fakecluster import cli
 
@@ -64,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=None, help="public port (default: values)")
     demo.add_argument("--idp-port", type=int, default=5556, help="identity provider port")
     demo.set_defaults(func=cmd_demo)
+
+    render = sub.add_parser("render-pod", help="print every object a Zeppelin spawn creates")
+    render.add_argument("values", help="the values file (YAML)")
+    render.add_argument("--user", required=True, help="the user's hub name")
+    render.add_argument("--groups", default="", help="the user's groups, comma separated")
+    render.add_argument("--server", default="", help="a named server")
+    render.add_argument("--profile", help="a size from the values' sizes")
+    render.set_defaults(func=cmd_render_pod)
 
     fake = sub.add_parser("fake-cluster", help="run the testing Kubernetes cluster")
     from .testing.fakecluster.cli import add_arguments

@@ -1,0 +1,1 @@
+"""The Zeppelin spawner: per-user Zeppelin pods with Spark executors on Kubernetes."""

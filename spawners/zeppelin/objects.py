@@ -1,0 +1,406 @@
+"""Every Kubernetes object of one Zeppelin server, as pure functions (dicts in, dicts out).
+
+Like KubeSpawner's ``objects.py``: no I/O here, so the manifests can be tested, and
+printed by ``aglais-hub render-pod``, without a cluster. `ServerSpec` holds every
+input; `build_objects` returns the objects in the order the spawner creates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from aglais_hub.quotas import Tier, spark_memory
+from spawners.sparkconf import format_spark_defaults
+
+PROXY_PORT = 8888
+ZEPPELIN_PORT = 8080
+SPARK_CONF_DIR = "/opt/spark/conf"
+NOTEBOOK_DIR = "/home/zeppelin/notebook"
+HOME_MOUNT = "/home/zeppelin"
+MEMORY_OVERHEAD = 384 * 2**20  # Spark's minimum executor memory overhead
+PROXY_CPU, PROXY_MEMORY = "100m", 128 * 2**20
+LABEL_USER = "aglais.io/user"
+LABEL_SERVER = "aglais.io/server"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class ClusterSize:
+    """What one server may use: a driver plus up to ``executors`` executors."""
+
+    executors: int
+    executor_cores: int
+    executor_memory: int  # bytes
+    driver_cores: int
+    driver_memory: int  # bytes
+
+    @classmethod
+    def from_tier(cls, tier: Tier) -> ClusterSize:
+        return cls(tier.max_executors, tier.executor_cores, tier.executor_memory,
+                   tier.driver_cores, tier.driver_memory)  # fmt: skip
+
+    def executor_pod_memory(self) -> int:
+        return self.executor_memory + max(MEMORY_OVERHEAD, self.executor_memory // 10)
+
+    def total_cpu_millis(self) -> int:
+        proxy = int(PROXY_CPU.rstrip("m"))
+        return (self.driver_cores + self.executors * self.executor_cores) * 1000 + proxy
+
+    def total_memory(self) -> int:
+        return self.driver_memory + PROXY_MEMORY + self.executors * self.executor_pod_memory()
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """A read-only science data volume: any Kubernetes volume source, mounted at a path."""
+
+    name: str
+    mount_path: str
+    source: dict
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything that decides one server's objects."""
+
+    username: str
+    server_name: str
+    namespace: str
+    pod_name: str
+    pvc_name: str
+    tier: Tier
+    size: ClusterSize
+    zeppelin_image: str
+    spark_image: str
+    env: dict[str, str] = field(default_factory=dict)
+    storage_class: str = ""
+    access_modes: tuple[str, ...] = ("ReadWriteOnce",)
+    data_volumes: tuple[DataVolume, ...] = ()
+    api_server: str = "https://kubernetes.default.svc:443"
+    api_server_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    data_cidrs: tuple[str, ...] = ()
+    hub_selector: dict = field(
+        default_factory=lambda: {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"component": "proxy"}},
+        }
+    )
+    driver_port: int = 7078
+    block_manager_port: int = 7079
+    run_as_user: int = 1000
+    flavour: str = "zeppelin"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_USER: self.username,
+            LABEL_SERVER: self.server_name or "default",
+            "app.kubernetes.io/name": "aglais",
+            "app.kubernetes.io/managed-by": "aglais-hub",
+        }
+
+    @property
+    def service_account(self) -> str:
+        return "spark-driver"
+
+    @property
+    def driver_service(self) -> str:
+        return f"{self.pod_name}-driver"
+
+    @property
+    def config_map(self) -> str:
+        return f"{self.pod_name}-spark"
+
+
+def _meta(spec: ServerSpec, name: str, component: str, namespaced: bool = True,
+          shared: bool = False) -> dict:  # fmt: skip
+    """Metadata; objects ``shared`` by all of a user's servers carry no server label."""
+    labels = {**spec.labels, LABEL_COMPONENT: component}
+    if shared:
+        labels.pop(LABEL_SERVER)
+    meta: dict[str, Any] = {"name": name, "labels": labels}
+    if namespaced:
+        meta["namespace"] = spec.namespace
+    return meta
+
+
+def namespace(spec: ServerSpec) -> dict:
+    meta = _meta(spec, spec.namespace, "user-namespace", namespaced=False, shared=True)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def service_account(spec: ServerSpec) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": _meta(spec, spec.service_account, "spark-driver", shared=True),
+            "automountServiceAccountToken": True}  # fmt: skip
+
+
+SPARK_VERBS = ["get", "list", "watch", "create", "delete", "deletecollection", "patch"]
+
+
+def role(spec: ServerSpec) -> dict:
+    """What the Spark driver needs in its own namespace, and nothing cluster-wide."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": _meta(spec, "spark-driver", "spark-driver", shared=True),
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": SPARK_VERBS},
+            {"apiGroups": [""], "resources": ["configmaps", "services",
+                                              "persistentvolumeclaims"],
+             "verbs": ["get", "list", "watch", "create", "delete", "deletecollection"]},
+        ],
+    }  # fmt: skip
+
+
+def role_binding(spec: ServerSpec) -> dict:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": _meta(spec, "spark-driver", "spark-driver", shared=True),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": "spark-driver"},
+        "subjects": [{"kind": "ServiceAccount", "name": spec.service_account,
+                      "namespace": spec.namespace}],
+    }  # fmt: skip
+
+
+def resource_quota(spec: ServerSpec) -> dict:
+    """The tier's ceiling for the whole namespace: every server and executor together."""
+    tier, servers = spec.tier, spec.tier.concurrent_servers
+    per_server = ClusterSize.from_tier(tier)
+    cpu = per_server.total_cpu_millis() * servers
+    memory = per_server.total_memory() * servers
+    return {
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": _meta(spec, "tier-quota", "quota", shared=True),
+        "spec": {"hard": {
+            "requests.cpu": f"{cpu}m", "limits.cpu": f"{cpu}m",
+            "requests.memory": str(memory), "limits.memory": str(memory),
+            "pods": str(servers * (1 + tier.max_executors)),
+            "requests.storage": str(tier.storage),
+            "persistentvolumeclaims": "1",
+        }},
+    }  # fmt: skip
+
+
+def network_policy(spec: ServerSpec) -> dict:
+    """In: the hub's proxy to the auth proxy, and driver ↔ executors inside the namespace.
+    Out: DNS, the Kubernetes API, the data services, and the same driver ↔ executor ports."""
+    same_namespace = {"podSelector": {}}
+    spark_ports = [{"protocol": "TCP", "port": spec.driver_port},
+                   {"protocol": "TCP", "port": spec.block_manager_port}]  # fmt: skip
+    egress = [
+        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+            "k8s-app": "kube-dns"}}}],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [{"ipBlock": {"cidr": c}} for c in spec.api_server_cidrs],
+         "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
+        {"to": [same_namespace], "ports": spark_ports},
+    ]  # fmt: skip
+    if spec.data_cidrs:
+        egress.append({"to": [{"ipBlock": {"cidr": c}} for c in spec.data_cidrs]})
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": _meta(spec, "aglais-user", "network-policy", shared=True),
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_USER: spec.username}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {"from": [spec.hub_selector], "ports": [{"protocol": "TCP", "port": PROXY_PORT}]},
+                {"from": [same_namespace], "ports": spark_ports},
+            ],
+            "egress": egress,
+        },
+    }  # fmt: skip
+
+
+def persistent_volume_claim(spec: ServerSpec) -> dict:
+    body: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": _meta(spec, spec.pvc_name, "user-storage", shared=True),
+        "spec": {"accessModes": list(spec.access_modes),
+                 "resources": {"requests": {"storage": str(spec.tier.storage)}}},
+    }  # fmt: skip
+    if spec.storage_class:
+        body["spec"]["storageClassName"] = spec.storage_class
+    return body
+
+
+def _data_mounts(spec: ServerSpec) -> tuple[list[dict], list[dict]]:
+    volumes = [{"name": v.name, **v.source} for v in spec.data_volumes]
+    mounts = [{"name": v.name, "mountPath": v.mount_path, "readOnly": True}
+              for v in spec.data_volumes]  # fmt: skip
+    return volumes, mounts
+
+
+def executor_pod_template(spec: ServerSpec) -> dict:
+    """The pod template Spark starts its executors from (image, security, data volumes)."""
+    volumes, mounts = _data_mounts(spec)
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"labels": {**spec.labels, LABEL_COMPONENT: "spark-executor"}},
+        "spec": {
+            "securityContext": {"runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_user,
+                                "fsGroup": spec.run_as_user,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "spark-kubernetes-executor", "image": spec.spark_image,
+                            "securityContext": SECURITY_CONTEXT, "volumeMounts": mounts}],
+            "volumes": volumes,
+        },
+    }  # fmt: skip
+
+
+def spark_properties(spec: ServerSpec) -> dict[str, str]:
+    size = spec.size
+    return {
+        "spark.master": f"k8s://{spec.api_server}",
+        "spark.submit.deployMode": "client",
+        "spark.kubernetes.namespace": spec.namespace,
+        "spark.kubernetes.driver.pod.name": spec.pod_name,
+        "spark.kubernetes.container.image": spec.spark_image,
+        "spark.kubernetes.executor.podNamePrefix": spec.pod_name,
+        "spark.kubernetes.executor.podTemplateFile": f"{SPARK_CONF_DIR}/executor-pod-template.yaml",
+        "spark.kubernetes.executor.podTemplateContainerName": "spark-kubernetes-executor",
+        "spark.driver.host": f"{spec.driver_service}.{spec.namespace}.svc",
+        "spark.driver.bindAddress": "0.0.0.0",
+        "spark.driver.port": str(spec.driver_port),
+        "spark.driver.blockManager.port": str(spec.block_manager_port),
+        "spark.blockManager.port": str(spec.block_manager_port),
+        "spark.driver.memory": spark_memory(size.driver_memory),
+        "spark.executor.cores": str(size.executor_cores),
+        "spark.executor.memory": spark_memory(size.executor_memory),
+        "spark.dynamicAllocation.enabled": "true",
+        "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+        "spark.dynamicAllocation.minExecutors": "0",
+        "spark.dynamicAllocation.maxExecutors": str(size.executors),
+        "spark.dynamicAllocation.executorIdleTimeout": "300s",
+        "spark.kubernetes.executor.deleteOnTermination": "true",
+        "spark.ui.showConsoleProgress": "false",
+    }
+
+
+def spark_config_map(spec: ServerSpec) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": _meta(spec, spec.config_map, "spark-config"),
+        "data": {
+            "spark-defaults.conf": format_spark_defaults(spark_properties(spec)),
+            "executor-pod-template.yaml": yaml.safe_dump(executor_pod_template(spec),
+                                                         sort_keys=False),
+        },
+    }  # fmt: skip
+
+
+def _resources(cpu_millis: int, memory: int) -> dict:
+    amount = {"cpu": f"{cpu_millis}m", "memory": str(memory)}
+    return {"requests": dict(amount), "limits": dict(amount)}
+
+
+def pod(spec: ServerSpec) -> dict:
+    """The server's pod: the auth proxy (the only port reachable) in front of Zeppelin."""
+    volumes, data_mounts = _data_mounts(spec)
+    volumes = [
+        {"name": "home", "persistentVolumeClaim": {"claimName": spec.pvc_name}},
+        {"name": "spark-conf", "configMap": {"name": spec.config_map}},
+        {"name": "tmp", "emptyDir": {}},
+        *volumes,
+    ]
+    env = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
+    env += [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+    prefix = spec.env.get("JUPYTERHUB_SERVICE_PREFIX", f"/user/{spec.username}/")
+    proxy = {
+        "name": "auth-proxy",
+        "image": spec.zeppelin_image,
+        "command": ["aglais-podproxy"],
+        "args": ["--port", str(PROXY_PORT), "--upstream", f"http://127.0.0.1:{ZEPPELIN_PORT}",
+                 "--volume", HOME_MOUNT, "--quota-bytes", str(spec.tier.storage)],
+        "ports": [{"name": "notebook-port", "containerPort": PROXY_PORT}],
+        "env": env,
+        "resources": _resources(int(PROXY_CPU.rstrip("m")), PROXY_MEMORY),
+        "securityContext": SECURITY_CONTEXT,
+        "readinessProbe": {"httpGet": {"path": f"{prefix.rstrip('/')}/_aglais/health",
+                                       "port": "notebook-port"},
+                           "periodSeconds": 2, "failureThreshold": 3},
+        "volumeMounts": [{"name": "home", "mountPath": HOME_MOUNT, "readOnly": True}],
+    }  # fmt: skip
+    zeppelin_env = [
+        {"name": "ZEPPELIN_RUN_MODE", "value": "local"},
+        {"name": "ZEPPELIN_ADDR", "value": "127.0.0.1"},
+        {"name": "ZEPPELIN_PORT", "value": str(ZEPPELIN_PORT)},
+        {"name": "ZEPPELIN_SERVER_CONTEXT_PATH", "value": prefix.rstrip("/")},
+        {"name": "ZEPPELIN_NOTEBOOK_DIR", "value": NOTEBOOK_DIR},
+        {"name": "SPARK_CONF_DIR", "value": SPARK_CONF_DIR},
+        {"name": "HOME", "value": HOME_MOUNT},
+        {"name": "AGLAIS_FLAVOUR", "value": spec.flavour},
+        *env,
+    ]
+    notebook = {
+        "name": "zeppelin" if spec.flavour == "zeppelin" else "jupyterlab",
+        "image": spec.zeppelin_image,
+        "command": ["/opt/aglais/entrypoint.sh"],
+        "args": [spec.flavour],
+        "env": zeppelin_env,
+        "resources": _resources(spec.size.driver_cores * 1000, spec.size.driver_memory),
+        "securityContext": SECURITY_CONTEXT,
+        "volumeMounts": [
+            {"name": "home", "mountPath": HOME_MOUNT},
+            {"name": "spark-conf", "mountPath": SPARK_CONF_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *data_mounts,
+        ],
+    }  # fmt: skip
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": _meta(spec, spec.pod_name, "singleuser-server"),
+        "spec": {
+            "serviceAccountName": spec.service_account,
+            "automountServiceAccountToken": True,  # the Spark driver talks to the API
+            "securityContext": {"runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_user,
+                                "fsGroup": spec.run_as_user,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "restartPolicy": "OnFailure",
+            "containers": [proxy, notebook],
+            "volumes": volumes,
+        },
+    }  # fmt: skip
+
+
+def driver_service(spec: ServerSpec, pod_uid: str | None = None) -> dict:
+    """Headless Service naming the driver for its executors, owned by the pod."""
+    meta = _meta(spec, spec.driver_service, "spark-driver")
+    if pod_uid:
+        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": spec.pod_name,
+                                    "uid": pod_uid, "blockOwnerDeletion": True}]  # fmt: skip
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": meta,
+        "spec": {"clusterIP": "None",
+                 "selector": {LABEL_USER: spec.username,
+                              LABEL_SERVER: spec.labels[LABEL_SERVER],
+                              LABEL_COMPONENT: "singleuser-server"},
+                 "ports": [{"name": "driver", "port": spec.driver_port},
+                           {"name": "block-manager", "port": spec.block_manager_port}]},
+    }  # fmt: skip
+
+
+def namespace_objects(spec: ServerSpec) -> list[dict]:
+    """Objects shared by all of a user's servers, created before any pod."""
+    return [namespace(spec), service_account(spec), role(spec), role_binding(spec),
+            resource_quota(spec), network_policy(spec)]  # fmt: skip
+
+
+def build_objects(spec: ServerSpec) -> list[dict]:
+    """Every object of one spawn, in creation order."""
+    return [*namespace_objects(spec), persistent_volume_claim(spec), spark_config_map(spec),
+            pod(spec), driver_service(spec)]  # fmt: skip

@@ -1,0 +1,205 @@
+"""`aglais-hub render-pod`: every object of a Zeppelin spawn, valid for Kubernetes 1.30,
+with each property the platform promises visible in the manifests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from aglais_hub.config import load_values
+from spawners.zeppelin.spec import ProfileRefused, cluster_size, expand, tier_for_groups
+
+REPO = Path(__file__).resolve().parents[1]
+VALUES = REPO / "config" / "examples" / "kubernetes.yaml"
+
+
+def render(*args: str) -> tuple[int, list[dict], str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "aglais_hub.cli", "render-pod", str(VALUES), *args],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d] if result.returncode == 0 else []
+    return result.returncode, docs, result.stderr
+
+
+@pytest.fixture(scope="module")
+def alice() -> dict[str, dict]:
+    code, docs, err = render("--user", "alice", "--groups", "gaia-users")
+    assert code == 0, err
+    return {d["kind"]: d for d in docs}
+
+
+def test_every_object_is_valid_kubernetes_1_30(alice):
+    assert sorted(alice) == sorted([
+        "Namespace", "ServiceAccount", "Role", "RoleBinding", "ResourceQuota", "NetworkPolicy",
+        "PersistentVolumeClaim", "ConfigMap", "Pod", "Service"])  # fmt: skip
+    template = yaml.safe_load(alice["ConfigMap"]["data"]["executor-pod-template.yaml"])
+    for obj in [*alice.values(), template]:
+        kubernetes_validate.validate(obj, "1.30.0", strict=True)
+
+
+def test_everything_lives_in_the_users_own_namespace(alice):
+    assert alice["Namespace"]["metadata"]["name"] == "aglais-alice"
+    for kind, obj in alice.items():
+        if kind != "Namespace":
+            assert obj["metadata"]["namespace"] == "aglais-alice", kind
+
+
+def test_spark_driver_rights_are_namespaced_and_minimal(alice):
+    role, binding = alice["Role"], alice["RoleBinding"]
+    rules = {tuple(r["resources"]): set(r["verbs"]) for r in role["rules"]}
+    assert rules[("pods",)] == {"get", "list", "watch", "create", "delete",
+                                "deletecollection", "patch"}  # fmt: skip
+    assert all("*" not in verbs for verbs in rules.values())
+    assert not any("secrets" in resources for resources in rules)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "spark-driver"}  # fmt: skip
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "spark-driver",
+                                    "namespace": "aglais-alice"}]  # fmt: skip
+    assert alice["Pod"]["spec"]["serviceAccountName"] == "spark-driver"
+
+
+def test_quota_comes_from_the_tier(alice):
+    hard = alice["ResourceQuota"]["spec"]["hard"]
+    # standard: 2 servers × (driver 1 cpu + 4 executors × 2 cpu + proxy 100m)
+    assert hard["requests.cpu"] == hard["limits.cpu"] == f"{2 * (1000 + 8000 + 100)}m"
+    gib, mib = 2**30, 2**20
+    per_server = 4 * gib + 128 * mib + 4 * (4 * gib + max(384 * mib, 4 * gib // 10))
+    assert int(hard["requests.memory"]) == 2 * per_server
+    assert hard["pods"] == str(2 * (1 + 4))
+    assert hard["requests.storage"] == str(10 * gib)
+    assert hard["persistentvolumeclaims"] == "1"
+
+
+def test_network_policy_lets_in_only_the_hub_proxy_and_spark_traffic(alice):
+    spec = alice["NetworkPolicy"]["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    from_hub, spark = spec["ingress"]
+    assert from_hub["ports"] == [{"protocol": "TCP", "port": 8888}]
+    assert from_hub["from"][0]["podSelector"] == {"matchLabels": {"component": "proxy"}}
+    assert spark["from"] == [{"podSelector": {}}]
+    assert {p["port"] for p in spark["ports"]} == {7078, 7079}
+    egress_ports = [{p["port"] for p in rule.get("ports", [])} for rule in spec["egress"]]
+    assert {53} <= egress_ports[0] and {443, 6443} == egress_ports[1]
+    assert spec["egress"][1]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    assert spec["egress"][-1]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+
+
+def test_pod_runs_the_auth_proxy_in_front_of_zeppelin(alice):
+    pod = alice["Pod"]
+    proxy, zeppelin = pod["spec"]["containers"]
+    assert proxy["name"] == "auth-proxy"
+    assert proxy["ports"] == [{"name": "notebook-port", "containerPort": 8888}]
+    assert (
+        zeppelin["name"] == "zeppelin" and "ports" not in zeppelin
+    )  # reachable only via the proxy
+    env = {e["name"]: e.get("value") for e in zeppelin["env"]}
+    assert env["ZEPPELIN_RUN_MODE"] == "local"
+    assert env["ZEPPELIN_ADDR"] == "127.0.0.1" and env["ZEPPELIN_PORT"] == "8080"
+    assert env["ZEPPELIN_SERVER_CONTEXT_PATH"] == "/user/alice"
+    assert env["ZEPPELIN_NOTEBOOK_DIR"].startswith("/home/zeppelin/")
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/user/alice/_aglais/health",
+                                                   "port": "notebook-port"}  # fmt: skip
+    for container in (proxy, zeppelin):
+        sc = container["securityContext"]
+        assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["spec"]["securityContext"]["runAsUser"] == 1000
+    # the tier's driver size
+    assert zeppelin["resources"]["limits"] == {"cpu": "1000m", "memory": str(4 * 2**30)}
+
+
+def test_spark_configuration(alice):
+    conf = dict(line.split(" ", 1) for line in
+                alice["ConfigMap"]["data"]["spark-defaults.conf"].splitlines()
+                if line and not line.startswith("#"))  # fmt: skip
+    assert conf["spark.master"] == "k8s://https://kubernetes.default.svc:443"
+    assert conf["spark.submit.deployMode"] == "client"
+    assert conf["spark.kubernetes.namespace"] == "aglais-alice"
+    assert conf["spark.kubernetes.driver.pod.name"] == "zeppelin-alice"  # executors owned by it
+    assert conf["spark.driver.host"] == "zeppelin-alice-driver.aglais-alice.svc"
+    assert (conf["spark.driver.port"], conf["spark.blockManager.port"]) == ("7078", "7079")
+    assert conf["spark.dynamicAllocation.enabled"] == "true"
+    assert conf["spark.dynamicAllocation.shuffleTracking.enabled"] == "true"
+    assert conf["spark.dynamicAllocation.maxExecutors"] == "4"
+    assert conf["spark.executor.memory"] == "4096m"
+    assert conf["spark.kubernetes.executor.podTemplateFile"] == (
+        "/opt/spark/conf/executor-pod-template.yaml")  # fmt: skip
+    mounts = {m["name"]: m for m in alice["Pod"]["spec"]["containers"][1]["volumeMounts"]}
+    assert mounts["spark-conf"]["mountPath"] == "/opt/spark/conf"
+    template = yaml.safe_load(alice["ConfigMap"]["data"]["executor-pod-template.yaml"])
+    (executor,) = template["spec"]["containers"]
+    assert executor["image"] == "ghcr.io/aglais/spark:3.5.9"
+    assert executor["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert template["metadata"]["labels"]["aglais.io/user"] == "alice"
+
+
+def test_science_data_is_mounted_read_only_in_the_pod_and_every_executor(alice):
+    pod = alice["Pod"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["gaia-dr3"]["csi"]["driver"] == "cephfs.csi.ceph.com"
+    assert volumes["gaia-dr2"]["nfs"]["path"] == "/export/gaia/GDR2"
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][1]["volumeMounts"]}
+    assert mounts["gaia-dr3"] == {"name": "gaia-dr3", "mountPath": "/data/gaia/GDR3",
+                                  "readOnly": True}  # fmt: skip
+    template = yaml.safe_load(alice["ConfigMap"]["data"]["executor-pod-template.yaml"])
+    assert {v["name"] for v in template["spec"]["volumes"]} == {"gaia-dr3", "gaia-dr2"}
+    assert all(m["readOnly"] for m in template["spec"]["containers"][0]["volumeMounts"])
+
+
+def test_storage_and_driver_service(alice):
+    pvc = alice["PersistentVolumeClaim"]
+    assert pvc["metadata"]["name"] == "claim-alice"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == str(10 * 2**30)
+    assert pvc["spec"]["storageClassName"] == "csi-cephfs"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    home = next(v for v in alice["Pod"]["spec"]["volumes"] if v["name"] == "home")
+    assert home["persistentVolumeClaim"]["claimName"] == "claim-alice"
+    service = alice["Service"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"]["aglais.io/user"] == "alice"
+    assert {p["port"] for p in service["spec"]["ports"]} == {7078, 7079}
+
+
+def test_named_servers_and_profiles(tmp_path):
+    code, docs, _ = render("--user", "bob", "--groups", "gaia-power", "--server", "big",
+                           "--profile", "large")  # fmt: skip
+    assert code == 0
+    objects = {d["kind"]: d for d in docs}
+    assert objects["Pod"]["metadata"]["name"] == "zeppelin-bob--big"
+    assert objects["Pod"]["metadata"]["labels"]["aglais.io/server"] == "big"
+    assert objects["PersistentVolumeClaim"]["metadata"]["name"] == "claim-bob"  # shared
+    assert "maxExecutors 16" in objects["ConfigMap"]["data"]["spark-defaults.conf"]
+    code, docs, err = render("--user", "alice", "--groups", "gaia-users", "--profile", "large")
+    assert code == 2 and "needs tier 'Power' or higher; your tier is 'Standard'" in err
+    code, docs, _ = render("--user", "alice", "--groups", "gaia-users", "--profile", "lab")
+    assert code == 0
+    pod = next(d for d in docs if d["kind"] == "Pod")
+    assert pod["spec"]["containers"][1]["name"] == "jupyterlab"
+
+
+def test_profile_policy_and_names_match_kubespawner():
+    values = load_values(VALUES)
+    standard = tier_for_groups(values, ["gaia-users"])
+    with pytest.raises(ProfileRefused, match="There is no size 'huge'"):
+        cluster_size(values, standard, "huge")
+    assert tier_for_groups(values, ["gaia-users", "gaia-power"]).name == "power"
+    # the same names KubeSpawner's own expansion makes ("safe" slug scheme)
+    from types import SimpleNamespace
+
+    from kubespawner import KubeSpawner
+
+    for user, server in [("alice", ""), ("Alice.Smith@uni", "My Server"), ("bob", "big"),
+                         ("a" * 40, "b" * 30)]:  # fmt: skip
+        stub = SimpleNamespace(slug_scheme="safe", name=server,
+                               user=SimpleNamespace(name=user, id=1),
+                               _namespace_default=lambda: "default")  # fmt: skip
+        for template in ("zeppelin-{user_server}", "aglais-{username}", "claim-{username}"):
+            assert expand(template, user, server) == KubeSpawner._expand_user_properties(
+                stub, template)  # fmt: skip
