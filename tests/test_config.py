@@ -75,7 +75,7 @@ def with_changes(**sections: dict) -> dict:
         ),
         (
             with_changes(spawner={"kind": "docker"}),
-            "spawner.kind: must be one of 'local-spark', got 'docker'",
+            "spawner.kind: must be one of 'local-spark', 'zeppelin', got 'docker'",
         ),
         (
             with_changes(auth={"defaultTier": "gold"}),
