@@ -11,8 +11,12 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-SPAWNER_CLASSES = {"local-spark": "spawners.local_spark.LocalSparkSpawner"}
-SPAWNER_CONFIG_NAMES = {"local-spark": "LocalSparkSpawner"}
+SPAWNER_CLASSES = {
+    "local-spark": "spawners.local_spark.LocalSparkSpawner",
+    "zeppelin": "spawners.zeppelin.spawner.ZeppelinSpawner",
+}
+SPAWNER_CONFIG_NAMES = {"local-spark": "LocalSparkSpawner", "zeppelin": "ZeppelinSpawner"}
+TIER_PROFILE = "tier"  # the spawn form's default: the size the user's tier gives
 AUTHENTICATOR_CLASS = "authenticators.aglais.AglaisOAuthenticator"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,6 +84,15 @@ def hub_config(values: dict) -> Config:
     s.default_tier = auth["defaultTier"]
     s.start_timeout = spawner["startTimeout"]
     s.http_timeout = spawner["httpTimeout"]
+    if spawner["kind"] == "zeppelin":
+        s.values = values
+        s.profile_list = [
+            {"display_name": "My tier's cluster", "slug": TIER_PROFILE, "default": True,
+             "description": "The driver and executors your tier gives you."},
+            *({"display_name": size.get("displayName") or name, "slug": name,
+               "description": size.get("description", "")}
+              for name, size in values["sizes"].items()),
+        ]  # fmt: skip
     if spawner["kind"] == "local-spark":
         local = spawner["localSpark"]
         s.data_dir = local["dataDir"]

@@ -16,7 +16,8 @@ import websocket
 
 
 class _Forms(HTMLParser):
-    """Collects each <form>'s action and its named inputs."""
+    """Collects each <form>'s action and its named inputs (a radio group: the checked
+    choice, else the first)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -27,7 +28,10 @@ class _Forms(HTMLParser):
         if tag == "form":
             self.forms.append({"action": a.get("action", ""), "fields": {}})
         elif tag == "input" and self.forms and a.get("name"):
-            self.forms[-1]["fields"][a["name"]] = a.get("value", "")
+            fields = self.forms[-1]["fields"]
+            if a.get("type") == "radio" and a["name"] in fields and "checked" not in a:
+                return
+            fields[a["name"]] = a.get("value", "")
 
 
 def forms_of(html: str) -> list[dict]:
@@ -79,14 +83,21 @@ class HubClient:
         token = self.session.cookies.get("_xsrf", path=urlparse(self.url(path)).path)
         return {"X-XSRFToken": token} if token else {}
 
-    def start_server(self, server_name: str = "", timeout: float = 180) -> dict:
+    def start_server(self, server_name: str = "", timeout: float = 180,
+                     profile: str | None = None) -> dict:  # fmt: skip
         """Start a server from the spawn page and follow its progress to the end.
 
         Returns the final progress event (``ready`` or ``failed`` with a message).
         """
         user = self.whoami()["name"]
         suffix = f"/{server_name}" if server_name else ""
-        self.get(f"hub/spawn/{user}{suffix}")
+        page = self.get(f"hub/spawn/{user}{suffix}")
+        forms = [f for f in forms_of(page.text) if "spawn" in f["action"]]
+        if page.status_code == 200 and forms:  # an options form: submit its defaults
+            fields = forms[0]["fields"]
+            if profile:
+                fields["profile"] = profile
+            self.session.post(urljoin(page.url, forms[0]["action"]), data=fields, timeout=60)
         return self.follow_progress(user, server_name, timeout)
 
     def follow_progress(self, user: str, server_name: str = "", timeout: float = 180) -> dict:

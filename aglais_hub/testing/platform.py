@@ -36,7 +36,8 @@ def port_open(port: int) -> bool:
 class Platform:
     """One `aglais-hub demo` process with its own state directory and ports."""
 
-    def __init__(self, state_dir: Path, values: dict, log_name: str = "platform.log"):
+    def __init__(self, state_dir: Path, values: dict, log_name: str = "platform.log",
+                 env: dict[str, str] | None = None):  # fmt: skip
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -53,6 +54,7 @@ class Platform:
         self.values_file.write_text(yaml.safe_dump(values))
         self.log_file = self.state_dir / log_name
         self.process: subprocess.Popen | None = None
+        self.env = dict(env or {})
 
     @property
     def url(self) -> str:
@@ -78,7 +80,7 @@ class Platform:
         log = self.log_file.open("a")
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )  # fmt: skip
         try:
             wait_for_http(self.url + "hub/api/", timeout, self.process)

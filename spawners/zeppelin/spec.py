@@ -45,7 +45,7 @@ def tier_for_groups(values: Mapping, groups: Iterable[str]) -> Tier:
 
 def cluster_size(values: Mapping, tier: Tier, profile: str | None) -> tuple[ClusterSize, str]:
     """The size a server gets (the tier's own, or a named size) and its flavour."""
-    if not profile:
+    if not profile or profile == "tier":
         return ClusterSize.from_tier(tier), "zeppelin"
     sizes = values.get("sizes") or {}
     if profile not in sizes:

@@ -82,7 +82,7 @@ class LocalCommand:
     cwd: Path | None = None
 
 
-Builder = Callable[[ContainerContext], LocalCommand]
+Builder = Callable[[ContainerContext], "LocalCommand | None"]  # None: an inert container
 
 
 @dataclass
@@ -126,6 +126,18 @@ def jupyterhub_singleuser(ctx: ContainerContext) -> LocalCommand:
     env["HOME"] = str(home)
     extra = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
     return LocalCommand([sys.executable, "-m", "jupyterhub.singleuser", *args, *extra], env, home)
+
+
+def aglais_notebook(ctx: ContainerContext) -> LocalCommand | None:
+    """The Aglais notebook image: its auth proxy runs for real; Zeppelin itself is not
+    installed here, so its container is inert (the stand-in maps it when it exists)."""
+    if (ctx.command or [""])[0] != "aglais-podproxy":
+        return None
+    # inside a pod 127.0.0.1 is the pod's own address; here that is the pod IP
+    args = [a.replace("127.0.0.1", ctx.pod_ip) for a in ctx.args]
+    args = [ctx.local_paths(a) for a in args]
+    env = {**ctx.host_env(), "AGLAIS_PROXY_IP": ctx.pod_ip, "HOME": str(ctx.pod_dir)}
+    return LocalCommand([sys.executable, "-m", "aglais_hub.podproxy", *args], env, ctx.pod_dir)
 
 
 def spark_home() -> Path:
@@ -190,4 +202,5 @@ def default_registry() -> ImageRegistry:
     registry.register("local/*", run_as_given)
     registry.register("*spark*", spark_executor)
     registry.register("*singleuser*", jupyterhub_singleuser)
+    registry.register("*aglais/zeppelin*", aglais_notebook)
     return registry

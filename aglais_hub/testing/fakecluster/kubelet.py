@@ -568,23 +568,29 @@ class Kubelet:
             env = self._env(pod, container, run.ip)
             ctx = ContainerContext(pod, container, run.ip, env, mounts, run.directory)
             record_event(self.store, pod, "Created", f"Created container {c.name}")
-            fault = self._image_fault(container["image"])
-            if builder is None and not fault:
-                c.state = {"running": {"startedAt": now()}}
-                c.started = True
-                record_event(self.store, pod, "Started", f"Started container {c.name}")
-                c.ready = await self._probe_until_ready(container, run)
-                self._write_status(run, "Running")
-                await asyncio.Event().wait()  # inert: runs until the pod stops
             try:
-                if fault:
-                    command = LocalCommand(
+                if self._image_fault(container["image"]):
+                    command: LocalCommand | None = LocalCommand(
                         ["/bin/sh", "-c", "echo crashing >&2; exit 1"],
                         {"PATH": os.environ.get("PATH", "")},
                         run.directory,
                     )
                 else:
-                    command = builder(ctx)
+                    command = builder(ctx) if builder else None
+            except (ValueError, KeyError) as error:
+                c.state = {"waiting": {"reason": "CreateContainerError", "message": str(error)}}
+                record_event(self.store, pod, "Failed", f"Error: {error}", "Warning")
+                self._write_status(run)
+                return
+            if command is None:  # an unmapped image, or one its builder declares inert
+                c.state = {"running": {"startedAt": now()}}
+                c.started = True
+                record_event(self.store, pod, "Started", f"Started container {c.name}")
+                self._write_status(run, "Running")
+                c.ready = await self._probe_until_ready(container, run)
+                self._write_status(run, "Running")
+                await asyncio.Event().wait()  # inert: runs until the pod stops
+            try:
                 log_file = c.log_path.open("ab")
                 c.process = await asyncio.create_subprocess_exec(
                     *command.argv,

@@ -1,0 +1,9 @@
+"""The in-pod auth proxy: the only door into a notebook pod.
+
+It listens on the notebook port, lets in only requests that JupyterHub's OAuth
+grants access to this server (the owner, and admins with ``access:servers``),
+and forwards them (HTTP and WebSocket) to Zeppelin on 127.0.0.1. While Zeppelin's
+JVM boots it answers with a "starting" page instead of failing the hub's check.
+It reports real activity (the last forwarded request or frame) to the hub, and
+the volume's disk usage at ``<prefix>_aglais/usage``.
+"""

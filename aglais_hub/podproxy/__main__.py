@@ -1,0 +1,39 @@
+"""`aglais-podproxy`: run the auth proxy (inside a notebook pod)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+from jupyterhub.services.auth import HubOAuth
+
+from .app import ProxyState, make_app, report_activity
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="aglais-podproxy", description=__doc__)
+    parser.add_argument("--ip", default=os.environ.get("AGLAIS_PROXY_IP", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=8888)
+    parser.add_argument("--upstream", default="http://127.0.0.1:8080")
+    parser.add_argument("--volume", type=Path, help="the user's volume, for disk usage")
+    parser.add_argument("--quota-bytes", type=int, default=0)
+    parser.add_argument("--activity-interval", type=float, default=60)
+    args = parser.parse_args(argv)
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    # one instance for every handler: the OAuth state (PKCE verifier) lives in it
+    hub_auth = HubOAuth.instance(
+        api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), cache_max_age=60
+    )
+    state = ProxyState(args.upstream.rstrip("/"), prefix, args.volume, args.quota_bytes)
+
+    async def serve() -> None:
+        make_app(state, hub_auth).listen(args.port, args.ip, xheaders=True)
+        await report_activity(state, hub_auth, args.activity_interval)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""ZeppelinSpawner: a KubeSpawner whose pods run Zeppelin behind the Aglais auth proxy."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyterhub.spawner import SpawnException
+from kubernetes_asyncio.client import (
+    NetworkingV1Api,
+    RbacAuthorizationV1Api,
+    V1PersistentVolumeClaim,
+    V1Pod,
+)
+from kubernetes_asyncio.client.rest import ApiException
+from kubespawner import KubeSpawner
+from traitlets import Dict, default
+
+from aglais_hub.quotas import parse_quantity
+
+from ..base import AglaisSpawnerMixin
+from . import objects
+from .spec import ProfileRefused, server_spec
+
+
+class _Body:
+    """What the client's deserializer reads a model from (a response's JSON text)."""
+
+    def __init__(self, manifest: dict):
+        self.data = json.dumps(manifest)
+
+
+class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
+    """Each server is a pod in the user's own namespace: the auth proxy in front of
+    Zeppelin, Spark executors owned by the pod, the user's claim sized by their tier.
+
+    Every manifest comes from `spawners.zeppelin.objects` (pure functions, also
+    printed by ``aglais-hub render-pod``); this class only creates them in order.
+    """
+
+    values = Dict(
+        config=True,
+        help="The whole values document (spawner.kubernetes, sizes, tiers), defaults filled in.",
+    )
+
+    spec: objects.ServerSpec | None = None
+
+    @default("enable_user_namespaces")
+    def _enable_user_namespaces_default(self) -> bool:
+        return True
+
+    @default("user_namespace_template")
+    def _user_namespace_template_default(self) -> str:
+        return self.values["spawner"]["kubernetes"]["namespaceTemplate"]
+
+    @default("pod_name_template")
+    def _pod_name_template_default(self) -> str:
+        return self.values["spawner"]["kubernetes"]["podNameTemplate"]
+
+    @default("pvc_name_template")
+    def _pvc_name_template_default(self) -> str:
+        return "claim-{username}"
+
+    @default("storage_pvc_ensure")
+    def _storage_pvc_ensure_default(self) -> bool:
+        return True
+
+    @default("delete_pvc")
+    def _delete_pvc_default(self) -> bool:
+        return False  # deleting a user keeps their notebooks unless an admin removes the claim
+
+    @default("port")
+    def _port_default(self) -> int:
+        return objects.PROXY_PORT
+
+    @default("after_pod_created_hook")
+    def _after_pod_created_hook_default(self) -> Any:
+        return ZeppelinSpawner._after_pod_created
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start(self) -> Any:
+        tier = await self.prepare_start()
+        profile = (self.user_options or {}).get("profile")
+        try:
+            self.spec = server_spec(self.values, self.user.name, tier, self.name, profile,
+                                    env=self.get_env(), pvc_name=self.pvc_name)  # fmt: skip
+        except ProfileRefused as refused:
+            raise SpawnException(str(refused), reason="profile", status_code=403) from None
+        self.namespace = self.spec.namespace
+        self.pod_name = self.spec.pod_name
+        return await super().start()
+
+    async def _apply(self, manifest: dict) -> None:
+        """Create an object, or replace it where it exists (objects shared by servers)."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        rbac = RbacAuthorizationV1Api(self.api.api_client)
+        networking = NetworkingV1Api(self.api.api_client)
+        api, suffix = {
+            "Namespace": (self.api, "namespace"),
+            "ServiceAccount": (self.api, "namespaced_service_account"),
+            "ResourceQuota": (self.api, "namespaced_resource_quota"),
+            "ConfigMap": (self.api, "namespaced_config_map"),
+            "Service": (self.api, "namespaced_service"),
+            "Role": (rbac, "namespaced_role"),
+            "RoleBinding": (rbac, "namespaced_role_binding"),
+            "NetworkPolicy": (networking, "namespaced_network_policy"),
+        }[kind]
+        where = [meta["namespace"]] if "namespace" in meta else []
+        try:
+            await getattr(api, f"create_{suffix}")(*where, manifest)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            if kind != "Namespace":
+                await getattr(api, f"replace_{suffix}")(meta["name"], *where, manifest)
+
+    async def _ensure_namespace(self) -> None:
+        assert self.spec is not None
+        for manifest in objects.namespace_objects(self.spec):
+            await self._apply(manifest)
+        await self._apply(objects.spark_config_map(self.spec))
+
+    def _model(self, manifest: dict, model: str) -> Any:
+        """A dict manifest as the client's typed model (KubeSpawner reads its attributes)."""
+        return self.api.api_client.deserialize(_Body(manifest), model)
+
+    def get_pvc_manifest(self) -> V1PersistentVolumeClaim:
+        assert self.spec is not None
+        return self._model(objects.persistent_volume_claim(self.spec), "V1PersistentVolumeClaim")
+
+    async def _grow_claim(self) -> None:
+        """A larger tier grows the claim (where the StorageClass allows); never shrink."""
+        assert self.spec is not None
+        claim = await self.api.read_namespaced_persistent_volume_claim(self.pvc_name,
+                                                                       self.namespace)  # fmt: skip
+        have = parse_quantity(claim.spec.resources.requests["storage"])
+        want = self.spec.tier.storage
+        if want > have:
+            patch = {"spec": {"resources": {"requests": {"storage": str(want)}}}}
+            try:
+                await self.api.patch_namespaced_persistent_volume_claim(
+                    self.pvc_name, self.namespace, patch)  # fmt: skip
+                self.log.info("Grew %s from %s to %s bytes", self.pvc_name, have, want)
+            except ApiException as error:
+                self.log.warning("Could not grow %s: %s", self.pvc_name, error.reason)
+        elif want < have:
+            self.log.info("Keeping %s at %s bytes: volumes never shrink (tier asks %s)",
+                          self.pvc_name, have, want)  # fmt: skip
+
+    async def get_pod_manifest(self) -> V1Pod:
+        assert self.spec is not None
+        await self._grow_claim()
+        pod = objects.pod(self.spec)
+        # KubeSpawner's reflector and z2jh tools find singleuser pods by these labels
+        pod["metadata"]["labels"].update({
+            "component": self.component_label,
+            "hub.jupyter.org/username": self._expand_user_properties("{username}"),
+            "hub.jupyter.org/servername": self._expand_user_properties("{servername}"),
+        })  # fmt: skip
+        return self._model(pod, "V1Pod")
+
+    async def _make_create_pod_request(self, pod: V1Pod, request_timeout: int) -> bool:
+        try:
+            return await super()._make_create_pod_request(pod, request_timeout)
+        except ApiException as error:
+            if error.status == 403 and "exceeded quota" in (error.body or ""):
+                message = json.loads(error.body).get("message", error.reason)
+                raise SpawnException(
+                    f"This server does not fit in your tier's quota: {message}. "
+                    "Stop another server or choose a smaller size.",
+                    reason="quota", status_code=403,
+                ) from None  # fmt: skip
+            raise
+
+    @staticmethod
+    async def _after_pod_created(spawner: ZeppelinSpawner, pod: dict) -> None:
+        """The driver's headless Service, and the Spark ConfigMap, owned by the pod."""
+        assert spawner.spec is not None
+        uid = pod["metadata"]["uid"]
+        await spawner._apply(objects.driver_service(spawner.spec, uid))
+        owner = {"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Pod",
+                 "name": spawner.pod_name, "uid": uid}]}}  # fmt: skip
+        await spawner.api.patch_namespaced_config_map(spawner.spec.config_map,
+                                                      spawner.namespace, owner)  # fmt: skip
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now)
+        if self.spec is not None:  # a spawn that failed before its pod leaves no ConfigMap
+            try:
+                await self.api.delete_namespaced_config_map(self.spec.config_map, self.namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise

@@ -1,0 +1,115 @@
+"""ZeppelinSpawner end to end: a real hub, the real oidc-provider, the real auth proxy,
+on the testing cluster (aglais_hub.testing.fakecluster stands in for Kubernetes).
+
+Zeppelin itself cannot be installed here and its stand-in is not written yet, so the
+Zeppelin container is inert: these tests stop at the auth proxy's "starting" page.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from aglais_hub.testing.fakecluster.controllers import R
+from aglais_hub.testing.hubclient import HubClient
+from aglais_hub.testing.platform import Platform, demo_values
+from aglais_hub.testing.rawapi import wait_for
+
+pytestmark = pytest.mark.e2e
+
+SPAWNER = {
+    "kind": "zeppelin",
+    "startTimeout": 90,
+    "kubernetes": {"zeppelinImage": "ghcr.io/aglais/zeppelin:test",
+                   "sparkImage": "ghcr.io/aglais/spark:3.5.9"},
+}  # fmt: skip
+
+
+@pytest.fixture
+def platform_on_cluster(cluster, tmp_path):
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    p = Platform(tmp_path / "platform", demo_values(spawner=SPAWNER),
+                 env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def get(cluster, kind: str, namespace: str, name: str):
+    store = cluster.cluster.store
+    if not cluster.call(store.exists, R[kind], namespace, name):
+        return None
+    return cluster.call(store.get, R[kind], namespace, name)
+
+
+def test_alice_gets_her_own_namespace_pod_and_claim_behind_the_auth_proxy(
+    cluster, platform_on_cluster
+):
+    platform = platform_on_cluster
+    alice = HubClient(platform.url)
+    alice.login("alice", "alice")
+    event = alice.start_server(timeout=120)
+    assert event.get("ready"), (event, platform.log_tail())
+
+    ns = "aglais-alice"
+    for kind, name in [("serviceaccounts", "spark-driver"), ("resourcequotas", "tier-quota"),
+                       ("persistentvolumeclaims", "claim-alice")]:  # fmt: skip
+        assert get(cluster, kind, ns, name), f"{kind}/{name} missing"
+    store = cluster.cluster.store
+    from aglais_hub.testing.fakecluster.resources import BY_PATH
+
+    role = BY_PATH[("rbac.authorization.k8s.io", "v1", "roles")]
+    policy = BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]
+    assert cluster.call(store.exists, role, ns, "spark-driver")
+    assert cluster.call(store.exists, policy, ns, "aglais-user")
+    assert get(cluster, "persistentvolumeclaims", ns, "claim-alice")["status"]["phase"] == "Bound"
+    pod = get(cluster, "pods", ns, "zeppelin-alice")
+    assert pod["status"]["phase"] == "Running"
+    uid = pod["metadata"]["uid"]
+    for kind, name in [("services", "zeppelin-alice-driver"),
+                       ("configmaps", "zeppelin-alice-spark")]:  # fmt: skip
+        obj = get(cluster, kind, ns, name)
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == uid, kind
+    quota = get(cluster, "resourcequotas", ns, "tier-quota")
+    assert quota["spec"]["hard"]["requests.storage"] == str(10 * 2**30)  # tier standard
+
+    # through the hub's proxy to the auth proxy, which logs alice in with hub OAuth
+    page = alice.get("user/alice/", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "Zeppelin is starting" in page.text
+    usage = alice.get("user/alice/_aglais/usage").json()
+    assert usage["quota_bytes"] == 10 * 2**30
+
+    # bob may not enter alice's server
+    bob = HubClient(platform.url)
+    bob.login("bob", "bob")
+    assert bob.get("user/alice/_aglais/usage").status_code == 403
+
+    # stopping removes the pod, its service and its Spark config; the claim stays
+    response = alice.session.delete(alice.url("hub/api/users/alice/server"),
+                                    headers=alice.xsrf_headers())  # fmt: skip
+    assert response.status_code in (202, 204)
+    wait_for(lambda: get(cluster, "pods", ns, "zeppelin-alice") is None, timeout=60,
+             what="the pod to go")  # fmt: skip
+    wait_for(lambda: get(cluster, "services", ns, "zeppelin-alice-driver") is None
+             and get(cluster, "configmaps", ns, "zeppelin-alice-spark") is None,
+             what="the service and config map to go")  # fmt: skip
+    assert get(cluster, "persistentvolumeclaims", ns, "claim-alice")
+
+
+def test_a_size_above_the_tier_is_refused_with_a_message(cluster, platform_on_cluster):
+    platform = platform_on_cluster
+    alice = HubClient(platform.url)
+    alice.login("alice", "alice")
+    response = alice.session.post(
+        alice.url("hub/api/users/alice/servers/big"), json={"profile": "large"},
+        headers=alice.xsrf_headers(),
+    )  # fmt: skip
+    if response.status_code in (201, 202):
+        event = alice.follow_progress("alice", "big")
+        message = event.get("message", "")
+    else:
+        message = response.json().get("message", "")
+        assert 400 <= response.status_code < 500
+    assert "needs tier 'Power' or higher; your tier is 'Standard'" in message
+    assert get(cluster, "pods", "aglais-alice", "zeppelin-alice--big") is None
