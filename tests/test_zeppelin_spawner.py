@@ -1,8 +1,8 @@
 """ZeppelinSpawner end to end: a real hub, the real oidc-provider, the real auth proxy,
 on the testing cluster (aglais_hub.testing.fakecluster stands in for Kubernetes).
 
-Zeppelin itself cannot be installed here and its stand-in is not written yet, so the
-Zeppelin container is inert: these tests stop at the auth proxy's "starting" page.
+Zeppelin itself cannot be installed here: its container runs the project's stand-in
+(aglais_hub.testing.zeppelin_standin), which runs %pyspark paragraphs with real PySpark.
 """
 
 from __future__ import annotations
@@ -74,9 +74,13 @@ def test_alice_gets_her_own_namespace_pod_and_claim_behind_the_auth_proxy(
     quota = get(cluster, "resourcequotas", ns, "tier-quota")
     assert quota["spec"]["hard"]["requests.storage"] == str(10 * 2**30)  # tier standard
 
-    # through the hub's proxy to the auth proxy, which logs alice in with hub OAuth
-    page = alice.get("user/alice/", headers={"Accept": "text/html"})
-    assert page.status_code == 200 and "Zeppelin is starting" in page.text
+    # through the hub's proxy to the auth proxy, which logs alice in with hub OAuth,
+    # and on to Zeppelin (its stand-in) once that answers
+    version = wait_for(lambda: (r := alice.get("user/alice/api/version")).status_code == 200
+                       and r.json(), timeout=60, what="Zeppelin to answer")  # fmt: skip
+    assert version["body"]["version"].startswith("0.12.")
+    health = alice.get("user/alice/_aglais/health").json()
+    assert health == {"proxy": "ok", "zeppelin": "up"}
     usage = alice.get("user/alice/_aglais/usage").json()
     assert usage["quota_bytes"] == 10 * 2**30
 
@@ -113,3 +117,54 @@ def test_a_size_above_the_tier_is_refused_with_a_message(cluster, platform_on_cl
         assert 400 <= response.status_code < 500
     assert "needs tier 'Power' or higher; your tier is 'Standard'" in message
     assert get(cluster, "pods", "aglais-alice", "zeppelin-alice--big") is None
+
+
+SUM_NOTE = {
+    "name": "gaia-sum",
+    "paragraphs": [
+        {"text": "%pyspark\nprint(spark.range(10**6).selectExpr('sum(id)').collect()[0][0])"}
+    ],
+}
+
+
+def executors(cluster, namespace: str) -> list[dict]:
+    items, _ = cluster.call(cluster.cluster.store.list, R["pods"], namespace,
+                            "spark-role=executor")  # fmt: skip
+    return items
+
+
+def test_a_note_runs_pyspark_on_executor_pods_in_her_namespace(cluster, platform_on_cluster):
+    """The note runs in the Zeppelin stand-in (real PySpark) behind the real auth proxy."""
+    platform = platform_on_cluster
+    alice = HubClient(platform.url)
+    alice.login("alice", "alice")
+    assert alice.start_server(timeout=120).get("ready")
+    wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=60,
+             what="Zeppelin to answer")  # fmt: skip
+    note_id = alice.session.post(alice.url("user/alice/api/notebook"), json=SUM_NOTE,
+                                 timeout=60).json()["body"]  # fmt: skip
+    note = alice.get(f"user/alice/api/notebook/{note_id}").json()["body"]
+    paragraph = note["paragraphs"][0]["id"]
+    result = alice.session.post(alice.url(f"user/alice/api/notebook/run/{note_id}/{paragraph}"),
+                                timeout=300).json()["body"]  # fmt: skip
+    assert result["code"] == "SUCCESS", result
+    assert result["msg"][0]["data"].strip() == "499999500000"
+
+    driver = get(cluster, "pods", "aglais-alice", "zeppelin-alice")
+    running = executors(cluster, "aglais-alice")
+    assert running, "the paragraph ran without executor pods"
+    for pod in running:
+        assert pod["metadata"]["name"].startswith("zeppelin-alice-exec-")
+        assert pod["metadata"]["ownerReferences"][0]["uid"] == driver["metadata"]["uid"]
+        assert pod["metadata"]["labels"]["aglais.io/user"] == "alice"  # from the pod template
+
+    # stop: the pod and its executors go; the note stays on her volume
+    alice.session.delete(alice.url("hub/api/users/alice/server"), headers=alice.xsrf_headers())
+    wait_for(lambda: not executors(cluster, "aglais-alice")
+             and get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None,
+             timeout=60, what="the pod and its executors to go")  # fmt: skip
+    alice.wait_stopped("alice")
+    assert alice.start_server(timeout=120).get("ready")
+    wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=60)
+    notes = alice.get("user/alice/api/notebook").json()["body"]
+    assert {"id": note_id, "name": "gaia-sum"} in notes

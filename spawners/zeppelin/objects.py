@@ -277,6 +277,8 @@ def spark_properties(spec: ServerSpec) -> dict[str, str]:
         "spark.blockManager.port": str(spec.block_manager_port),
         "spark.driver.memory": spark_memory(size.driver_memory),
         "spark.executor.cores": str(size.executor_cores),
+        # the tier's quota tracks limits.cpu: executors must state one
+        "spark.kubernetes.executor.limit.cores": str(size.executor_cores),
         "spark.executor.memory": spark_memory(size.executor_memory),
         "spark.dynamicAllocation.enabled": "true",
         "spark.dynamicAllocation.shuffleTracking.enabled": "true",

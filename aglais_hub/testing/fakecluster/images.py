@@ -52,12 +52,16 @@ class ContainerContext:
         return None
 
     def local_paths(self, text: str) -> str:
-        """Container paths under a volume mount, rewritten to their host directories."""
-        for mount, directory in sorted(self.mounts.items(), key=lambda m: -len(m[0])):
-            # only where the mount path starts a path (not inside a host path)
-            pattern = r"(?<![\w./-])" + re.escape(mount.rstrip("/")) + r"(?=/|$|\s|:|;|'|\")"
-            text = re.sub(pattern, str(directory), text)
-        return text
+        """Container paths under a volume mount, rewritten to their host directories
+        (in one pass, so a rewritten path is never rewritten again)."""
+        if not self.mounts:
+            return text
+        mounts = sorted((m.rstrip("/") or "/" for m in self.mounts), key=len, reverse=True)
+        directories = {m.rstrip("/") or "/": d for m, d in self.mounts.items()}
+        # only where a mount path starts a path (not inside a longer path)
+        pattern = (r"(?<![\w./-])(" + "|".join(re.escape(m) for m in mounts)
+                   + r")(?=/|$|\s|:|;|'|\")")  # fmt: skip
+        return re.sub(pattern, lambda match: str(directories[match.group(1)]), text)
 
     def bind_here(self, text: str) -> str:
         """Pods have no network namespace here: a bind to all addresses binds the pod IP."""
@@ -129,8 +133,11 @@ def jupyterhub_singleuser(ctx: ContainerContext) -> LocalCommand:
 
 
 def aglais_notebook(ctx: ContainerContext) -> LocalCommand | None:
-    """The Aglais notebook image: its auth proxy runs for real; Zeppelin itself is not
-    installed here, so its container is inert (the stand-in maps it when it exists)."""
+    """The Aglais notebook image: its auth proxy runs for real; Zeppelin, which cannot be
+    installed here, is the project's stand-in (aglais_hub.testing.zeppelin_standin) with
+    real PySpark; the JupyterLab flavour is inert."""
+    if ctx.args[:1] == ["zeppelin"]:
+        return zeppelin_standin(ctx)
     if (ctx.command or [""])[0] != "aglais-podproxy":
         return None
     # inside a pod 127.0.0.1 is the pod's own address; here that is the pod IP
@@ -138,6 +145,43 @@ def aglais_notebook(ctx: ContainerContext) -> LocalCommand | None:
     args = [ctx.local_paths(a) for a in args]
     env = {**ctx.host_env(), "AGLAIS_PROXY_IP": ctx.pod_ip, "HOME": str(ctx.pod_dir)}
     return LocalCommand([sys.executable, "-m", "aglais_hub.podproxy", *args], env, ctx.pod_dir)
+
+
+def zeppelin_standin(ctx: ContainerContext) -> LocalCommand:
+    """The Zeppelin stand-in, with the pod's Spark configuration made to work here:
+    the API server is the testing cluster (over http, as KUBERNETES_SERVICE_HOST/PORT
+    say), and the driver is reached at the pod IP (cluster DNS does not resolve here)."""
+    env = {k: ctx.local_paths(v) for k, v in ctx.env.items()}
+    env = {**ctx.host_env(), **env}
+    env["ZEPPELIN_ADDR"] = ctx.pod_ip
+    conf_dir = Path(env.get("SPARK_CONF_DIR", ctx.pod_dir))
+    local_conf = ctx.pod_dir / "spark-conf"
+    local_conf.mkdir(parents=True, exist_ok=True)
+    lines = []
+    defaults = conf_dir / "spark-defaults.conf"
+    overrides = {
+        "spark.master": f"k8s://http://{env.get('KUBERNETES_SERVICE_HOST', '127.0.0.1')}:"
+        f"{env.get('KUBERNETES_SERVICE_PORT', '443')}",
+        "spark.driver.host": ctx.pod_ip,
+        "spark.driver.bindAddress": ctx.pod_ip,
+    }
+    for line in defaults.read_text().splitlines() if defaults.exists() else []:
+        key, _, value = line.partition(" ")
+        if key.startswith("#") or not key:
+            continue
+        lines.append(f"{key} {overrides.pop(key, ctx.local_paths(value))}")
+    lines += [f"{k} {v}" for k, v in overrides.items()]
+    (local_conf / "spark-defaults.conf").write_text("\n".join(lines) + "\n")
+    env.update(
+        SPARK_CONF_DIR=str(local_conf),
+        SPARK_LOCAL_IP=ctx.pod_ip,
+        PYSPARK_PYTHON=sys.executable,
+        KUBECONFIG=str(ctx.pod_dir / "no-kubeconfig"),
+    )
+    for key in [k for k in env if "proxy" in k.lower()]:
+        del env[key]
+    home = Path(env.get("HOME", ctx.pod_dir))
+    return LocalCommand([sys.executable, "-m", "aglais_hub.testing.zeppelin_standin"], env, home)
 
 
 def spark_home() -> Path:

@@ -382,7 +382,11 @@ class Kubelet:
 
     def _env(self, pod: dict, container: dict, ip: str) -> dict[str, str]:
         ns = pod["metadata"]["namespace"]
-        env: dict[str, str] = {}
+        # as a real kubelet does, point every container at the API server
+        env: dict[str, str] = {
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(self.cluster.port),
+        }
         for source in container.get("envFrom") or []:
             for kind, key in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
                 if kind in source:
