@@ -168,3 +168,53 @@ def test_a_note_runs_pyspark_on_executor_pods_in_her_namespace(cluster, platform
     wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=60)
     notes = alice.get("user/alice/api/notebook").json()["body"]
     assert {"id": note_id, "name": "gaia-sum"} in notes
+
+
+def claim_size(cluster, user: str) -> str:
+    return get(cluster, "persistentvolumeclaims", f"aglais-{user}", f"claim-{user}")["spec"][
+        "resources"]["requests"]["storage"]  # fmt: skip
+
+
+def test_claims_grow_with_the_tier_and_never_shrink(cluster, platform_on_cluster):
+    platform = platform_on_cluster
+    platform.set_user("dana", ["users"])
+    dana = HubClient(platform.url)
+    dana.login("dana", "dana")
+
+    def cycle():
+        assert dana.start_server(timeout=120).get("ready")
+        dana.session.delete(dana.url("hub/api/users/dana/server"), headers=dana.xsrf_headers())
+        dana.wait_stopped("dana")
+
+    cycle()
+    assert claim_size(cluster, "dana") == str(10 * 2**30)  # standard
+    platform.set_user("dana", ["users", "power"])  # promoted: read again before the spawn
+    cycle()
+    assert claim_size(cluster, "dana") == str(50 * 2**30)  # power
+    wait_for(lambda: get(cluster, "persistentvolumeclaims", "aglais-dana", "claim-dana")
+             ["status"]["capacity"]["storage"] == str(50 * 2**30))  # fmt: skip
+    platform.set_user("dana", ["users"])  # demoted: the claim keeps its size
+    cycle()
+    assert claim_size(cluster, "dana") == str(50 * 2**30)
+    assert "volumes never shrink" in platform.log_file.read_text()
+
+
+def test_a_server_over_the_namespace_quota_fails_fast_naming_the_limit(cluster, tmp_path):
+    sizes = {"huge-driver": {"displayName": "Huge driver", "executors": 0,
+                             "driverMemory": "16Gi"}}  # fmt: skip
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    platform = Platform(tmp_path / "quota", demo_values(spawner=SPAWNER, sizes=sizes),
+                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
+    platform.start()
+    try:
+        alice = HubClient(platform.url)
+        alice.login("alice", "alice")
+        event = alice.start_server(profile="huge-driver", timeout=60)
+        assert event.get("failed"), event
+        assert "does not fit in your tier's quota" in event["message"]
+        assert "exceeded quota: tier-quota" in event["message"]
+        assert "requests.memory" in event["message"]
+        assert get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None
+        assert get(cluster, "configmaps", "aglais-alice", "zeppelin-alice-spark") is None
+    finally:
+        platform.stop()

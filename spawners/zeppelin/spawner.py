@@ -89,7 +89,12 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             raise SpawnException(str(refused), reason="profile", status_code=403) from None
         self.namespace = self.spec.namespace
         self.pod_name = self.spec.pod_name
-        return await super().start()
+        try:
+            return await super().start()
+        except Exception:
+            # a failed spawn leaves nothing behind (the pod's own objects go with it)
+            await self._delete_config_map()
+            raise
 
     async def _apply(self, manifest: dict) -> None:
         """Create an object, or replace it where it exists (objects shared by servers)."""
@@ -184,11 +189,15 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         await spawner.api.patch_namespaced_config_map(spawner.spec.config_map,
                                                       spawner.namespace, owner)  # fmt: skip
 
+    async def _delete_config_map(self) -> None:
+        if self.spec is None:
+            return
+        try:
+            await self.api.delete_namespaced_config_map(self.spec.config_map, self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
     async def stop(self, now: bool = False) -> None:
         await super().stop(now)
-        if self.spec is not None:  # a spawn that failed before its pod leaves no ConfigMap
-            try:
-                await self.api.delete_namespaced_config_map(self.spec.config_map, self.namespace)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+        await self._delete_config_map()  # owned by the pod, but a pod may never have existed
