@@ -218,3 +218,30 @@ def test_a_server_over_the_namespace_quota_fails_fast_naming_the_limit(cluster, 
         assert get(cluster, "configmaps", "aglais-alice", "zeppelin-alice-spark") is None
     finally:
         platform.stop()
+
+
+def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on_cluster):
+    platform = platform_on_cluster
+    bob = HubClient(platform.url)
+    bob.login("bob", "bob")  # power tier: three servers at once
+    assert bob.start_server("explore", profile="small", timeout=120).get("ready")
+    assert bob.start_server("bigjoin", profile="large", timeout=120).get("ready")
+    ns = "aglais-bob"
+    explore = get(cluster, "configmaps", ns, "zeppelin-bob--explore-spark")
+    bigjoin = get(cluster, "configmaps", ns, "zeppelin-bob--bigjoin-spark")
+    assert "spark.dynamicAllocation.maxExecutors 2\n" in explore["data"]["spark-defaults.conf"]
+    assert "spark.dynamicAllocation.maxExecutors 8\n" in bigjoin["data"]["spark-defaults.conf"]
+    pods = {name: get(cluster, "pods", ns, f"zeppelin-bob--{name}") for name in
+            ("explore", "bigjoin")}  # fmt: skip
+    assert pods["explore"]["status"]["podIP"] != pods["bigjoin"]["status"]["podIP"]
+    driver_memory = {n: p["spec"]["containers"][1]["resources"]["limits"]["memory"]
+                     for n, p in pods.items()}  # fmt: skip
+    assert driver_memory == {"explore": str(2**30), "bigjoin": str(4 * 2**30)}
+    # both share bob's one claim
+    claims = {v["persistentVolumeClaim"]["claimName"] for p in pods.values()
+              for v in p["spec"]["volumes"] if "persistentVolumeClaim" in v}  # fmt: skip
+    assert claims == {"claim-bob"}
+    # each server reaches its own Zeppelin
+    for name in ("explore", "bigjoin"):
+        wait_for(lambda n=name: bob.get(f"user/bob/{n}/api/version").status_code == 200,
+                 timeout=60, what=f"{name} to answer")  # fmt: skip
