@@ -7,6 +7,8 @@ Zeppelin itself cannot be installed here: its container runs the project's stand
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from aglais_hub.testing.fakecluster.controllers import R
@@ -245,3 +247,44 @@ def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on
     for name in ("explore", "bigjoin"):
         wait_for(lambda n=name: bob.get(f"user/bob/{n}/api/version").status_code == 200,
                  timeout=60, what=f"{name} to answer")  # fmt: skip
+
+
+def server_activity(platform) -> str:
+    admin = HubClient(platform.url)
+    admin.login("admin", "admin")
+    return admin.get("hub/api/users/alice").json()["servers"][""]["last_activity"]
+
+
+def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
+    spawner = {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"], "activityInterval": 1}}
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    platform = Platform(tmp_path / "activity", demo_values(spawner=spawner),
+                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
+    platform.start()
+    try:
+        alice = HubClient(platform.url)
+        alice.login("alice", "alice")
+        assert alice.start_server(timeout=120).get("ready")
+        wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=60)
+        time.sleep(2.5)  # the report of that request has reached the hub
+        idle = server_activity(platform)
+        time.sleep(3)  # several report intervals with no use
+        assert server_activity(platform) == idle, "an idle server must not look active"
+        alice.get("user/alice/api/notebook")
+        wait_for(lambda: server_activity(platform) > idle, timeout=10,
+                 what="activity to be reported")  # fmt: skip
+
+        before = alice.get("user/alice/_aglais/usage").json()["used_bytes"]
+        note = {"name": "write", "paragraphs": [{"text": "%python\nimport os\n"
+                "open(os.path.join(os.environ['HOME'], 'one-mib.bin'), 'wb')"
+                ".write(os.urandom(2**20))"}]}  # fmt: skip
+        note_id = alice.session.post(alice.url("user/alice/api/notebook"), json=note).json()["body"]
+        paragraph = alice.get(f"user/alice/api/notebook/{note_id}").json()["body"]["paragraphs"][0]
+        result = alice.session.post(
+            alice.url(f"user/alice/api/notebook/run/{note_id}/{paragraph['id']}")
+        ).json()["body"]
+        assert result["code"] == "SUCCESS", result
+        after = alice.get("user/alice/_aglais/usage").json()["used_bytes"]
+        assert 2**20 <= after - before <= 2**20 + 64 * 2**10
+    finally:
+        platform.stop()

@@ -98,6 +98,7 @@ class ServerSpec:
     block_manager_port: int = 7079
     run_as_user: int = 1000
     flavour: str = "zeppelin"
+    activity_interval: int = 60
 
     @property
     def labels(self) -> dict[str, str]:
@@ -327,7 +328,8 @@ def pod(spec: ServerSpec) -> dict:
         "image": spec.zeppelin_image,
         "command": ["aglais-podproxy"],
         "args": ["--port", str(PROXY_PORT), "--upstream", f"http://127.0.0.1:{ZEPPELIN_PORT}",
-                 "--volume", HOME_MOUNT, "--quota-bytes", str(spec.tier.storage)],
+                 "--volume", HOME_MOUNT, "--quota-bytes", str(spec.tier.storage),
+                 "--activity-interval", str(spec.activity_interval)],
         "ports": [{"name": "notebook-port", "containerPort": PROXY_PORT}],
         "env": env,
         "resources": _resources(int(PROXY_CPU.rstrip("m")), PROXY_MEMORY),

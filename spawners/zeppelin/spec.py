@@ -99,4 +99,5 @@ def server_spec(values: Mapping, username: str, tier: Tier, server_name: str = "
         block_manager_port=k8s["blockManagerPort"],
         run_as_user=k8s["runAsUser"],
         flavour=flavour,
+        activity_interval=k8s["activityInterval"],
     )
