@@ -85,6 +85,8 @@ def hub_config(values: dict) -> Config:
     s.start_timeout = spawner["startTimeout"]
     s.http_timeout = spawner["httpTimeout"]
     if spawner["kind"] == "zeppelin":
+        # pods outlive a hub restart (an upgrade must not stop everyone's work)
+        c.JupyterHub.cleanup_servers = False
         s.values = values
         s.profile_list = [
             {"display_name": "My tier's cluster", "slug": TIER_PROFILE, "default": True,

@@ -288,3 +288,77 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
         assert 2**20 <= after - before <= 2**20 + 64 * 2**10
     finally:
         platform.stop()
+
+
+def leftovers(cluster, namespace: str) -> list[str]:
+    store = cluster.cluster.store
+    found = []
+    for kind in ("pods", "services", "configmaps"):
+        items, _ = cluster.call(store.list, R[kind], namespace)
+        found += [f"{kind}/{i['metadata']['name']}" for i in items]
+    return found
+
+
+@pytest.fixture
+def fault_platform(cluster, tmp_path):
+    """A platform whose API retries give up after 5 s, and a broken image size."""
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    values = demo_values(spawner=SPAWNER, hub={"config": {"ZeppelinSpawner": {
+        "k8s_api_request_retry_timeout": 5}}})  # fmt: skip
+    p = Platform(tmp_path / "faults", values, env={"KUBECONFIG": str(kubeconfig)})
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def test_api_errors_during_a_spawn_are_retried(cluster, fault_platform):
+    cluster.call(cluster.cluster.fail, "create", "pods", 500, count=2)
+    cluster.call(cluster.cluster.fail, "create", "configmaps", 429, count=1, retry_after=1)
+    alice = HubClient(fault_platform.url)
+    alice.login("alice", "alice")
+    assert alice.start_server(timeout=120).get("ready")
+
+
+def test_a_spawn_the_api_keeps_refusing_fails_clearly_and_leaves_nothing(cluster, fault_platform):
+    cluster.call(cluster.cluster.fail, "create", "pods", 503, count=1000)
+    alice = HubClient(fault_platform.url)
+    alice.login("alice", "alice")
+    event = alice.start_server(timeout=120)
+    assert event.get("failed")
+    assert "The cluster kept refusing to start your server (503" in event["message"]
+    cluster.call(cluster.cluster.faults.clear)
+    wait_for(lambda: not leftovers(cluster, "aglais-alice"), what="nothing left behind")
+
+
+def test_a_pod_whose_image_cannot_be_pulled_fails_fast_and_is_removed(cluster, fault_platform):
+    cluster.call(cluster.cluster.fail_image, "ghcr.io/aglais/zeppelin:*", "pull")
+    alice = HubClient(fault_platform.url)
+    alice.login("alice", "alice")
+    started = time.monotonic()
+    event = alice.start_server(timeout=120)
+    assert event.get("failed")
+    assert time.monotonic() - started < 30, "must not wait for the whole start timeout"
+    assert "Your server cannot start: its image cannot be pulled" in event["message"]
+    assert "ErrImagePull" in event["message"]
+    wait_for(lambda: not leftovers(cluster, "aglais-alice"), what="nothing left behind")
+
+
+def test_servers_survive_a_hub_restart_and_can_still_be_stopped(cluster, platform_on_cluster):
+    platform = platform_on_cluster
+    alice = HubClient(platform.url)
+    alice.login("alice", "alice")
+    assert alice.start_server(timeout=120).get("ready")
+    wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=60)
+    uid = get(cluster, "pods", "aglais-alice", "zeppelin-alice")["metadata"]["uid"]
+    platform.stop()
+    platform.start()
+    # the same pod, still reachable through the restarted hub with the same login
+    assert get(cluster, "pods", "aglais-alice", "zeppelin-alice")["metadata"]["uid"] == uid
+    assert alice.get("user/alice/api/version").status_code == 200
+    response = alice.session.delete(alice.url("hub/api/users/alice/server"),
+                                    headers=alice.xsrf_headers())  # fmt: skip
+    assert response.status_code in (202, 204)
+    wait_for(lambda: get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None,
+             timeout=60, what="the pod to go")  # fmt: skip

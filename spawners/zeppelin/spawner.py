@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from jupyterhub.spawner import SpawnException
+from jupyterhub.utils import exponential_backoff
 from kubernetes_asyncio.client import (
     NetworkingV1Api,
     RbacAuthorizationV1Api,
@@ -20,7 +21,10 @@ from aglais_hub.quotas import parse_quantity
 
 from ..base import AglaisSpawnerMixin
 from . import objects
+from .podstatus import start_problem
 from .spec import ProfileRefused, server_spec
+
+RETRIED = (429, 500, 502, 503, 504)  # API answers worth another try
 
 
 class _Body:
@@ -44,6 +48,8 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
     )
 
     spec: objects.ServerSpec | None = None
+    last_api_error: str = ""
+    starting: bool = False
 
     @default("enable_user_namespaces")
     def _enable_user_namespaces_default(self) -> bool:
@@ -89,12 +95,33 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             raise SpawnException(str(refused), reason="profile", status_code=403) from None
         self.namespace = self.spec.namespace
         self.pod_name = self.spec.pod_name
+        self.last_api_error = ""
+        self.starting = True
         try:
             return await super().start()
-        except Exception:
-            # a failed spawn leaves nothing behind (the pod's own objects go with it)
-            await self._delete_config_map()
+        except TimeoutError as timeout:
+            await self._clean_up_failed_spawn()
+            if self.last_api_error:
+                raise SpawnException(
+                    f"The cluster kept refusing to start your server ({self.last_api_error}). "
+                    "Try again in a minute; tell an administrator if it persists.",
+                    reason="api",
+                    status_code=503,
+                ) from timeout
             raise
+        except Exception:
+            await self._clean_up_failed_spawn()
+            raise
+        finally:
+            self.starting = False
+
+    async def _clean_up_failed_spawn(self) -> None:
+        """A failed spawn leaves nothing behind: the pod (and with it the driver Service
+        and executors) and the Spark ConfigMap."""
+        try:
+            await self.stop(now=True)
+        except Exception:  # the original failure matters more than this one
+            self.log.exception("Cleaning up after a failed spawn of %s", self._log_name)
 
     async def _apply(self, manifest: dict) -> None:
         """Create an object, or replace it where it exists (objects shared by servers)."""
@@ -112,13 +139,23 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             "NetworkPolicy": (networking, "namespaced_network_policy"),
         }[kind]
         where = [meta["namespace"]] if "namespace" in meta else []
-        try:
-            await getattr(api, f"create_{suffix}")(*where, manifest)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-            if kind != "Namespace":
-                await getattr(api, f"replace_{suffix}")(meta["name"], *where, manifest)
+
+        async def attempt() -> bool:
+            try:
+                await getattr(api, f"create_{suffix}")(*where, manifest)
+            except ApiException as error:
+                if error.status in RETRIED:
+                    self.log.warning("Creating %s %s: %s, retrying", kind, meta["name"],
+                                     error.status)  # fmt: skip
+                    return False
+                if error.status != 409:
+                    raise
+                if kind != "Namespace":
+                    await getattr(api, f"replace_{suffix}")(meta["name"], *where, manifest)
+            return True
+
+        await exponential_backoff(attempt, f"Could not create {kind} {meta['name']}",
+                                  timeout=self.k8s_api_request_retry_timeout)  # fmt: skip
 
     async def _ensure_namespace(self) -> None:
         assert self.spec is not None
@@ -165,10 +202,21 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         })  # fmt: skip
         return self._model(pod, "V1Pod")
 
+    def is_pod_running(self, pod: dict | None) -> bool:
+        # fail the spawn at once, with the reason, when the pod cannot start by itself
+        problem = start_problem(pod) if self.starting else None
+        if problem:
+            raise SpawnException(problem, reason="pod", status_code=500)
+        return super().is_pod_running(pod)
+
     async def _make_create_pod_request(self, pod: V1Pod, request_timeout: int) -> bool:
         try:
             return await super()._make_create_pod_request(pod, request_timeout)
         except ApiException as error:
+            if error.status in RETRIED:
+                self.last_api_error = f"{error.status} {error.reason} creating the pod"
+                self.log.warning("%s, retrying", self.last_api_error)
+                return False
             if error.status == 403 and "exceeded quota" in (error.body or ""):
                 message = json.loads(error.body).get("message", error.reason)
                 raise SpawnException(
