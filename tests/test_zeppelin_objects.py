@@ -203,3 +203,26 @@ def test_profile_policy_and_names_match_kubespawner():
         for template in ("zeppelin-{user_server}", "aglais-{username}", "claim-{username}"):
             assert expand(template, user, server) == KubeSpawner._expand_user_properties(
                 stub, template)  # fmt: skip
+
+
+def test_spawn_page_steps_are_in_words_users_understand():
+    from spawners.zeppelin.podstatus import friendly_event, start_problem
+
+    assert friendly_event({"reason": "Scheduled", "message":
+                           "Successfully assigned aglais-alice/zeppelin-alice to node-2"}) == (
+        "Found room for your server on the cluster (node node-2)")  # fmt: skip
+    assert friendly_event({"reason": "Started", "message": "Started container zeppelin"}).startswith(
+        "Zeppelin is starting")  # fmt: skip
+    assert friendly_event({"reason": "Created", "message": "Created container zeppelin"}) == ""
+    assert friendly_event({"reason": "Custom", "message": "x", "type": "Normal"}) is None
+    unschedulable = {"status": {"conditions": [{"type": "PodScheduled", "status": "False",
+                     "reason": "Unschedulable", "message": "0/2 nodes are available: 2 "
+                     "Insufficient memory."}]}}  # fmt: skip
+    assert start_problem(unschedulable) == (
+        "Your server cannot start: no node has room for it "
+        "(0/2 nodes are available: 2 Insufficient memory.).")  # fmt: skip
+    crashing = {"status": {"containerStatuses": [{"name": "zeppelin", "state": {"waiting": {
+        "reason": "CrashLoopBackOff", "message": "back-off 10s"}}}]}}  # fmt: skip
+    assert "it keeps crashing (container zeppelin, CrashLoopBackOff: back-off 10s)" in (
+        start_problem(crashing))  # fmt: skip
+    assert start_problem({"status": {"phase": "Pending"}}) is None

@@ -53,6 +53,13 @@ def test_alice_gets_her_own_namespace_pod_and_claim_behind_the_auth_proxy(
     alice.login("alice", "alice")
     event = alice.start_server(timeout=120)
     assert event.get("ready"), (event, platform.log_tail())
+    steps = " | ".join(e.get("message", "") for e in event["events"])
+    for step in (
+        "Preparing your namespace, volume and Spark settings",
+        "Found room for your server on the cluster",
+        "Zeppelin is starting",
+    ):
+        assert step in steps, steps  # fmt: skip
 
     ns = "aglais-alice"
     for kind, name in [("serviceaccounts", "spark-driver"), ("resourcequotas", "tier-quota"),

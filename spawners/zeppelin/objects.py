@@ -336,7 +336,7 @@ def pod(spec: ServerSpec) -> dict:
         "securityContext": SECURITY_CONTEXT,
         "readinessProbe": {"httpGet": {"path": f"{prefix.rstrip('/')}/_aglais/health",
                                        "port": "notebook-port"},
-                           "periodSeconds": 2, "failureThreshold": 3},
+                           "periodSeconds": 1, "failureThreshold": 3},
         "volumeMounts": [{"name": "home", "mountPath": HOME_MOUNT, "readOnly": True}],
     }  # fmt: skip
     zeppelin_env = [

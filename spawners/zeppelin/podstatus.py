@@ -31,3 +31,28 @@ def start_problem(pod: dict | None) -> str | None:
             return (f"Your server cannot start: {WAITING_PROBLEMS[reason]} "
                     f"(container {container['name']}, {reason}: {detail}).")  # fmt: skip
     return None
+
+
+def friendly_event(event: dict) -> str | None:
+    """A pod event as a spawn-page step, or None to show the event as it is."""
+    reason, message = event.get("reason", ""), event.get("message", "")
+    if reason == "Scheduled":
+        node = message.rsplit(" to ", 1)[-1]
+        return f"Found room for your server on the cluster (node {node})"
+    if reason == "FailedScheduling":
+        return f"Waiting for room on the cluster: {message}"
+    if reason == "Pulling":
+        return "Fetching the notebook image"
+    if reason == "Pulled":
+        return "Notebook image ready"
+    if reason == "Started" and message.endswith(" zeppelin"):
+        return "Zeppelin is starting (its Java server takes up to a minute)"
+    if reason == "Started" and message.endswith(" jupyterlab"):
+        return "JupyterLab is starting"
+    if reason == "Started" and message.endswith(" auth-proxy"):
+        return "The door to your server (the hub login check) is open"
+    if reason in ("Created", "Killing"):
+        return ""  # noise for users: left out
+    if reason in ("Failed", "BackOff") or event.get("type") == "Warning":
+        return f"Problem: {message}"
+    return None

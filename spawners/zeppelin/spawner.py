@@ -21,7 +21,7 @@ from aglais_hub.quotas import parse_quantity
 
 from ..base import AglaisSpawnerMixin
 from . import objects
-from .podstatus import start_problem
+from .podstatus import friendly_event, start_problem
 from .spec import ProfileRefused, server_spec
 
 RETRIED = (429, 500, 502, 503, 504)  # API answers worth another try
@@ -201,6 +201,18 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             "hub.jupyter.org/servername": self._expand_user_properties("{servername}"),
         })  # fmt: skip
         return self._model(pod, "V1Pod")
+
+    async def progress(self) -> Any:
+        """The spawn page's steps, in words a user understands."""
+        yield {"progress": 2, "message": "Preparing your namespace, volume and Spark settings"}
+        async for event in super().progress():
+            raw = event.get("raw_event")
+            text = friendly_event(raw) if raw else None
+            if text == "":
+                continue
+            if text:
+                event = {**event, "message": text}
+            yield event
 
     def is_pod_running(self, pod: dict | None) -> bool:
         # fail the spawn at once, with the reason, when the pod cannot start by itself

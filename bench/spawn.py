@@ -1,0 +1,199 @@
+"""Hub-side spawn time: ZeppelinSpawner against plain KubeSpawner, side by side.
+
+N users start servers at once through a real JupyterHub on the testing cluster
+(kubelet without start delay). To measure the spawners, not what runs in the pods,
+both pods' server containers are the same tiny HTTP responder; ZeppelinSpawner still
+creates everything it creates in production (namespace, RBAC, quota, network policy,
+claim, Spark ConfigMap, pod, driver Service), KubeSpawner creates a namespace, a claim
+and a pod. Prints p50/p95 of API-request-to-ready per user for each, and the ratio.
+
+    .venv/bin/python bench/spawn.py [--users 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from aglais_hub.demo import wait_for_http
+from aglais_hub.hubconfig import proxy_command
+from aglais_hub.testing.fakecluster.images import ContainerContext, LocalCommand
+from aglais_hub.testing.fakecluster.runner import ClusterThread
+from aglais_hub.testing.platform import demo_values, free_port
+
+RESPONDER = (
+    "import http.server as h, os, sys\n"
+    "class H(h.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200); self.send_header('Content-Type', 'application/json');"
+    " self.end_headers(); self.wfile.write(b'{}')\n"
+    "    def log_message(self, *a): pass\n"
+    "h.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()\n"
+)
+
+
+def responder(ctx: ContainerContext) -> LocalCommand | None:
+    """The server container answers 200 on its port; other containers are inert."""
+    ports = ctx.container.get("ports") or []
+    if not ports:
+        return None
+    return LocalCommand(
+        [sys.executable, "-c", RESPONDER, ctx.pod_ip, str(ports[0]["containerPort"])],
+        ctx.host_env(),
+        ctx.pod_dir,
+    )
+
+
+HUB_CONFIG = """
+import json, os
+from aglais_hub.hubconfig import hub_config
+values = json.loads(os.environ["BENCH_VALUES"])
+if os.environ["BENCH_SPAWNER"] == "zeppelin":
+    c.merge(hub_config(values))
+else:
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    c.KubeSpawner.enable_user_namespaces = True
+    c.KubeSpawner.user_namespace_template = "kube-{{username}}"
+    c.KubeSpawner.image = "bench/singleuser"
+    c.KubeSpawner.storage_pvc_ensure = True
+    c.KubeSpawner.storage_capacity = "1Gi"
+    c.KubeSpawner.volumes = [
+        {{"name": "home", "persistentVolumeClaim": {{"claimName": "{{pvc_name}}"}}}}]
+    c.KubeSpawner.volume_mounts = [{{"name": "home", "mountPath": "/home/jovyan"}}]
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.command = {proxy_command}
+c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.concurrent_spawn_limit = 0
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [{{"name": "bench", "services": ["bench"],
+    "scopes": ["admin:users", "admin:servers"]}}]
+c.Spawner.start_timeout = 300
+c.Spawner.http_timeout = 120
+"""
+
+
+def run_hub(kind: str, cluster: ClusterThread, users: int, workdir: Path) -> list[float]:
+    workdir.mkdir(parents=True)
+    token = secrets.token_hex(16)
+    ports = {"port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port()}
+    (workdir / "config.py").write_text(
+        HUB_CONFIG.format(
+            token=token, proxy_command=json.dumps(proxy_command({"proxyCommand": []})), **ports
+        )
+    )
+    values = demo_values(
+        spawner={
+            "kind": "zeppelin",
+            "kubernetes": {"zeppelinImage": "bench/zeppelin", "sparkImage": "bench/spark"},
+        },
+        auth={"defaultTier": "standard"},
+    )
+    from aglais_hub.config import apply_defaults
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")},
+        "KUBECONFIG": str(cluster.write_kubeconfig(workdir / "kubeconfig")),
+        "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+        "BENCH_SPAWNER": kind,
+        "BENCH_VALUES": json.dumps(apply_defaults(values)),
+    }
+    log = (workdir / "hub.log").open("w")
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(workdir / "config.py")],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{ports['port']}"
+    try:
+        wait_for_http(url + "/hub/api/", 60, hub)
+        api = requests.Session()
+        api.headers["Authorization"] = f"token {token}"
+        names = [f"{kind[:4]}{i:03d}" for i in range(users)]
+        for name in names:
+            api.post(f"{url}/hub/api/users/{name}").raise_for_status()
+
+        def spawn(name: str) -> float:
+            session = requests.Session()
+            session.headers["Authorization"] = f"token {token}"
+            began = time.perf_counter()
+            r = session.post(f"{url}/hub/api/users/{name}/server", json={})
+            assert r.status_code in (201, 202), r.text
+            with session.get(
+                f"{url}/hub/api/users/{name}/server/progress", stream=True, timeout=600
+            ) as progress:
+                for line in progress.iter_lines(decode_unicode=True):
+                    if line.startswith("data:"):
+                        event = json.loads(line[5:])
+                        if event.get("failed"):
+                            raise RuntimeError(f"{name}: {event.get('message')}")
+                        if event.get("ready"):
+                            return time.perf_counter() - began
+            raise RuntimeError(f"{name}: progress ended without ready")
+
+        with ThreadPoolExecutor(max_workers=users) as pool:
+            return list(pool.map(spawn, names))
+    finally:
+        hub.terminate()
+        try:
+            hub.wait(60)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=50)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-spawn-"))
+    results = {}
+    for kind in ("kubespawner", "zeppelin"):
+        cluster = ClusterThread(
+            root=root / f"cluster-{kind}", nodes=4, node_cpu="1000", node_memory="4Ti"
+        ).start()
+        for pattern in ("bench/*",):
+            cluster.call(cluster.cluster.registry.register, pattern, responder)
+        try:
+            results[kind] = run_hub(kind, cluster, args.users, root / kind)
+        finally:
+            cluster.stop()
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{args.users} users spawning at once; times from API request to ready (s)"
+    )
+    print(f"{'spawner':<14}{'p50':>8}{'p95':>8}{'max':>8}")
+    for kind, times in results.items():
+        print(
+            f"{kind:<14}{statistics.median(times):>8.2f}{percentile(times, 95):>8.2f}"
+            f"{max(times):>8.2f}"
+        )
+    base, ours = results["kubespawner"], results["zeppelin"]
+    print(
+        f"ratio zeppelin/kubespawner: p50 {statistics.median(ours) / statistics.median(base):.2f}"
+        f", p95 {percentile(ours, 95) / percentile(base, 95):.2f} (target: <= 1.2)"
+    )
+
+
+if __name__ == "__main__":
+    main()
