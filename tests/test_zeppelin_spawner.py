@@ -93,10 +93,14 @@ def test_alice_gets_her_own_namespace_pod_and_claim_behind_the_auth_proxy(
     usage = alice.get("user/alice/_aglais/usage").json()
     assert usage["quota_bytes"] == 10 * 2**30
 
-    # bob may not enter alice's server
+    # bob may not enter alice's server; an admin (access:servers) may, after consenting
     bob = HubClient(platform.url)
     bob.login("bob", "bob")
     assert bob.get("user/alice/_aglais/usage").status_code == 403
+    admin = HubClient(platform.url)
+    admin.login("admin", "admin")
+    seen = admin.get_with_consent("user/alice/_aglais/usage")
+    assert seen.status_code == 200 and seen.json()["quota_bytes"] == 10 * 2**30
 
     # stopping removes the pod, its service and its Spark config; the claim stays
     response = alice.session.delete(alice.url("hub/api/users/alice/server"),

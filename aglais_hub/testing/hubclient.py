@@ -79,6 +79,17 @@ class HubClient:
             raise LoginRefused(page)
         return page
 
+    def get_with_consent(self, path: str) -> requests.Response:
+        """GET, accepting the hub's "authorize access" page on the way (shown when an
+        admin opens another user's server)."""
+        page = self.get(path)
+        forms = [f for f in forms_of(page.text)
+                 if "oauth2/authorize" in urljoin(page.url, f["action"])]  # fmt: skip
+        if forms:
+            page = self.session.post(urljoin(page.url, forms[0]["action"]),
+                                     data=forms[0]["fields"], timeout=60)  # fmt: skip
+        return page
+
     def xsrf_headers(self, path: str = "hub/") -> dict[str, str]:
         token = self.session.cookies.get("_xsrf", path=urlparse(self.url(path)).path)
         return {"X-XSRFToken": token} if token else {}
