@@ -8,11 +8,12 @@ Zeppelin itself cannot be installed here: its container runs the project's stand
 from __future__ import annotations
 
 import time
+from urllib.parse import urljoin
 
 import pytest
 
 from aglais_hub.testing.fakecluster.controllers import R
-from aglais_hub.testing.hubclient import HubClient
+from aglais_hub.testing.hubclient import HubClient, forms_of
 from aglais_hub.testing.platform import Platform, demo_values
 from aglais_hub.testing.rawapi import wait_for
 
@@ -118,17 +119,21 @@ def test_a_size_above_the_tier_is_refused_with_a_message(cluster, platform_on_cl
     platform = platform_on_cluster
     alice = HubClient(platform.url)
     alice.login("alice", "alice")
+    refusal = "needs tier 'Power' or higher; your tier is 'Standard'"
+    # the API answers 4xx with the reason
     response = alice.session.post(
         alice.url("hub/api/users/alice/servers/big"), json={"profile": "large"},
         headers=alice.xsrf_headers(),
     )  # fmt: skip
-    if response.status_code in (201, 202):
-        event = alice.follow_progress("alice", "big")
-        message = event.get("message", "")
-    else:
-        message = response.json().get("message", "")
-        assert 400 <= response.status_code < 500
-    assert "needs tier 'Power' or higher; your tier is 'Standard'" in message
+    assert response.status_code == 403, response.text
+    assert refusal in response.json()["message"]
+    # the spawn form says it too
+    page = alice.get("hub/spawn/alice/big2")
+    form = next(f for f in forms_of(page.text) if "spawn" in f["action"])
+    answer = alice.session.post(urljoin(page.url, form["action"]),  # carries the _xsrf
+                                data={**form["fields"], "profile": "large"})  # fmt: skip
+    assert answer.status_code == 403
+    assert refusal.replace("'", "&#39;") in answer.text
     assert get(cluster, "pods", "aglais-alice", "zeppelin-alice--big") is None
 
 
