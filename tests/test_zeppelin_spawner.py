@@ -378,3 +378,18 @@ def test_servers_survive_a_hub_restart_and_can_still_be_stopped(cluster, platfor
     assert response.status_code in (202, 204)
     wait_for(lambda: get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None,
              timeout=60, what="the pod to go")  # fmt: skip
+
+
+def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platform_on_cluster):
+    platform = platform_on_cluster
+    alice = HubClient(platform.url)
+    alice.login("alice", "alice")
+    assert alice.start_server("lab", profile="lab", timeout=120).get("ready")
+    pod = get(cluster, "pods", "aglais-alice", "zeppelin-alice--lab")
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["auth-proxy", "jupyterlab"]
+    status = wait_for(lambda: (r := alice.get("user/alice/lab/api/status")).status_code == 200
+                      and r.json(), timeout=60, what="JupyterLab to answer")  # fmt: skip
+    assert "started" in status
+    bob = HubClient(platform.url)
+    bob.login("bob", "bob")
+    assert bob.get("user/alice/lab/api/status").status_code == 403

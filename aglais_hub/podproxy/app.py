@@ -122,13 +122,15 @@ class ProxyHandler(Base):
         await self.forward()
 
     async def forward(self) -> None:
-        headers = HTTPHeaders(
-            {
-                k: v
-                for k, v in self.request.headers.get_all()
-                if k.lower() not in HOP_BY_HOP and k.lower() != "cookie"
-            }
-        )
+        headers = HTTPHeaders()
+        for name, value in self.request.headers.get_all():
+            if name.lower() not in HOP_BY_HOP and name.lower() != "cookie":
+                headers.add(name, value)
+        # the notebook's own cookies pass (JupyterLab's _xsrf); the hub's login does not
+        cookies = [f"{k}={m.value}" for k, m in self.request.cookies.items()
+                   if not k.startswith(self.hub_auth.cookie_name)]  # fmt: skip
+        if cookies:
+            headers["Cookie"] = "; ".join(cookies)
         request = httpclient.HTTPRequest(
             self.state.upstream + self.request.uri,
             method=self.request.method,
@@ -146,7 +148,7 @@ class ProxyHandler(Base):
             return self.starting()
         self.set_status(response.code, response.reason)
         for name, value in response.headers.get_all():
-            if name.lower() not in HOP_BY_HOP and name.lower() != "set-cookie":
+            if name.lower() not in HOP_BY_HOP:
                 self.add_header(name, value)
         if response.body:
             self.write(response.body)

@@ -138,6 +138,8 @@ def aglais_notebook(ctx: ContainerContext) -> LocalCommand | None:
     real PySpark; the JupyterLab flavour is inert."""
     if ctx.args[:1] == ["zeppelin"]:
         return zeppelin_standin(ctx)
+    if ctx.args[:1] == ["jupyterlab"]:
+        return jupyterlab_flavour(ctx)
     if (ctx.command or [""])[0] != "aglais-podproxy":
         return None
     # inside a pod 127.0.0.1 is the pod's own address; here that is the pod IP
@@ -145,6 +147,21 @@ def aglais_notebook(ctx: ContainerContext) -> LocalCommand | None:
     args = [ctx.local_paths(a) for a in args]
     env = {**ctx.host_env(), "AGLAIS_PROXY_IP": ctx.pod_ip, "HOME": str(ctx.pod_dir)}
     return LocalCommand([sys.executable, "-m", "aglais_hub.podproxy", *args], env, ctx.pod_dir)
+
+
+def jupyterlab_flavour(ctx: ContainerContext) -> LocalCommand:
+    """The JupyterLab branch of the notebook entrypoint, with this machine's JupyterLab."""
+    command = zeppelin_standin(ctx)  # the same environment and Spark configuration
+    env = command.env
+    root = Path(env["HOME"]) / "notebooks"
+    root.mkdir(parents=True, exist_ok=True)
+    extra = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ip={ctx.pod_ip}",
+            f"--port={env.get('ZEPPELIN_PORT', '8080')}",
+            f"--ServerApp.base_url={env.get('ZEPPELIN_SERVER_CONTEXT_PATH', '/')}",
+            f"--ServerApp.root_dir={root}", "--IdentityProvider.token=",
+            "--ServerApp.password=", *extra]  # fmt: skip
+    return LocalCommand(argv, env, root)
 
 
 def zeppelin_standin(ctx: ContainerContext) -> LocalCommand:
