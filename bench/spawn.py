@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,11 +24,11 @@ from pathlib import Path
 
 import requests
 
-from aglais_hub.demo import wait_for_http
-from aglais_hub.hubconfig import proxy_command
+from aglais_hub.config import apply_defaults
 from aglais_hub.testing.fakecluster.images import ContainerContext, LocalCommand
 from aglais_hub.testing.fakecluster.runner import ClusterThread
-from aglais_hub.testing.platform import demo_values, free_port
+from aglais_hub.testing.hubprocess import HubProcess
+from aglais_hub.testing.platform import demo_values
 
 RESPONDER = (
     "import http.server as h, os, sys\n"
@@ -55,89 +53,50 @@ def responder(ctx: ContainerContext) -> LocalCommand | None:
     )
 
 
-HUB_CONFIG = """
+KUBESPAWNER_CONFIG = """
+c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+c.KubeSpawner.enable_user_namespaces = True
+c.KubeSpawner.user_namespace_template = "kube-{username}"
+c.KubeSpawner.image = "bench/singleuser"
+c.KubeSpawner.storage_pvc_ensure = True
+c.KubeSpawner.storage_capacity = "1Gi"
+c.KubeSpawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
+"""
+ZEPPELIN_CONFIG = """
 import json, os
 from aglais_hub.hubconfig import hub_config
-values = json.loads(os.environ["BENCH_VALUES"])
-if os.environ["BENCH_SPAWNER"] == "zeppelin":
-    c.merge(hub_config(values))
-else:
-    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-    c.KubeSpawner.enable_user_namespaces = True
-    c.KubeSpawner.user_namespace_template = "kube-{{username}}"
-    c.KubeSpawner.image = "bench/singleuser"
-    c.KubeSpawner.storage_pvc_ensure = True
-    c.KubeSpawner.storage_capacity = "1Gi"
-    c.KubeSpawner.volumes = [
-        {{"name": "home", "persistentVolumeClaim": {{"claimName": "{{pvc_name}}"}}}}]
-    c.KubeSpawner.volume_mounts = [{{"name": "home", "mountPath": "/home/jovyan"}}]
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.ConfigurableHTTPProxy.command = {proxy_command}
+c.merge(hub_config(json.loads(os.environ["BENCH_VALUES"])))
+"""
+COMMON_CONFIG = """
 c.JupyterHub.authenticator_class = "dummy"
 c.JupyterHub.concurrent_spawn_limit = 0
-c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
-c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
-c.JupyterHub.load_roles = [{{"name": "bench", "services": ["bench"],
-    "scopes": ["admin:users", "admin:servers"]}}]
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 120
 """
 
 
 def run_hub(kind: str, cluster: ClusterThread, users: int, workdir: Path) -> list[float]:
-    workdir.mkdir(parents=True)
-    token = secrets.token_hex(16)
-    ports = {"port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port()}
-    (workdir / "config.py").write_text(
-        HUB_CONFIG.format(
-            token=token, proxy_command=json.dumps(proxy_command({"proxyCommand": []})), **ports
-        )
-    )
-    values = demo_values(
-        spawner={
-            "kind": "zeppelin",
-            "kubernetes": {"zeppelinImage": "bench/zeppelin", "sparkImage": "bench/spark"},
-        },
-        auth={"defaultTier": "standard"},
-    )
-    from aglais_hub.config import apply_defaults
-
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")},
-        "KUBECONFIG": str(cluster.write_kubeconfig(workdir / "kubeconfig")),
-        "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
-        "BENCH_SPAWNER": kind,
-        "BENCH_VALUES": json.dumps(apply_defaults(values)),
-    }
-    log = (workdir / "hub.log").open("w")
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(workdir / "config.py")],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{ports['port']}"
-    try:
-        wait_for_http(url + "/hub/api/", 60, hub)
-        api = requests.Session()
-        api.headers["Authorization"] = f"token {token}"
+    values = apply_defaults(demo_values(
+        spawner={"kind": "zeppelin", "kubernetes": {"zeppelinImage": "bench/zeppelin",
+                                                    "sparkImage": "bench/spark"}},
+        auth={"defaultTier": "standard"}))  # fmt: skip
+    config = (ZEPPELIN_CONFIG if kind == "zeppelin" else KUBESPAWNER_CONFIG) + COMMON_CONFIG
+    env = {"KUBECONFIG": str(cluster.write_kubeconfig(workdir / "kubeconfig")),
+           "BENCH_VALUES": json.dumps(values)}  # fmt: skip
+    with HubProcess(workdir, config, env) as hub:
         names = [f"{kind[:4]}{i:03d}" for i in range(users)]
         for name in names:
-            api.post(f"{url}/hub/api/users/{name}").raise_for_status()
+            hub.api.post(f"{hub.url}/hub/api/users/{name}").raise_for_status()
 
         def spawn(name: str) -> float:
             session = requests.Session()
-            session.headers["Authorization"] = f"token {token}"
+            session.headers.update(hub.api.headers)
             began = time.perf_counter()
-            r = session.post(f"{url}/hub/api/users/{name}/server", json={})
+            r = session.post(f"{hub.url}/hub/api/users/{name}/server", json={})
             assert r.status_code in (201, 202), r.text
-            with session.get(
-                f"{url}/hub/api/users/{name}/server/progress", stream=True, timeout=600
-            ) as progress:
+            with session.get(f"{hub.url}/hub/api/users/{name}/server/progress", stream=True,
+                             timeout=600) as progress:  # fmt: skip
                 for line in progress.iter_lines(decode_unicode=True):
                     if line.startswith("data:"):
                         event = json.loads(line[5:])
@@ -149,12 +108,6 @@ def run_hub(kind: str, cluster: ClusterThread, users: int, workdir: Path) -> lis
 
         with ThreadPoolExecutor(max_workers=users) as pool:
             return list(pool.map(spawn, names))
-    finally:
-        hub.terminate()
-        try:
-            hub.wait(60)
-        except subprocess.TimeoutExpired:
-            hub.kill()
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -8,43 +8,25 @@ jupyterhub-singleuser, which the kubelet runs at the pod's own loopback address.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import subprocess
-import sys
 
 import pytest
-import requests
 
-from aglais_hub.demo import wait_for_http
-from aglais_hub.hubconfig import proxy_command
 from aglais_hub.testing.fakecluster.controllers import R
-from aglais_hub.testing.platform import free_port
+from aglais_hub.testing.hubprocess import HubProcess
 from aglais_hub.testing.rawapi import wait_for
 
 pytestmark = pytest.mark.e2e
 
-HUB_CONFIG = """
-import json
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.ConfigurableHTTPProxy.command = {proxy_command}
-c.JupyterHub.authenticator_class = "dummy"
+KUBESPAWNER_CONFIG = """
 c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}  # 202 at once, then progress
-c.JupyterHub.services = [{{"name": "tester", "api_token": "{token}"}}]
-c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
-    "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "proxy"]}}]
 c.KubeSpawner.namespace = "jhub"
 c.KubeSpawner.image = "aglais/singleuser:test"
 c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
 c.KubeSpawner.storage_pvc_ensure = True
 c.KubeSpawner.storage_capacity = "1Gi"
 c.KubeSpawner.storage_class = "standard"
-c.KubeSpawner.volumes = [{{"name": "home", "persistentVolumeClaim": {{"claimName": "{{pvc_name}}"}}}}]
-c.KubeSpawner.volume_mounts = [{{"name": "home", "mountPath": "/home/jovyan"}}]
+c.KubeSpawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
 c.KubeSpawner.start_timeout = 90
 c.KubeSpawner.http_timeout = 60
 c.KubeSpawner.delete_grace_period = 1
@@ -53,34 +35,10 @@ c.KubeSpawner.delete_grace_period = 1
 
 @pytest.fixture
 def hub(cluster, tmp_path):
-    store = cluster.cluster.store
-    cluster.call(store.create, R["namespaces"], "", {"metadata": {"name": "jhub"}})
+    cluster.call(cluster.cluster.store.create, R["namespaces"], "", {"metadata": {"name": "jhub"}})
     kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", namespace="jhub")
-    token = secrets.token_hex(16)
-    ports = {"port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port()}
-    config = tmp_path / "jupyterhub_config.py"
-    config.write_text(HUB_CONFIG.format(token=token, proxy_command=json.dumps(proxy_command(
-        {"proxyCommand": []})), **ports))  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-    env.update(KUBECONFIG=str(kubeconfig), JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32))
-    log = (tmp_path / "hub.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=tmp_path, env=env,
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{ports['port']}"
-    try:
-        wait_for_http(url + "/hub/api/", 60, process)
-        session = requests.Session()
-        session.headers["Authorization"] = f"token {token}"
-        yield url, session
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with HubProcess(tmp_path / "hub", KUBESPAWNER_CONFIG, {"KUBECONFIG": str(kubeconfig)}) as hub:
+        yield hub.url, hub.api
 
 
 def test_kubespawner_spawns_on_the_testing_cluster(cluster, hub):
