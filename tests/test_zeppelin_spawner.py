@@ -302,6 +302,16 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
         assert result["code"] == "SUCCESS", result
         after = alice.get("user/alice/_aglais/usage").json()["used_bytes"]
         assert 2**20 <= after - before <= 2**20 + 64 * 2**10
+
+        # a running Spark job keeps the server active with no request at all
+        slow = {"name": "slow", "paragraphs": [{"text": "%pyspark\nimport time\n"
+                "spark.sparkContext.parallelize(range(2), 2).foreach(lambda x: time.sleep(12))"}]}  # fmt: skip
+        slow_id = alice.session.post(alice.url("user/alice/api/notebook"), json=slow).json()["body"]
+        alice.session.post(alice.url(f"user/alice/api/notebook/job/{slow_id}"))
+        time.sleep(4)  # the job is submitted; from now on alice sends nothing
+        quiet_since = server_activity(platform)
+        wait_for(lambda: server_activity(platform) > quiet_since, timeout=8,
+                 what="the running job to count as activity")  # fmt: skip
     finally:
         platform.stop()
 

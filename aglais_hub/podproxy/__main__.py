@@ -20,13 +20,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--volume", type=Path, help="the user's volume, for disk usage")
     parser.add_argument("--quota-bytes", type=int, default=0)
     parser.add_argument("--activity-interval", type=float, default=60)
+    parser.add_argument(
+        "--spark-ui",
+        default="http://127.0.0.1:4040",
+        help="the Spark driver's UI; its running jobs count as activity",
+    )
     args = parser.parse_args(argv)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     # one instance for every handler: the OAuth state (PKCE verifier) lives in it
     hub_auth = HubOAuth.instance(
         api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), cache_max_age=60
     )
-    state = ProxyState(args.upstream.rstrip("/"), prefix, args.volume, args.quota_bytes)
+    state = ProxyState(
+        args.upstream.rstrip("/"), prefix, args.volume, args.quota_bytes, args.spark_ui.rstrip("/")
+    )
 
     async def serve() -> None:
         make_app(state, hub_auth).listen(args.port, args.ip, xheaders=True)

@@ -42,6 +42,7 @@ class ProxyState:
     prefix: str
     volume: Path | None = None
     quota_bytes: int = 0
+    spark_ui: str = ""  # the driver's monitoring API: running jobs count as activity
     last_activity: float = 0.0
     open_sockets: int = 0
     reported: float = 0.0
@@ -214,6 +215,25 @@ class WebSocketProxy(HubOAuthenticated, websocket.WebSocketHandler):
             self.upstream.close()
 
 
+async def running_spark_jobs(state: ProxyState) -> int:
+    """Jobs running in the pod's Spark driver (Spark's monitoring REST API), 0 if none
+    or if no driver is up."""
+    if not state.spark_ui:
+        return 0
+    try:
+        apps = await state.client.fetch(f"{state.spark_ui}/api/v1/applications", request_timeout=2)
+        running = 0
+        for app in json.loads(apps.body):
+            jobs = await state.client.fetch(
+                f"{state.spark_ui}/api/v1/applications/{app['id']}/jobs?status=running",
+                request_timeout=2,
+            )  # fmt: skip
+            running += len(json.loads(jobs.body))
+        return running
+    except (OSError, httpclient.HTTPClientError, ValueError, KeyError):
+        return 0
+
+
 async def report_activity(state: ProxyState, hub_auth: HubOAuth, interval: float) -> None:
     """Tell the hub when this server was last really used (requests, frames, open sockets)."""
     user = os.environ.get("JUPYTERHUB_USER", "")
@@ -221,7 +241,7 @@ async def report_activity(state: ProxyState, hub_auth: HubOAuth, interval: float
     url = url_path_join(hub_auth.api_url, "users", user, "activity")
     while True:
         await asyncio.sleep(interval)
-        if state.open_sockets:
+        if state.open_sockets or await running_spark_jobs(state):
             state.touch()
         if state.last_activity <= state.reported:
             continue

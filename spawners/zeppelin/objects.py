@@ -17,6 +17,7 @@ from spawners.sparkconf import format_spark_defaults
 
 PROXY_PORT = 8888
 ZEPPELIN_PORT = 8080
+SPARK_UI_PORT = 4040
 SPARK_CONF_DIR = "/opt/spark/conf"
 NOTEBOOK_DIR = "/home/zeppelin/notebook"
 HOME_MOUNT = "/home/zeppelin"
@@ -288,6 +289,7 @@ def spark_properties(spec: ServerSpec) -> dict[str, str]:
         "spark.dynamicAllocation.executorIdleTimeout": "300s",
         "spark.kubernetes.executor.deleteOnTermination": "true",
         "spark.ui.showConsoleProgress": "false",
+        "spark.ui.port": str(SPARK_UI_PORT),  # the auth proxy reads running jobs there
     }
 
 
@@ -329,7 +331,8 @@ def pod(spec: ServerSpec) -> dict:
         "command": ["aglais-podproxy"],
         "args": ["--port", str(PROXY_PORT), "--upstream", f"http://127.0.0.1:{ZEPPELIN_PORT}",
                  "--volume", HOME_MOUNT, "--quota-bytes", str(spec.tier.storage),
-                 "--activity-interval", str(spec.activity_interval)],
+                 "--activity-interval", str(spec.activity_interval),
+                 "--spark-ui", f"http://127.0.0.1:{SPARK_UI_PORT}"],
         "ports": [{"name": "notebook-port", "containerPort": PROXY_PORT}],
         "env": env,
         "resources": _resources(int(PROXY_CPU.rstrip("m")), PROXY_MEMORY),
