@@ -8,11 +8,13 @@ Zeppelin itself cannot be installed here: its container runs the project's stand
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from urllib.parse import urljoin
 
 import pytest
 
 from aglais_hub.testing.fakecluster.controllers import R
+from aglais_hub.testing.fakecluster.kubelet import Node
 from aglais_hub.testing.hubclient import HubClient, forms_of
 from aglais_hub.testing.platform import Platform, demo_values
 from aglais_hub.testing.rawapi import wait_for
@@ -240,6 +242,9 @@ def test_a_server_over_the_namespace_quota_fails_fast_naming_the_limit(cluster, 
 
 def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on_cluster):
     platform = platform_on_cluster
+    # room for the large size's 4 GiB executors (the default nodes have 8 GiB each)
+    big = Node("node-big", Decimal(16), Decimal(64 * 2**30))
+    cluster.call(cluster.cluster.kubelet.add_node, big)
     bob = HubClient(platform.url)
     bob.login("bob", "bob")  # power tier: three servers at once
     assert bob.start_server("explore", profile="small", timeout=120).get("ready")
@@ -259,10 +264,23 @@ def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on
     claims = {v["persistentVolumeClaim"]["claimName"] for p in pods.values()
               for v in p["spec"]["volumes"] if "persistentVolumeClaim" in v}  # fmt: skip
     assert claims == {"claim-bob"}
-    # each server reaches its own Zeppelin
+    # each server runs its own Spark, with its own executors
     for name in ("explore", "bigjoin"):
         wait_for(lambda n=name: bob.get(f"user/bob/{n}/api/version").status_code == 200,
                  timeout=60, what=f"{name} to answer")  # fmt: skip
+        note_id = bob.session.post(bob.url(f"user/bob/{name}/api/notebook"), json=SUM_NOTE,
+                                   timeout=60).json()["body"]  # fmt: skip
+        note = bob.get(f"user/bob/{name}/api/notebook/{note_id}").json()["body"]
+        run = f"user/bob/{name}/api/notebook/run/{note_id}/{note['paragraphs'][0]['id']}"
+        result = bob.session.post(bob.url(run), timeout=300).json()["body"]
+        assert result["msg"][0]["data"].strip() == "499999500000", result
+    owners = {}
+    for pod in executors(cluster, ns):
+        owners.setdefault(pod["metadata"]["ownerReferences"][0]["name"], []).append(
+            pod["metadata"]["name"])  # fmt: skip
+    assert sorted(owners) == ["zeppelin-bob--bigjoin", "zeppelin-bob--explore"]
+    for server, names in owners.items():
+        assert all(n.startswith(f"{server}-exec-") for n in names)
 
 
 def server_activity(platform) -> str:
