@@ -30,39 +30,38 @@ MERGE_KEYS = {
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge, null deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
+    """RFC 7386: objects merge, null deletes, anything else (lists too) replaces."""
+    return _merge(target, patch, "", {})
 
 
 def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
     """Merge patch, except that known lists merge item by item on their merge key."""
-    if isinstance(patch, list) and isinstance(target, list) and field in MERGE_KEYS:
-        key = MERGE_KEYS[field]
-        if key is None:
-            return list(dict.fromkeys([*target, *patch]))
-        merged = [copy.deepcopy(item) for item in target]
-        index = {item.get(key): i for i, item in enumerate(merged) if isinstance(item, dict)}
-        for item in patch:
-            if not isinstance(item, dict):
-                continue
-            if item.get("$patch") == "delete":
-                merged = [m for m in merged if m.get(key) != item.get(key)]
-                index = {m.get(key): i for i, m in enumerate(merged)}
-            elif item.get(key) in index:
-                i = index[item.get(key)]
-                merged[i] = strategic_merge_patch(merged[i], item)
-            else:
-                merged.append(copy.deepcopy(item))
-                index[item.get(key)] = len(merged) - 1
-        return merged
+    return _merge(target, patch, field, MERGE_KEYS)
+
+
+def _merge_list(target: list, patch: list, key: str | None, keys: dict) -> list:
+    if key is None:
+        return list(dict.fromkeys([*target, *patch]))
+    merged = [copy.deepcopy(item) for item in target]
+    index = {item.get(key): i for i, item in enumerate(merged) if isinstance(item, dict)}
+    for item in patch:
+        if not isinstance(item, dict):
+            continue
+        if item.get("$patch") == "delete":
+            merged = [m for m in merged if m.get(key) != item.get(key)]
+            index = {m.get(key): i for i, m in enumerate(merged)}
+        elif item.get(key) in index:
+            i = index[item.get(key)]
+            merged[i] = _merge(merged[i], item, "", keys)
+        else:
+            merged.append(copy.deepcopy(item))
+            index[item.get(key)] = len(merged) - 1
+    return merged
+
+
+def _merge(target: Any, patch: Any, field: str, keys: dict) -> Any:
+    if isinstance(patch, list) and isinstance(target, list) and field in keys:
+        return _merge_list(target, patch, keys[field], keys)
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     result = dict(target) if isinstance(target, dict) else {}
@@ -70,7 +69,7 @@ def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = strategic_merge_patch(result.get(key), value, key)
+            result[key] = _merge(result.get(key), value, key, keys)
     return result
 
 
