@@ -421,3 +421,38 @@ def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platfor
     bob = HubClient(platform.url)
     bob.login("bob", "bob")
     assert bob.get("user/alice/lab/api/status").status_code == 403
+
+
+def slow_zeppelin(ctx):
+    """The notebook image, with Zeppelin taking 6 s to listen (as its JVM does)."""
+    from aglais_hub.testing.fakecluster.images import aglais_notebook
+
+    command = aglais_notebook(ctx)
+    if command is not None and ctx.args[:1] == ["zeppelin"]:
+        command.argv = ["/bin/sh", "-c", 'sleep 6; exec "$@"', "slow", *command.argv]
+    return command
+
+
+def test_the_auth_proxy_shows_a_starting_page_while_zeppelin_boots(cluster, tmp_path):
+    cluster.call(cluster.cluster.registry.register, "ghcr.io/aglais/zeppelin:slow", slow_zeppelin)
+    spawner = {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"],
+                                         "zeppelinImage": "ghcr.io/aglais/zeppelin:slow"}}  # fmt: skip
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    platform = Platform(tmp_path / "slow", demo_values(spawner=spawner),
+                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
+    platform.start()
+    try:
+        alice = HubClient(platform.url)
+        alice.login("alice", "alice")
+        # the hub's own check passes while Zeppelin boots, so the spawn completes
+        assert alice.start_server(timeout=120).get("ready")
+        page = alice.get("user/alice/", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "Zeppelin is starting" in page.text
+        api = alice.get("user/alice/api/notebook")
+        assert api.status_code == 503 and api.headers["Retry-After"] == "3"
+        assert alice.get("user/alice/_aglais/health").json()["zeppelin"] == "starting"
+        wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=30,
+                 what="Zeppelin to finish booting")  # fmt: skip
+        assert alice.get("user/alice/_aglais/health").json()["zeppelin"] == "up"
+    finally:
+        platform.stop()
