@@ -7,33 +7,20 @@ the values file; quantities are Kubernetes quantities ("512Mi", "2Gi").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_FACTORS = {
-    None: 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
+from .quantity import parse as quantity_value
 
 
 def parse_quantity(quantity: str | int) -> int:
     """Bytes in a Kubernetes quantity: ``parse_quantity("2Gi") == 2147483648``."""
     if isinstance(quantity, int):
         return quantity
-    match = _QUANTITY.match(quantity.strip())
-    if not match:
-        raise ValueError(f"not a Kubernetes quantity: {quantity!r}")
-    number, unit = match.groups()
-    return int(float(number) * _FACTORS[unit])
+    try:
+        return int(quantity_value(quantity))
+    except ValueError:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}") from None
 
 
 def spark_memory(quantity: str | int) -> str:

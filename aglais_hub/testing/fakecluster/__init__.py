@@ -66,13 +66,14 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from aglais_hub.quantity import parse
+
 from .admission import quota_admission
 from .controllers import STORAGECLASSES, Controllers, R, storage_admission
 from .errors import ApiError
 from .faults import Faults
 from .images import ImageRegistry, default_registry
 from .kubelet import ImageFault, Kubelet, Node
-from .quantity import parse
 from .server import ApiServer
 from .store import Store
 

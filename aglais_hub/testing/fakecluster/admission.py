@@ -5,8 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from aglais_hub.quantity import format_for, parse
+
 from .errors import ApiError
-from .quantity import format_for, parse
 from .resources import BY_PATH, Resource
 
 if TYPE_CHECKING:

@@ -12,9 +12,10 @@ import secrets
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from aglais_hub.quantity import format_for, parse
+
 from .admission import namespace_usage
 from .errors import ApiError
-from .quantity import format_for, parse
 from .resources import BY_PATH, RESOURCES, Resource
 from .store import Change, Store, now
 

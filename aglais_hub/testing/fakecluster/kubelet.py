@@ -20,10 +20,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aglais_hub.quantity import format_bytes, format_cpu, parse
+
 from .controllers import R, record_event
 from .errors import ApiError
 from .images import ContainerContext, ImageRegistry, LocalCommand
-from .quantity import format_bytes, format_cpu, parse
 from .store import Change, now
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from aglais_hub.quantity import parse as parse_quantity
+
 from .errors import ApiError
-from .quantity import parse as parse_quantity
 
 
 @dataclass(frozen=True)

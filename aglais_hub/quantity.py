@@ -1,4 +1,6 @@
-"""Kubernetes resource quantities ("500m", "1.5", "2Gi", "1e3") as exact Decimals."""
+"""Kubernetes resource quantities ("500m", "1.5", "2Gi", "1e3") as exact Decimals.
+
+One parser for the hub (tier sizes) and the testing cluster (requests, quotas)."""
 
 from __future__ import annotations
 
