@@ -8,7 +8,9 @@ Zeppelin itself cannot be installed here: its container runs the project's stand
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
@@ -29,16 +31,23 @@ SPAWNER = {
 }  # fmt: skip
 
 
+@contextmanager
+def running_platform(cluster, directory: Path, **sections):
+    """The platform (demo values with SPAWNER, updated by ``sections``) on the cluster."""
+    kubeconfig = cluster.write_kubeconfig(directory / "kubeconfig")
+    platform = Platform(directory / "platform", demo_values(**{"spawner": SPAWNER, **sections}),
+                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
+    platform.start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
 @pytest.fixture
 def platform_on_cluster(cluster, tmp_path):
-    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    p = Platform(tmp_path / "platform", demo_values(spawner=SPAWNER),
-                 env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
-    p.start()
-    try:
-        yield p
-    finally:
-        p.stop()
+    with running_platform(cluster, tmp_path) as platform:
+        yield platform
 
 
 def get(cluster, kind: str, namespace: str, name: str):
@@ -222,11 +231,7 @@ def test_claims_grow_with_the_tier_and_never_shrink(cluster, platform_on_cluster
 def test_a_server_over_the_namespace_quota_fails_fast_naming_the_limit(cluster, tmp_path):
     sizes = {"huge-driver": {"displayName": "Huge driver", "executors": 0,
                              "driverMemory": "16Gi"}}  # fmt: skip
-    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    platform = Platform(tmp_path / "quota", demo_values(spawner=SPAWNER, sizes=sizes),
-                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
-    platform.start()
-    try:
+    with running_platform(cluster, tmp_path, sizes=sizes) as platform:
         alice = HubClient(platform.url)
         alice.login("alice", "alice")
         event = alice.start_server(profile="huge-driver", timeout=60)
@@ -236,8 +241,6 @@ def test_a_server_over_the_namespace_quota_fails_fast_naming_the_limit(cluster, 
         assert "requests.memory" in event["message"]
         assert get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None
         assert get(cluster, "configmaps", "aglais-alice", "zeppelin-alice-spark") is None
-    finally:
-        platform.stop()
 
 
 def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on_cluster):
@@ -291,11 +294,7 @@ def server_activity(platform) -> str:
 
 def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
     spawner = {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"], "activityInterval": 1}}
-    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    platform = Platform(tmp_path / "activity", demo_values(spawner=spawner),
-                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
-    platform.start()
-    try:
+    with running_platform(cluster, tmp_path, spawner=spawner) as platform:
         alice = HubClient(platform.url)
         alice.login("alice", "alice")
         assert alice.start_server(timeout=120).get("ready")
@@ -330,8 +329,6 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
         quiet_since = server_activity(platform)
         wait_for(lambda: server_activity(platform) > quiet_since, timeout=8,
                  what="the running job to count as activity")  # fmt: skip
-    finally:
-        platform.stop()
 
 
 def leftovers(cluster, namespace: str) -> list[str]:
@@ -345,16 +342,10 @@ def leftovers(cluster, namespace: str) -> list[str]:
 
 @pytest.fixture
 def fault_platform(cluster, tmp_path):
-    """A platform whose API retries give up after 5 s, and a broken image size."""
-    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    values = demo_values(spawner=SPAWNER, hub={"config": {"ZeppelinSpawner": {
-        "k8s_api_request_retry_timeout": 5}}})  # fmt: skip
-    p = Platform(tmp_path / "faults", values, env={"KUBECONFIG": str(kubeconfig)})
-    p.start()
-    try:
-        yield p
-    finally:
-        p.stop()
+    """A platform whose API retries give up after 5 s."""
+    retry = {"config": {"ZeppelinSpawner": {"k8s_api_request_retry_timeout": 5}}}
+    with running_platform(cluster, tmp_path, hub=retry) as platform:
+        yield platform
 
 
 def test_api_errors_during_a_spawn_are_retried(cluster, fault_platform):
@@ -437,11 +428,7 @@ def test_the_auth_proxy_shows_a_starting_page_while_zeppelin_boots(cluster, tmp_
     cluster.call(cluster.cluster.registry.register, "ghcr.io/aglais/zeppelin:slow", slow_zeppelin)
     spawner = {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"],
                                          "zeppelinImage": "ghcr.io/aglais/zeppelin:slow"}}  # fmt: skip
-    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    platform = Platform(tmp_path / "slow", demo_values(spawner=spawner),
-                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
-    platform.start()
-    try:
+    with running_platform(cluster, tmp_path, spawner=spawner) as platform:
         alice = HubClient(platform.url)
         alice.login("alice", "alice")
         # the hub's own check passes while Zeppelin boots, so the spawn completes
@@ -454,5 +441,3 @@ def test_the_auth_proxy_shows_a_starting_page_while_zeppelin_boots(cluster, tmp_
         wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=30,
                  what="Zeppelin to finish booting")  # fmt: skip
         assert alice.get("user/alice/_aglais/health").json()["zeppelin"] == "up"
-    finally:
-        platform.stop()
