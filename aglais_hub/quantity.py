@@ -61,3 +61,12 @@ def format_for(resource: str, value: Decimal) -> str:
     if resource.endswith(("memory", "storage")):
         return format_bytes(value)
     return str(int(value))
+
+
+def human_bytes(n: int) -> str:
+    """Bytes for people: ``human_bytes(3 * 2**30 // 2) == "1.5 GiB"``."""
+    for suffix in ("Ti", "Gi", "Mi", "Ki"):
+        unit = int(_SUFFIX[suffix])
+        if abs(n) >= unit:
+            return f"{n / unit:.1f}".removesuffix(".0") + f" {suffix}B"
+    return f"{n} B"

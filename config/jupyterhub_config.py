@@ -15,4 +15,4 @@ try:
 except ValuesError as error:
     sys.exit(f"Aglais Hub cannot start: {error}")
 
-c.merge(hub_config(values))  # noqa: F821 (c is provided by JupyterHub)
+c.merge(hub_config(values, os.environ))  # noqa: F821 (c is provided by JupyterHub)

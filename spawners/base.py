@@ -1,17 +1,27 @@
 """What every Aglais spawner shares: the user's tier and the checks before a start.
 
 `AglaisSpawnerMixin.prepare_start()` is the one place a spawner asks "may this
-start run, and with what limits?". The reservation gate plugs in here.
+start run, and with what limits?": the tier's own limits, then the reservation
+service's spawn gate (bookings and the queue for shared capacity).
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
 from jupyterhub.spawner import SpawnException
-from traitlets import Dict, Unicode
+from traitlets import Dict, Enum, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
-from aglais_hub.quotas import Tier, tier_from_values
+from aglais_hub.quotas import ClusterSize, Tier, sized, smallest_size, tier_from_values
 from authenticators.aglais import AUTH_STATE_KEY
+
+from .gate import UNREACHABLE_POLICIES, GateUnreachable, SpawnGateClient
+
+BOOKED_SERVER = re.compile(r"^r\d+$")
 
 
 class AglaisSpawnerMixin(LoggingConfigurable):
@@ -25,7 +35,34 @@ class AglaisSpawnerMixin(LoggingConfigurable):
         "basic", config=True, help="Tier used when the user's auth_state names none."
     )
 
+    sizes = Dict(config=True, help="The values file's `sizes` (for the smallest size).")
+    reservations_url = Unicode(
+        "",
+        config=True,
+        help="Base URL of the reservation service (ends in /services/reservations/); "
+        "empty turns the spawn gate off.",
+    )
+    reservations_token = Unicode(
+        "", config=True, help="Hub API token of the spawn-gate service, sent to spawn-check."
+    )
+    queue_timeout = Float(
+        600, config=True, help="Seconds an unbooked spawn waits in the queue before giving up."
+    )
+    queue_poll_interval = Float(
+        1.0, config=True, help="Seconds between spawn-check calls while a spawn is queued."
+    )
+    when_unreachable = Enum(
+        UNREACHABLE_POLICIES,
+        default_value="allow-smallest",
+        config=True,
+        help="Unbooked spawns when the reservation service does not answer: allow-smallest "
+        "(start with the smallest size the tier may use), allow, or refuse.",
+    )
+
     tier: Tier | None = None
+    gate_size: ClusterSize | None = None
+    _gate_messages: list[str]
+    _gate_open = False
 
     async def user_tier(self) -> Tier:
         """The user's tier from auth_state (set at login), else the default tier."""
@@ -64,5 +101,99 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                 reason="quota",
                 status_code=429,
             )
+        self.gate_size = None
+        if self.reservations_url:
+            size = await self.pass_gate(tier)
+            if size is not None:
+                self.gate_size = size
+                tier = sized(tier, size) if BOOKED_SERVER.match(self.name or "") else tier
         self.tier = tier
         return tier
+
+    # -- the spawn gate -------------------------------------------------------------------
+
+    def _gate_say(self, message: str) -> None:
+        if not self._gate_messages or self._gate_messages[-1] != message:
+            self._gate_messages.append(message)
+
+    async def pass_gate(self, tier: Tier) -> ClusterSize | None:
+        """Wait until the reservation service lets this spawn through; the size it gives.
+
+        None means: no size imposed (the spawn form's choice stands).
+        """
+        self._gate_messages, self._gate_open = [], True
+        try:
+            return await self._ask_gate(tier)
+        finally:
+            self._gate_open = False
+
+    async def _ask_gate(self, tier: Tier) -> ClusterSize | None:
+        gate = SpawnGateClient(self.reservations_url, self.reservations_token)
+        booked = bool(BOOKED_SERVER.match(self.name or ""))
+        profile = (self.user_options or {}).get("profile")
+        deadline = time.monotonic() + self.queue_timeout
+        while True:
+            try:
+                answer = await gate.check(self.user.name, self.name or "", profile)
+            except GateUnreachable as error:
+                return self._gate_unreachable(tier, booked, str(error))
+            if answer.allowed:
+                self._gate_say(answer.reason)
+                self.log.info("Spawn gate lets %s through: %s", self._log_name, answer.reason)
+                if answer.limits:
+                    size = ClusterSize.from_limits(answer.limits)
+                    # shown in the hub's server model: what this start really got
+                    applied = {"booking": answer.booking, **answer.limits}
+                    self.user_options = {**(self.user_options or {}), "applied": applied}
+                    return size
+                return None
+            if not answer.queued:
+                raise SpawnException(answer.reason, reason="booking" if booked else "capacity",
+                                     status_code=403 if booked else 429)  # fmt: skip
+            self._gate_say(answer.reason)
+            if time.monotonic() > deadline:
+                await gate.withdraw(self.user.name, self.name or "")
+                minutes = self.queue_timeout / 60
+                raise SpawnException(
+                    f"The shared cluster stayed full for {minutes:g} minutes, so this start "
+                    "gave up. Try again later, or book a cluster on the reservations page.",
+                    reason="capacity", status_code=503,
+                )  # fmt: skip
+            await asyncio.sleep(self.queue_poll_interval)
+
+    def _gate_unreachable(self, tier: Tier, booked: bool, error: str) -> ClusterSize | None:
+        self.log.warning("Reservation service unreachable for %s: %s", self._log_name, error)
+        if booked:
+            raise SpawnException(
+                "The reservation service is not answering, so booked servers cannot start "
+                "right now. Try again in a minute; tell an administrator if it persists.",
+                reason="booking", status_code=503,
+            )  # fmt: skip
+        if self.when_unreachable == "refuse":
+            raise SpawnException(
+                "The reservation service is not answering, so no server can start right now. "
+                "Try again in a minute.", reason="capacity", status_code=503,
+            )  # fmt: skip
+        if self.when_unreachable == "allow":
+            return None
+        ranks = {name: spec["rank"] for name, spec in self.tiers.items()}
+        size = smallest_size(tier, self.sizes, ranks)
+        self._gate_say("The reservation service is not answering: starting with the smallest "
+                       "size while it is away.")  # fmt: skip
+        return size
+
+    async def gate_progress(self) -> AsyncIterator[dict]:
+        """The gate's messages (queue position, booking) for the spawn page's progress bar."""
+        for _ in range(40):  # start() may not have reached the gate yet
+            if self._gate_open or getattr(self, "_gate_messages", None):
+                break
+            await asyncio.sleep(0.05)
+        shown = 0
+        while True:
+            messages = getattr(self, "_gate_messages", [])
+            while shown < len(messages):
+                yield {"progress": 1, "message": messages[shown]}
+                shown += 1
+            if not self._gate_open:
+                return
+            await asyncio.sleep(0.2)

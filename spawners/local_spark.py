@@ -15,7 +15,7 @@ from pathlib import Path
 from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
 from traitlets import Int, List, Unicode, default
 
-from aglais_hub.quotas import local_spark_cores, spark_memory
+from aglais_hub.quotas import local_spark_cores, spark_memory, with_size
 
 from .base import AglaisSpawnerMixin
 from .sparkconf import format_spark_defaults, local_spark_defaults
@@ -111,6 +111,8 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
                 "Set spawner.localSpark.notebook to jupyterlab (or unset ZEPPELIN_HOME).",
                 reason="config",
             )
+        if self.gate_size is not None:  # a booking (or the gate's fallback) sets the size
+            tier = with_size(tier, self.gate_size)
         cores = local_spark_cores(tier, os.cpu_count() or 1, self.max_cores)
         self.spark_conf_dir.mkdir(parents=True, exist_ok=True)
         (self.spark_conf_dir / "spark-defaults.conf").write_text(
@@ -126,6 +128,8 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
         return await super().start()
 
     async def progress(self) -> AsyncIterator[dict]:
+        async for event in self.gate_progress():
+            yield event
         for _ in range(60):
             if self.launch_summary:
                 yield {"progress": 50, "message": self.launch_summary}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,8 +20,8 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@pytest.fixture
-def postgres_db() -> Iterator[str]:
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
     """A fresh, empty PostgreSQL database; its SQLAlchemy URL. Dropped afterwards.
 
     Skips where PostgreSQL is unreachable, except under CI=true, where it fails.
@@ -40,6 +42,23 @@ def postgres_db() -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test."""
+    with fresh_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test of a store runs twice: on SQLite (the default) and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'reservations.sqlite'}"
+    else:
+        with fresh_postgres() as url:
+            yield url
 
 
 # Test values: the demo's, plus a group (guests) that is allowed in but maps to no
@@ -75,3 +94,24 @@ def cluster(tmp_path) -> Iterator:
     finally:
         alive = handle.stop()
         assert not alive, f"pod processes left running: {alive}"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """Headless Debian chromium under Playwright. Skips without chromium, except under
+    CI=true (where `.ci/run` installs it), where it fails."""
+    from playwright.sync_api import sync_playwright
+
+    from aglais_hub.testing.browser import CHROMIUM_ARGS, chromium_path
+
+    path = chromium_path()
+    if path is None:
+        if _in_ci():
+            pytest.fail("chromium is required under CI=true (make browser installs it)")
+        pytest.skip("chromium is not installed (make browser installs it)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -141,6 +141,14 @@ class HubClient:
             time.sleep(0.3)
         raise TimeoutError(f"server {user}/{server_name} still there after {timeout} s")
 
+    def new_token(self, note: str = "test") -> str:
+        """A hub API token of the logged-in user (as the hub's Token page makes one)."""
+        user = self.whoami()["name"]
+        response = self.session.post(self.url(f"hub/api/users/{user}/tokens"), json={"note": note},
+                                     headers=self.xsrf_headers(), timeout=60)  # fmt: skip
+        response.raise_for_status()
+        return response.json()["token"]
+
     def whoami(self) -> dict:
         response = self.get("hub/api/user")
         response.raise_for_status()

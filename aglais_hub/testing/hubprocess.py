@@ -24,9 +24,11 @@ c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
 c.ConfigurableHTTPProxy.command = {proxy_command}
 c.JupyterHub.authenticator_class = "dummy"
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}  # 202 at once, then progress
-c.JupyterHub.services = [{{"name": "driver", "api_token": "{token}"}}]
-c.JupyterHub.load_roles = [{{"name": "driver", "services": ["driver"],
-    "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "proxy"]}}]
+# appended, so services and roles of the config under test stay
+c.JupyterHub.services.append({{"name": "driver", "api_token": "{token}"}})
+c.JupyterHub.load_roles.append({{"name": "driver", "services": ["driver"],
+    "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "proxy",
+               "tokens", "admin:groups", "access:services"]}})
 """
 
 

@@ -44,7 +44,11 @@ class Platform:
         self.idp_port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
+        self.reservations_port = free_port()
         values = json.loads(json.dumps(values))
+        values.setdefault("reservations", {}).setdefault("port", self.reservations_port)
+        self.reservations_port = values["reservations"]["port"]
+        self.reservations_enabled = values["reservations"].get("enabled", True)
         passthrough = values.setdefault("hub", {}).setdefault("config", {})
         passthrough.setdefault("JupyterHub", {})["hub_port"] = self.hub_port
         passthrough.setdefault("ConfigurableHTTPProxy", {})["api_url"] = (
@@ -61,11 +65,17 @@ class Platform:
         return f"http://127.0.0.1:{self.port}/"
 
     @property
+    def reservations_url(self) -> str:
+        """The reservation service through the proxy, as users reach it."""
+        return self.url + "services/reservations/"
+
+    @property
     def users_file(self) -> Path:
         return self.state_dir / "idp" / "users.json"
 
     def ports(self) -> list[int]:
-        return [self.port, self.idp_port, self.hub_port, self.proxy_api_port]
+        return [self.port, self.idp_port, self.hub_port, self.proxy_api_port,
+                self.reservations_port]  # fmt: skip
 
     def start(self, timeout: float = 90) -> float:
         """Start the demo; return the seconds until the hub answered through the proxy."""
@@ -84,6 +94,8 @@ class Platform:
         )  # fmt: skip
         try:
             wait_for_http(self.url + "hub/api/", timeout, self.process)
+            if self.reservations_enabled:  # spawns wait for the gate, so wait for it too
+                wait_for_http(self.reservations_url + "api/health", timeout, self.process)
         except Exception:
             self.stop()
             raise RuntimeError(f"platform did not start:\n{self.log_tail()}") from None
@@ -107,7 +119,9 @@ class Platform:
 
     def set_user(self, name: str, groups: list[str], **extra: object) -> None:
         """Add or change a user at the identity provider (read at each request)."""
-        users = json.loads(self.users_file.read_text()) if self.users_file.exists() else {}
+        # before the first start the demo users are not written yet: start from them
+        users = (json.loads(self.users_file.read_text()) if self.users_file.exists()
+                 else json.loads(json.dumps(DEMO_USERS)))  # fmt: skip
         users.setdefault(name, {"password": name}).update(groups=groups, **extra)
         self.users_file.parent.mkdir(parents=True, exist_ok=True)
         self.users_file.write_text(json.dumps(users, indent=2))

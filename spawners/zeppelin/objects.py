@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from aglais_hub.quotas import Tier, spark_memory
+from aglais_hub.quotas import ClusterSize, Tier, spark_memory
 from spawners.sparkconf import format_spark_defaults
 
 PROXY_PORT = 8888
@@ -21,7 +21,7 @@ SPARK_UI_PORT = 4040
 SPARK_CONF_DIR = "/opt/spark/conf"
 NOTEBOOK_DIR = "/home/zeppelin/notebook"
 HOME_MOUNT = "/home/zeppelin"
-MEMORY_OVERHEAD = 384 * 2**20  # Spark's minimum executor memory overhead
+HUB_API_PORT = 8081  # JupyterHub's hub_port
 PROXY_CPU, PROXY_MEMORY = "100m", 128 * 2**20
 LABEL_USER = "aglais.io/user"
 LABEL_SERVER = "aglais.io/server"
@@ -34,30 +34,15 @@ SECURITY_CONTEXT = {
 }
 
 
-@dataclass(frozen=True)
-class ClusterSize:
-    """What one server may use: a driver plus up to ``executors`` executors."""
+def server_cpu_millis(size: ClusterSize) -> int:
+    """CPU of one server at full size: driver, auth proxy and every executor."""
+    proxy = int(PROXY_CPU.rstrip("m"))
+    return (size.driver_cores + size.executors * size.executor_cores) * 1000 + proxy
 
-    executors: int
-    executor_cores: int
-    executor_memory: int  # bytes
-    driver_cores: int
-    driver_memory: int  # bytes
 
-    @classmethod
-    def from_tier(cls, tier: Tier) -> ClusterSize:
-        return cls(tier.max_executors, tier.executor_cores, tier.executor_memory,
-                   tier.driver_cores, tier.driver_memory)  # fmt: skip
-
-    def executor_pod_memory(self) -> int:
-        return self.executor_memory + max(MEMORY_OVERHEAD, self.executor_memory // 10)
-
-    def total_cpu_millis(self) -> int:
-        proxy = int(PROXY_CPU.rstrip("m"))
-        return (self.driver_cores + self.executors * self.executor_cores) * 1000 + proxy
-
-    def total_memory(self) -> int:
-        return self.driver_memory + PROXY_MEMORY + self.executors * self.executor_pod_memory()
+def server_memory(size: ClusterSize) -> int:
+    """Memory of one server at full size: driver, auth proxy and every executor pod."""
+    return size.driver_memory + PROXY_MEMORY + size.executors * size.executor_pod_memory()
 
 
 @dataclass(frozen=True)
@@ -178,8 +163,8 @@ def resource_quota(spec: ServerSpec) -> dict:
     """The tier's ceiling for the whole namespace: every server and executor together."""
     tier, servers = spec.tier, spec.tier.concurrent_servers
     per_server = ClusterSize.from_tier(tier)
-    cpu = per_server.total_cpu_millis() * servers
-    memory = per_server.total_memory() * servers
+    cpu = server_cpu_millis(per_server) * servers
+    memory = server_memory(per_server) * servers
     return {
         "apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": _meta(spec, "tier-quota", "quota", shared=True),
@@ -206,6 +191,8 @@ def network_policy(spec: ServerSpec) -> dict:
         {"to": [{"ipBlock": {"cidr": c}} for c in spec.api_server_cidrs],
          "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
         {"to": [same_namespace], "ports": spark_ports},
+        # the auth proxy checks logins and reports activity at the hub's API
+        {"to": [spec.hub_selector], "ports": [{"protocol": "TCP", "port": HUB_API_PORT}]},
     ]  # fmt: skip
     if spec.data_cidrs:
         egress.append({"to": [{"ipBlock": {"cidr": c}} for c in spec.data_cidrs]})

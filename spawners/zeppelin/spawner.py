@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from jupyterhub.spawner import SpawnException
@@ -91,6 +92,8 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         try:
             self.spec = server_spec(self.values, self.user.name, tier, self.name, profile,
                                     env=self.get_env(), pvc_name=self.pvc_name)  # fmt: skip
+            if self.gate_size is not None:  # the booking's size, not the form's
+                self.spec = replace(self.spec, size=self.gate_size)
         except ProfileRefused as refused:
             raise SpawnException(str(refused), reason="profile", status_code=403) from None
         self.namespace = self.spec.namespace
@@ -204,6 +207,8 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
 
     async def progress(self) -> Any:
         """The spawn page's steps, in words a user understands."""
+        async for event in self.gate_progress():
+            yield event
         yield {"progress": 2, "message": "Preparing your namespace, volume and Spark settings"}
         async for event in super().progress():
             raw = event.get("raw_event")

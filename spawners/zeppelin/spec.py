@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 
 from kubespawner.slugs import multi_slug, safe_slug
 
-from aglais_hub.quotas import Tier, parse_quantity, resolve_tier, tier_from_values
+from aglais_hub.quotas import ClusterSize, Tier, resolve_tier, tier_from_values
 
-from .objects import ClusterSize, DataVolume, ServerSpec
+from .objects import DataVolume, ServerSpec
 
 SLUG_MAX = 48  # as KubeSpawner's "safe" slug scheme
 
@@ -60,13 +60,7 @@ def cluster_size(values: Mapping, tier: Tier, profile: str | None) -> tuple[Clus
             f"The size '{size.get('displayName') or profile}' needs tier '{shown}' or higher; "
             f"your tier is '{tier.display_name}'."
         )
-    return ClusterSize(
-        executors=size["executors"],
-        executor_cores=size["executorCores"],
-        executor_memory=parse_quantity(size["executorMemory"]),
-        driver_cores=size["driverCores"],
-        driver_memory=parse_quantity(size["driverMemory"]),
-    ), size.get("flavour", "zeppelin")
+    return ClusterSize.from_values(size), size.get("flavour", "zeppelin")
 
 
 def server_spec(values: Mapping, username: str, tier: Tier, server_name: str = "",

@@ -1,0 +1,88 @@
+"""SQLAlchemy 2 models of the bookings database (migrations: ``migrations/``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .policy import Resources, Span, iso
+
+STATES = ("pending", "active", "completed", "cancelled")
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in Python, naive UTC in the database (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the bookings database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Booking(Base):
+    """A size booked by a user for ``[start, end)``; its server is the named server r<id>."""
+
+    __tablename__ = "bookings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    size: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    # What the size was when booked: later edits of the values file do not change it.
+    millicores: Mapped[int] = mapped_column(Integer)
+    memory: Mapped[int] = mapped_column(BigInteger)
+    limits: Mapped[dict] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        Index("ix_bookings_state_end", "state", "end"),
+        Index("ix_bookings_start", "start"),
+    )
+
+    @property
+    def server_name(self) -> str:
+        return f"r{self.id}"
+
+    @property
+    def need(self) -> Resources:
+        return Resources(self.millicores, self.memory)
+
+    def span(self, margin: Any) -> Span:
+        return Span(self.start, self.end + margin, self.need)
+
+    def as_json(self) -> dict:
+        return {
+            "id": self.id,
+            "user": self.user,
+            "size": self.size,
+            "title": self.title,
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "state": self.state,
+            "server_name": self.server_name,
+            "limits": self.limits,
+            "created_by": self.created_by,
+            "warned": self.warned_at is not None,
+        }

@@ -1,0 +1,160 @@
+"""Bookings on time: activate, warn, complete, stop at end + grace.
+
+Everything is derived from the database and the clock, never from what the
+previous tick remembered, so a service that was down catches up on every end it
+missed at its first tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from sqlalchemy import select
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from .ledger import Ledger
+from .models import Booking
+from .policy import iso
+
+log = logging.getLogger("aglais.reservations.scheduler")
+Notify = Callable[[str, dict], Awaitable[None]]
+
+
+def transitions(booking: Booking, now: datetime, warn: object, grace: object) -> list[str]:
+    """What is due for one booking at ``now`` (pure): activate, warn, complete, stop."""
+    due = []
+    state = booking.state
+    if state == "pending" and booking.start <= now < booking.end:
+        due.append("activate")
+        state = "active"
+    if state == "active" and booking.warned_at is None and booking.end - warn <= now < booking.end:
+        due.append("warn")
+    if state in ("pending", "active") and booking.end <= now:
+        due.append("complete")
+        state = "completed"
+    if booking.stopped_at is None and (
+        state == "cancelled" or (state == "completed" and booking.end + grace <= now)
+    ):
+        due.append("stop")
+    return due
+
+
+class Scheduler:
+    """Runs `tick()` every ``settings.tick`` seconds."""
+
+    def __init__(self, ledger: Ledger, hub: object, notify: Notify | None = None):
+        self.ledger = ledger
+        self.hub = hub  # a HubDirectory
+        self.notify = notify or (lambda event, booking: asyncio.sleep(0))
+        self._task: asyncio.Task | None = None
+        self.ticks = 0
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # a hub hiccup must not end enforcement
+                log.exception("Scheduler tick failed; trying again")
+            await asyncio.sleep(self.ledger.settings.tick)
+
+    def _due(self, now: datetime) -> list[tuple[Booking, list[str]]]:
+        settings = self.ledger.settings
+        query = select(Booking).where(
+            Booking.stopped_at.is_(None) | Booking.state.in_(("pending", "active"))
+        )
+        with self.ledger.store.session() as session:
+            return [
+                (b, d)
+                for b in session.scalars(query)
+                if (d := transitions(b, now, settings.warn, settings.grace))
+            ]
+
+    async def tick(self) -> None:
+        """Apply every transition due now; stop servers whose booking is over."""
+        now = self.ledger.clock()
+        for booking, due in self._due(now):
+            for step in due:
+                await self._apply(booking, step, now)
+        await self._keep_booked_servers_alive(now)
+        self.ticks += 1
+
+    async def _apply(self, booking: Booking, step: str, now: datetime) -> None:
+        if step == "stop":
+            stopped = await self.hub.stop_server(booking.user, booking.server_name)
+            if stopped:
+                log.info(
+                    "Stopped %s/%s: booking %d is %s",
+                    booking.user,
+                    booking.server_name,
+                    booking.id,
+                    booking.state,
+                )
+            self._update(booking.id, stopped_at=now)
+            return
+        changes = {
+            "activate": {"state": "active"},
+            "warn": {"warned_at": now},
+            "complete": {"state": "completed"},
+        }[step]
+        fresh = self._update(booking.id, **changes)
+        event = {"activate": "activated", "warn": "warned", "complete": "completed"}[step]
+        log.info(
+            "Booking %d of %s %s (%s to %s)",
+            booking.id,
+            booking.user,
+            event,
+            iso(booking.start),
+            iso(booking.end),
+        )
+        await self.notify(event, fresh.as_json())
+
+    def _update(self, booking_id: int, **changes: object) -> Booking:
+        with self.ledger.store.session() as session:
+            booking = session.get(Booking, booking_id)
+            for key, value in changes.items():
+                setattr(booking, key, value)
+            booking.updated_at = self.ledger.clock()
+        return booking
+
+    async def _keep_booked_servers_alive(self, now: datetime) -> None:
+        with self.ledger.store.session() as session:
+            active = list(session.scalars(select(Booking).where(Booking.state == "active")))
+        if not active:
+            return
+        _, servers = await self.hub.active_servers()
+        running = {(s.user, s.name) for s in servers}
+        for booking in active:
+            if (booking.user, booking.server_name) in running:
+                await self.hub.touch(booking.user, booking.server_name, now)
+
+
+def webhook_notifier(url: str) -> Notify:
+    """POST ``{"event", "booking"}`` to ``url``; failures are logged, never raised."""
+
+    async def notify(event: str, booking: dict) -> None:
+        if not url:
+            return
+        request = HTTPRequest(
+            url,
+            method="POST",
+            body=json.dumps({"event": event, "booking": booking}),
+            headers={"Content-Type": "application/json"},
+            request_timeout=5,
+        )
+        try:
+            await AsyncHTTPClient().fetch(request)
+        except Exception as error:
+            log.warning("Webhook %s for booking %s failed: %s", event, booking.get("id"), error)
+
+    return notify

@@ -1,0 +1,104 @@
+"""The bookings database: engine, migrations, and the one lock that serialises bookings.
+
+Every change that needs a capacity check runs inside `Store.booking_transaction()`:
+on PostgreSQL a transaction-scoped advisory lock, on SQLite ``BEGIN IMMEDIATE``.
+Two requests can then never both see the same free capacity and over-commit it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import create_engine, event, or_, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import Booking
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BOOKING_LOCK_KEY = 0x61676C6169  # "aglai": any constant shared by every service instance
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets a write lock per transaction and a busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection, record) -> None:  # noqa: ANN001
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection) -> None:  # noqa: ANN001
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3, not psycopg2
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Store:
+    """Bookings on SQLite or PostgreSQL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction for reads and simple writes."""
+        with self.sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def booking_transaction(self) -> Iterator[Session]:
+        """A transaction no other capacity decision can interleave with."""
+        with self.sessions.begin() as session:
+            if self.is_postgres:
+                session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": BOOKING_LOCK_KEY}
+                )
+            yield session
+
+    @staticmethod
+    def holding(session: Session, start: datetime, end: datetime, margin: timedelta,
+                exclude: int | None = None) -> list[Booking]:  # fmt: skip
+        """Bookings that hold capacity somewhere in ``[start, end)`` (their margin included)."""
+        query = select(Booking).where(
+            Booking.state != "cancelled",
+            Booking.start < end,
+            Booking.end > start - margin,
+        )
+        if exclude is not None:
+            query = query.where(Booking.id != exclude)
+        return list(session.scalars(query))
+
+    @staticmethod
+    def of_user(session: Session, user: str, since: datetime | None = None) -> list[Booking]:
+        query = select(Booking).where(Booking.user == user)
+        if since is not None:
+            query = query.where(or_(Booking.end > since, Booking.state.in_(("pending", "active"))))
+        return list(session.scalars(query.order_by(Booking.start)))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

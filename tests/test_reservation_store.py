@@ -1,0 +1,180 @@
+"""The booking ledger on SQLite and on PostgreSQL (every test runs on both).
+
+A fixed clock stands in for time; the database, the lock and the policy are real.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from aglais_hub.reservations.ledger import Caller, Ledger
+from aglais_hub.reservations.models import Base
+from aglais_hub.reservations.rules import Refused
+from aglais_hub.reservations.settings import settings_from_values
+from aglais_hub.reservations.store import Store
+from tests.reservation_values import reservation_values
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+ALICE = Caller("alice", tier="standard")
+BOB = Caller("bob", tier="power")
+ADMIN = Caller("admin", admin=True, tier="standard")
+
+
+@pytest.fixture
+def ledger(any_db: str) -> Ledger:
+    store = Store(any_db)
+    store.migrate()
+    yield Ledger(store, settings_from_values(reservation_values()), clock=lambda: NOW)
+    store.dispose()
+
+
+def book(ledger: Ledger, caller: Caller, start: timedelta, hours: float, size: str = "small"):
+    return ledger.create(caller, size=size, start=NOW + start, end=NOW + start + hours * H,
+                         title="t", tier=caller.tier)  # fmt: skip
+
+
+def test_migrations_create_exactly_the_models(ledger: Ledger) -> None:
+    with ledger.store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_migrate_twice_keeps_bookings(ledger: Ledger) -> None:
+    booking = book(ledger, ALICE, H, 2)
+    ledger.store.migrate()
+    assert ledger.get(ALICE, booking.id).start == NOW + H
+
+
+def test_a_booking_reads_back_in_utc(ledger: Ledger) -> None:
+    booking = book(ledger, ALICE, H, 2)
+    got = ledger.get(ALICE, booking.id)
+    assert (got.start, got.end, got.state, got.server_name) == (
+        NOW + H,
+        NOW + 3 * H,
+        "pending",
+        f"r{booking.id}",
+    )
+    assert got.limits["executors"] == 2
+    assert got.as_json()["start"] == "2026-12-01T10:00:00Z"
+
+
+def test_third_overlapping_small_is_refused_with_the_full_interval(ledger: Ledger) -> None:
+    book(ledger, ALICE, 1 * H, 2)  # 10:00-12:00
+    book(ledger, BOB, 2 * H, 2)  # 11:00-13:00
+    with pytest.raises(Refused) as refused:
+        book(ledger, ADMIN, 0 * H, 6)
+    assert refused.value.status == 409
+    assert "from 2026-12-01T11:00:00Z to 2026-12-01T12:00:00Z" in refused.value.message
+    assert "2 cores" in refused.value.message
+
+
+def test_cancelling_frees_capacity(ledger: Ledger) -> None:
+    first = book(ledger, ALICE, H, 2)
+    book(ledger, BOB, H, 2)
+    with pytest.raises(Refused):
+        book(ledger, ADMIN, H, 1)
+    ledger.cancel(ALICE, first.id)
+    assert book(ledger, ADMIN, H, 1).state == "pending"
+
+
+def test_extension_rechecks_capacity_and_shortening_always_works(ledger: Ledger) -> None:
+    mine = book(ledger, ALICE, H, 1)  # 10-11
+    book(ledger, BOB, 2 * H, 2)  # 11-13
+    book(ledger, ADMIN, 2 * H, 2)  # 11-13: full from 11
+    with pytest.raises(Refused) as refused:
+        ledger.change_end(ALICE, mine.id, NOW + 3 * H, "standard")
+    assert refused.value.status == 409
+    assert ledger.change_end(ALICE, mine.id, NOW + 1.5 * H, "standard").end == NOW + 1.5 * H
+    assert ledger.get(ALICE, mine.id).end == NOW + 1.5 * H
+
+
+def test_others_bookings_are_404_for_users_and_visible_to_admins(ledger: Ledger) -> None:
+    mine = book(ledger, ALICE, H, 1)
+    for action in (lambda: ledger.get(BOB, mine.id), lambda: ledger.cancel(BOB, mine.id),
+                   lambda: ledger.change_end(BOB, mine.id, NOW + 2 * H, "power")):  # fmt: skip
+        with pytest.raises(Refused) as refused:
+            action()
+        assert refused.value.status == 404
+    assert ledger.get(ADMIN, mine.id).user == "alice"
+    assert [b.id for b in ledger.list(BOB)] == []
+    assert [b.id for b in ledger.list(ADMIN, user="alice")] == [mine.id]
+
+
+def test_tier_rules(ledger: Ledger) -> None:
+    with pytest.raises(Refused, match="needs tier 'Power'") as refused:
+        book(ledger, ALICE, H, 1, size="large")
+    assert refused.value.status == 403
+    with pytest.raises(Refused, match="cannot book") as refused:
+        book(ledger, Caller("carol", tier="basic"), H, 1)
+    assert refused.value.status == 403
+    with pytest.raises(Refused, match="longer than your tier") as refused:
+        book(ledger, ALICE, H, 9)
+    assert refused.value.status == 422
+    with pytest.raises(Refused, match="days ahead"):
+        book(ledger, ALICE, timedelta(days=20), 1)
+    book(ledger, ALICE, H, 1, size="tiny")
+    book(ledger, ALICE, 2 * H, 1, size="tiny")
+    with pytest.raises(Refused, match="allows 2"):
+        book(ledger, ALICE, 3 * H, 1, size="tiny")
+
+
+def test_weekly_hours(ledger: Ledger) -> None:
+    carol = Caller("carol", tier="standard")
+    book(ledger, carol, H, 6, size="tiny")
+    with pytest.raises(Refused, match="8 h per week; you have 6 h booked") as refused:
+        book(ledger, carol, 8 * H, 3, size="tiny")
+    assert refused.value.status == 403
+
+
+def test_admin_books_for_a_user_past_the_tier_rules(ledger: Ledger) -> None:
+    booking = ledger.create(ADMIN, size="large", start=NOW + H, end=NOW + 2 * H, user="alice")
+    assert (booking.user, booking.created_by) == ("alice", "admin")
+    with pytest.raises(Refused) as refused:
+        ledger.create(ALICE, size="small", start=NOW + H, end=NOW + 2 * H, user="bob")
+    assert refused.value.status == 403
+
+
+def test_time_rules(ledger: Ledger) -> None:
+    with pytest.raises(Refused, match="must be after") as refused:
+        book(ledger, ALICE, H, 0)
+    assert refused.value.status == 422
+    with pytest.raises(Refused, match="in the past"):
+        book(ledger, ALICE, -H, 2)
+    with pytest.raises(Refused, match="no size 'huge'") as refused:
+        book(ledger, ALICE, H, 1, size="huge")
+    assert refused.value.status == 422
+
+
+def test_concurrent_creates_from_two_service_instances_never_overcommit(any_db: str) -> None:
+    """Two ledgers (as two service replicas would be) on one database, 24 threads."""
+    values = reservation_values()
+    stores = [Store(any_db), Store(any_db)]
+    stores[0].migrate()
+    ledgers = [Ledger(s, settings_from_values(values), clock=lambda: NOW) for s in stores]
+    outcomes: list[int] = []
+    barrier = threading.Barrier(24)
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            book(ledgers[i % 2], Caller(f"u{i}", tier="power"), H, 1 + (i % 3))
+            outcomes.append(201)
+        except Refused as refused:
+            outcomes.append(refused.status)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(outcomes)) == [201, 409]
+    held = ledgers[0].list(ADMIN)
+    assert len(held) == outcomes.count(201) == 2  # 8 cores hold two smalls of 3
+    for s in stores:
+        s.dispose()
