@@ -32,7 +32,7 @@ lock: $(BIN)/uv
 demo: install
 	$(BIN)/aglais-hub demo
 
-test: install helm
+test: install helm browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
@@ -44,6 +44,15 @@ lint: install
 .PHONY: helm
 helm: $(STAMP_PY)
 	@command -v helm >/dev/null || test -x $(BIN)/helm || $(BIN)/python -m aglais_hub.chart fetch-helm $(BIN)/helm
+
+# Debian's chromium for the browser tests (Playwright drives it; nothing is downloaded
+# by Playwright itself). Installed with apt-get where it is missing and we may.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium >/dev/null; } || \
+	  echo "chromium is missing and could not be installed: the browser test will fail under CI=true"
 
 # Regenerate the values reference in README.md from the schema's descriptions.
 docs: install

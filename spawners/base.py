@@ -101,6 +101,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                 reason="quota",
                 status_code=429,
             )
+        self.check_options(tier)  # refuse what can never start before queueing for capacity
         self.gate_size = None
         if self.reservations_url:
             size = await self.pass_gate(tier)
@@ -109,6 +110,9 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                 tier = sized(tier, size) if BOOKED_SERVER.match(self.name or "") else tier
         self.tier = tier
         return tier
+
+    def check_options(self, tier: Tier) -> None:
+        """Raise SpawnException for spawn options this tier may never use (subclasses)."""
 
     # -- the spawn gate -------------------------------------------------------------------
 

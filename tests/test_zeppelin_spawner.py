@@ -143,7 +143,7 @@ def test_a_size_above_the_tier_is_refused_with_a_message(cluster, platform_on_cl
     form = next(f for f in forms_of(page.text) if "spawn" in f["action"])
     answer = alice.session.post(urljoin(page.url, form["action"]),  # carries the _xsrf
                                 data={**form["fields"], "profile": "large"})  # fmt: skip
-    assert answer.status_code == 403
+    assert answer.status_code == 403, (answer.url, answer.text[-3000:])
     assert refusal.replace("'", "&#39;") in answer.text
     assert get(cluster, "pods", "aglais-alice", "zeppelin-alice--big") is None
 
@@ -441,3 +441,50 @@ def test_the_auth_proxy_shows_a_starting_page_while_zeppelin_boots(cluster, tmp_
         wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=30,
                  what="Zeppelin to finish booting")  # fmt: skip
         assert alice.get("user/alice/_aglais/health").json()["zeppelin"] == "up"
+
+
+def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_on_cluster):
+    """An admin books the large size for alice (above her tier): her r<id> server runs
+    with the booked driver and executors, and her namespace's quota makes room for it."""
+    platform = platform_on_cluster
+    big = Node("node-big", Decimal(16), Decimal(64 * 2**30))
+    cluster.call(cluster.cluster.kubelet.add_node, big)
+    alice = HubClient(platform.url)
+    alice.login("alice", "alice")  # the hub knows her from her first login
+    admin = HubClient(platform.url)
+    admin.login("admin", "admin")
+    token = admin.new_token()
+    now = time.time()
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 1800))
+    response = admin.session.post(
+        platform.reservations_url + "api/reservations",
+        json={
+            "size": "large",
+            "start": start,
+            "end": end,
+            "title": "Full-sky join",
+            "user": "alice",
+        },
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    server = response.json()["server_name"]
+
+    event = alice.start_server(server, timeout=120)
+    assert event.get("ready"), (event, platform.log_tail())
+    applied = alice.get("hub/api/users/alice").json()["servers"][server]["user_options"]["applied"]
+    assert (applied["executors"], applied["executor_cores"], applied["driver_memory"]) == (
+        8,
+        2,
+        4 * 2**30,
+    )
+    ns, pod_name = "aglais-alice", f"zeppelin-alice--{server}"
+    pod = get(cluster, "pods", ns, pod_name)
+    assert pod["spec"]["containers"][1]["resources"]["limits"]["memory"] == str(4 * 2**30)
+    conf = get(cluster, "configmaps", ns, f"{pod_name}-spark")["data"]["spark-defaults.conf"]
+    assert "spark.dynamicAllocation.maxExecutors 8\n" in conf
+    assert "spark.executor.cores 2\n" in conf and "spark.executor.memory 4096m\n" in conf
+    quota = get(cluster, "resourcequotas", ns, "tier-quota")["spec"]["hard"]
+    assert int(quota["pods"]) >= 1 + 8  # room for the booked executors

@@ -18,12 +18,12 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from traitlets import Dict, default
 
-from aglais_hub.quotas import parse_quantity
+from aglais_hub.quotas import Tier, parse_quantity
 
 from ..base import AglaisSpawnerMixin
 from . import objects
 from .podstatus import friendly_event, start_problem
-from .spec import ProfileRefused, server_spec
+from .spec import ProfileRefused, cluster_size, server_spec
 
 RETRIED = (429, 500, 502, 503, 504)  # API answers worth another try
 
@@ -117,6 +117,12 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             raise
         finally:
             self.starting = False
+
+    def check_options(self, tier: Tier) -> None:
+        try:
+            cluster_size(self.values, tier, (self.user_options or {}).get("profile"))
+        except ProfileRefused as refused:
+            raise SpawnException(str(refused), reason="profile", status_code=403) from None
 
     async def _clean_up_failed_spawn(self) -> None:
         """A failed spawn leaves nothing behind: the pod (and with it the driver Service
