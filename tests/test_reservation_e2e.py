@@ -6,6 +6,8 @@ The real hub, configurable-http-proxy, npm oidc-provider, the reservation servic
 
 from __future__ import annotations
 
+import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -29,10 +31,33 @@ spark.stop()
 """
 
 
+class Webhook(http.server.BaseHTTPRequestHandler):
+    """Records the service's booking events (what an e-mail bridge would receive)."""
+
+    events: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Webhook.events.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
-def rplatform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def webhook() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def rplatform(tmp_path_factory: pytest.TempPathFactory, webhook: str) -> Iterator[Platform]:
     """7 cores: two standard-tier servers (3 cores each) fit, a third waits."""
-    values = reservation_values(capacity={"cores": 7, "memory": "64Gi"})
+    values = reservation_values(capacity={"cores": 7, "memory": "64Gi"}, webhookUrl=webhook)
     values["auth"]["allowedGroups"] = ["users", "power"]
     platform = Platform(tmp_path_factory.mktemp("reservations-e2e"), values)
     for name in ("carol", "dave"):
@@ -95,6 +120,10 @@ def test_a_booking_from_before_its_start_to_after_its_end(rplatform: Platform) -
     assert alice.open_server(f"user/alice/{server}/").status_code == 200
     assert "local[1] 768m" in alice.run_code(f"user/alice/{server}/", SPARK_CONF)
 
+    # the owner is warned (warnMinutes: 1) on the page's announcement bar and by webhook
+    page = alice.get_with_consent("services/reservations/").text
+    assert "Your booking &#39;Workshop&#39; ends at " + booking["end"] in page
+
     # the service dies mid-booking; the hub restarts it and nothing is lost
     restart_service(rplatform.reservations_port, rplatform.reservations_url + "api/health")
     assert api.get(api.base + f"reservations/{booking['id']}").json()["state"] == "active"
@@ -102,6 +131,8 @@ def test_a_booking_from_before_its_start_to_after_its_end(rplatform: Platform) -
     alice.wait_stopped("alice", server, timeout=(end - datetime.now(UTC)).total_seconds() + 30)
     assert datetime.now(UTC) >= end
     assert api.get(api.base + f"reservations/{booking['id']}").json()["state"] == "completed"
+    events = [e["event"] for e in Webhook.events if e["booking"]["id"] == booking["id"]]
+    assert events == ["activated", "warned", "completed"], events
     late = alice.start_server(server)
     assert late.get("failed") and "ended at " + booking["end"] in late["message"]
 

@@ -35,8 +35,14 @@ def ledger(any_db: str) -> Ledger:
 
 
 def book(ledger: Ledger, caller: Caller, start: timedelta, hours: float, size: str = "small"):
-    return ledger.create(caller, size=size, start=NOW + start, end=NOW + start + hours * H,
-                         title="t", tier=caller.tier)  # fmt: skip
+    return ledger.create(
+        caller,
+        size=size,
+        start=NOW + start,
+        end=NOW + start + hours * H,
+        title="t",
+        tier=caller.tier,
+    )
 
 
 def test_migrations_create_exactly_the_models(ledger: Ledger) -> None:
@@ -96,8 +102,11 @@ def test_extension_rechecks_capacity_and_shortening_always_works(ledger: Ledger)
 
 def test_others_bookings_are_404_for_users_and_visible_to_admins(ledger: Ledger) -> None:
     mine = book(ledger, ALICE, H, 1)
-    for action in (lambda: ledger.get(BOB, mine.id), lambda: ledger.cancel(BOB, mine.id),
-                   lambda: ledger.change_end(BOB, mine.id, NOW + 2 * H, "power")):  # fmt: skip
+    for action in (
+        lambda: ledger.get(BOB, mine.id),
+        lambda: ledger.cancel(BOB, mine.id),
+        lambda: ledger.change_end(BOB, mine.id, NOW + 2 * H, "power"),
+    ):
         with pytest.raises(Refused) as refused:
             action()
         assert refused.value.status == 404
@@ -178,3 +187,32 @@ def test_concurrent_creates_from_two_service_instances_never_overcommit(any_db: 
     assert len(held) == outcomes.count(201) == 2  # 8 cores hold two smalls of 3
     for s in stores:
         s.dispose()
+
+
+def test_scheduler_transitions_at_each_moment() -> None:
+    """What is due for a booking 10:00-11:00 (warn 15 min before, grace 5 min)."""
+    from aglais_hub.reservations.models import Booking
+    from aglais_hub.reservations.scheduler import transitions
+
+    def due(state: str, at: datetime, warned: bool = False, stopped: bool = False) -> list[str]:
+        booking = Booking(
+            state=state,
+            start=NOW + H,
+            end=NOW + 2 * H,
+            warned_at=NOW if warned else None,
+            stopped_at=NOW if stopped else None,
+        )
+        return transitions(booking, at, timedelta(minutes=15), timedelta(minutes=5))
+
+    assert due("pending", NOW) == []
+    assert due("pending", NOW + H) == ["activate"]
+    assert due("active", NOW + 1.5 * H) == []
+    assert due("active", NOW + 1.8 * H) == ["warn"]
+    assert due("active", NOW + 1.8 * H, warned=True) == []
+    assert due("active", NOW + 2 * H, warned=True) == ["complete"]
+    assert due("completed", NOW + 2 * H + timedelta(minutes=4)) == []
+    assert due("completed", NOW + 2 * H + timedelta(minutes=5)) == ["stop"]
+    assert due("completed", NOW + 3 * H, stopped=True) == []
+    # a service that was down for the whole booking catches up in one tick
+    assert due("pending", NOW + 3 * H) == ["complete", "stop"]
+    assert due("cancelled", NOW) == ["stop"]
