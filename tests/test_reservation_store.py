@@ -48,7 +48,11 @@ def book(ledger: Ledger, caller: Caller, start: timedelta, hours: float, size: s
 def test_migrations_create_exactly_the_models(ledger: Ledger) -> None:
     with ledger.store.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert diff == []
+    # the one difference allowed: PostgreSQL's GiST range index (migration 0002), which
+    # the models cannot declare portably; it must exist there and nowhere else
+    extra = [d for d in diff if d[0] == "remove_index" and d[1].name == "ix_bookings_period"]
+    assert extra == ([diff[0]] if ledger.store.is_postgres else [])
+    assert [d for d in diff if d not in extra] == []
 
 
 def test_migrate_twice_keeps_bookings(ledger: Ledger) -> None:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from .ledger import Ledger
@@ -70,8 +70,13 @@ class Scheduler:
 
     def _due(self, now: datetime) -> list[tuple[Booking, list[str]]]:
         settings = self.ledger.settings
+        # only bookings where something can be due: never the calendar's future
         query = select(Booking).where(
-            Booking.stopped_at.is_(None) | Booking.state.in_(("pending", "active"))
+            or_(
+                and_(Booking.state == "pending", Booking.start <= now),
+                Booking.state == "active",
+                and_(Booking.stopped_at.is_(None), Booking.state.in_(("completed", "cancelled"))),
+            )
         )
         with self.ledger.store.session() as session:
             return [

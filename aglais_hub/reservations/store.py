@@ -14,11 +14,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event, or_, select, text
+from sqlalchemy import and_, create_engine, event, func, literal, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Booking
+from .models import Booking, UTCDateTime
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BOOKING_LOCK_KEY = 0x61676C6169  # "aglai": any constant shared by every service instance
@@ -84,11 +84,15 @@ class Store:
     def holding(session: Session, start: datetime, end: datetime, margin: timedelta,
                 exclude: int | None = None) -> list[Booking]:  # fmt: skip
         """Bookings that hold capacity somewhere in ``[start, end)`` (their margin included)."""
-        query = select(Booking).where(
-            Booking.state != "cancelled",
-            Booking.start < end,
-            Booking.end > start - margin,
-        )
+        if session.get_bind().dialect.name == "postgresql":  # the GiST range index (0002)
+            period = func.tsrange(Booking.start, Booking.end)
+            window = func.tsrange(
+                literal(start - margin, UTCDateTime()), literal(end, UTCDateTime())
+            )
+            overlaps = period.op("&&")(window)
+        else:
+            overlaps = and_(Booking.start < end, Booking.end > start - margin)
+        query = select(Booking).where(Booking.state != "cancelled", overlaps)
         if exclude is not None:
             query = query.where(Booking.id != exclude)
         return list(session.scalars(query))
