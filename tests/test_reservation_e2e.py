@@ -222,3 +222,33 @@ def test_the_page_refuses_a_post_without_the_xsrf_token(rplatform: Platform) -> 
     genuine = alice.session.post(rplatform.reservations_url, data={**form, "_xsrf": token},
                                  allow_redirects=False)  # fmt: skip
     assert genuine.status_code == 303 and "notice=booked" in genuine.headers["Location"]
+
+
+def test_admins_see_every_booking_on_the_page_and_cancel_or_book_for_a_user(
+    rplatform: Platform,
+) -> None:
+    alice, admin = logged_in(rplatform, "alice"), logged_in(rplatform, "admin")
+    api = api_of(alice, rplatform)
+    start = (datetime.now(UTC) + timedelta(days=4)).replace(minute=0, second=0, microsecond=0)
+    booking = api.post(api.base + "reservations", json={
+        "size": "small", "start": iso(start), "end": iso(start + timedelta(hours=1)),
+        "title": "alice's run"}).json()  # fmt: skip
+    page = admin.get_with_consent("services/reservations/")
+    assert page.status_code == 200 and 'id="everyone"' in page.text
+    assert f'data-booking="{booking["id"]}"' in page.text and "alice&#39;s run" in page.text
+    token = page.text.split('name="_xsrf" value="')[1].split('"')[0]
+    cancel = admin.session.post(rplatform.reservations_url, allow_redirects=False, data={
+        "_xsrf": token, "action": "cancel", "id": str(booking["id"])})  # fmt: skip
+    assert cancel.status_code == 303
+    assert api.get(api.base + f"reservations/{booking['id']}").json()["state"] == "cancelled"
+    # on alice's behalf: the large size, which her tier could not book herself
+    made = admin.session.post(rplatform.reservations_url, allow_redirects=False, data={
+        "_xsrf": token, "action": "book", "size": "large", "user": "alice", "hours": "1",
+        "start": (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"), "title": "for alice"})  # fmt: skip
+    assert made.status_code == 303, made.text
+    mine = api.get(api.base + "reservations").json()["reservations"]
+    assert [(b["size"], b["created_by"]) for b in mine if b["title"] == "for alice"] == [
+        ("large", "admin")]  # fmt: skip
+    # alice's own page offers no "for user" field and shows no one else's bookings
+    own = alice.get_with_consent("services/reservations/").text
+    assert 'id="for-user"' not in own and 'id="everyone"' not in own

@@ -93,6 +93,17 @@ class Service:
             return Caller(model["name"], admin=bool(model.get("admin")))
         return Caller(user.name, admin=user.admin, tier=self.tier_of(user.groups))
 
+    async def owner_tier(self, caller: Caller, user: str | None) -> str | None:
+        """The tier whose rules a booking for ``user`` (default: the caller) follows."""
+        if not user or user == caller.name:
+            return caller.tier
+        if not caller.admin:
+            raise Refused(403, "Only administrators may book for someone else.")
+        owner = await self.hub.user(user)
+        if owner is None:
+            raise Refused(422, f"There is no hub user '{user}'.")
+        return self.tier_of(owner.groups)
+
     # -- spawn gate ------------------------------------------------------------------------
 
     def _booked_decision(self, user: str, server: str) -> Decision:
@@ -332,14 +343,7 @@ class ReservationsHandler(ApiHandler):
                 raise Refused(422, "'title' must be a string.")
             start, end = parse_time(data.get("start"), "start"), parse_time(data.get("end"), "end")
             user = data.get("user")
-            tier = self.caller.tier
-            if user and user != self.caller.name:
-                if not self.caller.admin:
-                    raise Refused(403, "Only administrators may book for someone else.")
-                owner = await self.service.hub.user(user)
-                if owner is None:
-                    raise Refused(422, f"There is no hub user '{user}'.")
-                tier = self.service.tier_of(owner.groups)
+            tier = await self.service.owner_tier(self.caller, user)
         except Refused as refused:
             return self.json(refused.status, {"status": refused.status, "message": refused.message})
         booking = await self.run(

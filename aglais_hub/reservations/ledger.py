@@ -51,10 +51,7 @@ class Ledger:
     def get(self, caller: Caller, booking_id: int) -> Booking:
         """The booking, if the caller may see it; 404 otherwise (ids of others stay secret)."""
         with self.store.session() as session:
-            booking = session.get(Booking, booking_id)
-        if booking is None or not (caller.admin or booking.user == caller.name):
-            raise Refused(404, f"You have no booking {booking_id}.")
-        return booking
+            return self._owned(session, caller, booking_id)
 
     def list(
         self, caller: Caller, user: str | None = None, state: str | None = None
@@ -147,9 +144,7 @@ class Ledger:
         """Extend (capacity and tier rules re-checked) or shorten (always allowed)."""
         now = self.clock()
         with self.store.booking_transaction() as session:
-            booking = session.get(Booking, booking_id)
-            if booking is None or not (caller.admin or booking.user == caller.name):
-                raise Refused(404, f"You have no booking {booking_id}.")
+            booking = self._owned(session, caller, booking_id)
             if booking.state in ("completed", "cancelled"):
                 raise Refused(409, f"Booking {booking_id} is {booking.state}; it cannot change.")
             if end <= booking.start:
@@ -190,16 +185,22 @@ class Ledger:
         """Cancel a pending or active booking (its server is stopped by the caller)."""
         now = self.clock()
         with self.store.session() as session:
-            booking = session.get(Booking, booking_id)
-            if booking is None or not (caller.admin or booking.user == caller.name):
-                raise Refused(404, f"You have no booking {booking_id}.")
+            booking = self._owned(session, caller, booking_id)
             if booking.state in ("completed", "cancelled"):
                 raise Refused(409, f"Booking {booking_id} is already {booking.state}.")
             booking.state = "cancelled"
             booking.updated_at = now
         return booking
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _owned(session: Session, caller: Caller, booking_id: int) -> Booking:
+        """The booking if the caller may see it; 404 otherwise (others' ids stay secret)."""
+        booking = session.get(Booking, booking_id)
+        if booking is None or not (caller.admin or booking.user == caller.name):
+            raise Refused(404, f"You have no booking {booking_id}.")
+        return booking
 
     def _tier(self, name: str | None) -> Tier:
         """The named tier; the lowest one when unknown (never more than the user has)."""

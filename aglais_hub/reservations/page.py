@@ -175,14 +175,7 @@ class PageHandler(BaseHandler):
         if not 0 < hours <= 24 * 31:
             raise Refused(422, "'hours' must be between 0 and 744.")
         user = form["user"].strip() or None
-        tier = self.caller.tier
-        if user and user != self.caller.name:
-            if not self.caller.admin:
-                raise Refused(403, "Only administrators may book for someone else.")
-            owner = await self.service.hub.user(user)
-            if owner is None:
-                raise Refused(422, f"There is no hub user '{user}'.")
-            tier = self.service.tier_of(owner.groups)
+        tier = await self.service.owner_tier(self.caller, user)
         return await self.service.db(
             self.service.ledger.create, self.caller, size=form["size"], start=start,
             end=start + timedelta(hours=hours), title=form["title"], user=user, tier=tier,
