@@ -171,6 +171,8 @@ class Service:
     # -- gauges ----------------------------------------------------------------------------
 
     def refresh_gauges(self) -> None:
+        self.queue.forget_abandoned(time.monotonic())
+        metrics.QUEUE_LENGTH.set(len(self.queue.entries))
         with self.ledger.store.session() as session:
             counts = dict(
                 session.execute(select(Booking.state, func.count()).group_by(Booking.state)).all()

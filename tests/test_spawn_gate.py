@@ -1,0 +1,84 @@
+"""The spawn gate's edges, with a real hub, the real service and LocalSparkSpawner
+(JupyterHub's dummy login stands in for the identity provider here): a queued spawn
+that gives up, and a service that does not answer."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import requests
+
+from aglais_hub.testing.platform import free_port
+from aglais_hub.testing.reservations import ReservationHub
+from tests.reservation_values import reservation_values
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def progress(hub: ReservationHub, user: str, server: str, timeout: float = 120) -> list[dict]:
+    url = f"{hub.url}/hub/api/users/{user}/servers/{server}/progress"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = []
+        with hub.api.get(url, stream=True, timeout=timeout) as response:
+            for line in response.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+                    if events[-1].get("ready") or events[-1].get("failed"):
+                        return events
+        time.sleep(0.5)
+    raise TimeoutError(f"{user}/{server} neither ready nor failed")
+
+
+def test_unbooked_start_with_the_smallest_size_and_booked_ones_are_refused(tmp_path) -> None:
+    values = reservation_values(url=f"http://127.0.0.1:{free_port()}")
+    with ReservationHub(tmp_path, values) as hub:
+        # no auth_state with the dummy login, so the spawner gives alice the default tier
+        # (basic: one server at a time); its smallest size is `tiny`
+        hub.add_user("alice", ["users"])
+        api = f"{hub.url}/hub/api/users/alice/servers/"
+
+        response = hub.api.post(api + "r1", json={})
+        if response.status_code >= 400:  # the hub answers at once when the spawn fails fast
+            message = response.json()["message"]
+        else:
+            failed = progress(hub, "alice", "r1")[-1]
+            assert failed.get("failed"), failed
+            message = failed["message"]
+        assert "booked servers cannot start right now" in message
+        assert hub.api.post(api + "work", json={}).status_code in (201, 202)
+        events = progress(hub, "alice", "work")
+        assert events[-1].get("ready"), events
+        messages = " | ".join(e.get("message", "") for e in events)
+        assert "not answering: starting with the smallest size" in messages
+        # `tiny`: no executors, a 768 MiB driver
+        conf = (
+            tmp_path / "data" / "spark-conf" / "alice" / "work" / "spark-defaults.conf"
+        ).read_text()
+        assert "spark.master local[1]\n" in conf and "spark.driver.memory 768m\n" in conf
+
+        hub.api.delete(api + "work")
+
+
+def test_a_queued_spawn_gives_up_after_the_queue_timeout(tmp_path) -> None:
+    """Room for one standard server (3 of 4 cores); the second waits 6 s, then gives up."""
+    values = reservation_values(capacity={"cores": 4, "memory": "64Gi"}, queueTimeoutMinutes=0.1)
+    with ReservationHub(tmp_path, values) as hub:
+        for name in ("ann", "ben"):
+            hub.add_user(name, ["users"])
+        assert hub.api.post(f"{hub.url}/hub/api/users/ann/servers/work", json={}).ok
+        assert progress(hub, "ann", "work")[-1].get("ready")
+        began = time.monotonic()
+        assert hub.api.post(f"{hub.url}/hub/api/users/ben/servers/work", json={}).ok
+        events = progress(hub, "ben", "work")
+        assert any("position 1 in queue" in e.get("message", "") for e in events), events
+        assert events[-1].get("failed"), events
+        assert "stayed full for 0.1 minutes, so this start gave up" in events[-1]["message"]
+        assert time.monotonic() - began >= 6
+        # it left the queue: nobody is waiting any more
+        metrics = requests.get(hub.service_url + "metrics", timeout=10).text
+        assert re.search(r"^aglais_queue_length 0\.0$", metrics, re.M), metrics
+        hub.api.delete(f"{hub.url}/hub/api/users/ann/servers/work")
