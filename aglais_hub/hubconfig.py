@@ -14,6 +14,8 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from .culler import add_culler
+
 SPAWNER_CLASSES = {
     "local-spark": "spawners.local_spark.LocalSparkSpawner",
     "zeppelin": "spawners.zeppelin.spawner.ZeppelinSpawner",
@@ -171,9 +173,8 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
         s.notebook = local["notebook"]
         s.max_cores = local["maxCores"]
 
-    # The pass-through comes last so it can override anything above.
-    from .culler import add_culler  # the idle culler service (on by default in the chart)
+    add_culler(c, values, environ)  # the idle culler service (on by default in the chart)
 
-    add_culler(c, values, environ)
+    # The pass-through comes last so it can override anything above.
     c.merge(Config(hub["config"]))
     return c

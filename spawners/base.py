@@ -149,6 +149,9 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                     # shown in the hub's server model: what this start really got
                     applied = {"booking": answer.booking, **answer.limits}
                     self.user_options = {**(self.user_options or {}), "applied": applied}
+                    if answer.title and self.orm_spawner is not None:
+                        # the home page lists the booking's server under its title
+                        self.orm_spawner.display_name = answer.title[:255]
                     return size
                 return None
             if not answer.queued:

@@ -27,6 +27,7 @@ class GateAnswer:
     limits: dict | None
     position: int | None
     booking: int | None
+    title: str = ""
 
     @property
     def queued(self) -> bool:
@@ -57,7 +58,8 @@ class SpawnGateClient:
     async def check(self, user: str, server_name: str, profile: str | None) -> GateAnswer:
         data = await self._post({"user": user, "server_name": server_name, "profile": profile})
         return GateAnswer(bool(data["allowed"]), data.get("reason", ""), data.get("limits"),
-                          data.get("position"), data.get("booking"))  # fmt: skip
+                          data.get("position"), data.get("booking"),
+                          data.get("title") or "")  # fmt: skip
 
     async def withdraw(self, user: str, server_name: str) -> None:
         try:

@@ -113,7 +113,9 @@ def test_a_booking_from_before_its_start_to_after_its_end(rplatform: Platform) -
     messages = [e.get("message", "") for e in event["events"]]
     assert any("Booking 'Workshop' is active until " + booking["end"] in m for m in messages)
     # the booked size, not the tier's: what the spawner applied, and what Spark got
-    applied = alice.get("hub/api/users/alice").json()["servers"][server]["user_options"]["applied"]
+    model = alice.get("hub/api/users/alice").json()["servers"][server]
+    assert model["display_name"] == "Workshop"  # the home page lists it by its title
+    applied = model["user_options"]["applied"]
     assert applied == {"booking": booking["id"], "executors": 0, "executor_cores": 1,
                        "executor_memory": 2**30, "driver_cores": 1,
                        "driver_memory": 768 * 2**20}  # fmt: skip

@@ -39,6 +39,7 @@ class Decision:
     limits: dict | None = None
     position: int | None = None
     booking: int | None = None
+    title: str = ""  # the booking's title: the server's display name
 
     def as_json(self) -> dict:
         return {
@@ -48,6 +49,7 @@ class Decision:
             "queued": self.position is not None,
             "position": self.position,
             "booking": self.booking,
+            "title": self.title,
         }
 
 
@@ -82,6 +84,7 @@ def booked_decision(user: str, server_name: str, booking: object | None, now: da
         f"Booking {title} is active until {iso(booking.end)}.",
         limits=dict(booking.limits),
         booking=booking.id,
+        title=booking.title,
     )
 
 
