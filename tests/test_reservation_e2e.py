@@ -205,10 +205,12 @@ def test_alice_books_on_the_web_page(rplatform: Platform, browser) -> None:
     assert iso(start) in row.inner_text() and "pending" in row.inner_text()
     assert dialogs == []  # the title was text, never a script
 
-    # cancel it from the page
+    # cancel it from the page; the webhook hears of it
+    number = int(row.get_attribute("data-booking"))
     row.locator("text=Cancel").click()
     page.wait_for_selector("#notice")
     assert "cancelled" in page.locator("#mine tr[data-booking]").last.inner_text()
+    assert ("cancelled", number) in [(e["event"], e["booking"]["id"]) for e in Webhook.events]
     page.close()
 
 

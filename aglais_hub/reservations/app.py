@@ -69,6 +69,7 @@ class Service:
         self.values = values
         self.gate_services = gate_services
         self.queue = SpawnQueue()
+        self.notify: Callable | None = None  # webhook for booking events (server.build)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="db")
 
     @property
@@ -407,7 +408,9 @@ class ReservationHandler(ApiHandler):
 
 
 async def stop_cancelled(service: Service, booking: Booking) -> None:
-    """Stop a cancelled booking's server now (the scheduler retries if this fails)."""
+    """Tell the owner (webhook) and stop the server now (the scheduler retries if this fails)."""
+    if service.notify is not None:
+        await service.notify("cancelled", booking.as_json())
     try:
         await service.hub.stop_server(booking.user, booking.server_name)
     except Exception as error:

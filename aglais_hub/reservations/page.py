@@ -17,6 +17,7 @@ from jupyterhub._data import DATA_FILES_PATH
 from tornado import web
 
 from .app import BaseHandler, Service, stop_cancelled
+from .ledger import Caller
 from .policy import Resources, iso
 from .rules import Refused
 
@@ -72,7 +73,7 @@ class PageHandler(BaseHandler):
         now = ledger.clock()
         hour = now.replace(minute=0, second=0, microsecond=0)
         timeline = await service.db(ledger.timeline, hour, hour + timedelta(hours=HOURS_SHOWN))
-        mine = await service.db(ledger.list, type(self.caller)(self.caller.name))
+        mine = await service.db(ledger.list, Caller(self.caller.name))  # own, even for admins
         everyone = await service.db(ledger.list, self.caller) if self.caller.admin else []
         capacity = service.settings.capacity - service.settings.reserve
         offers = list(service.settings.offers.values())

@@ -49,7 +49,8 @@ def build(values: dict, store: Store | None = None) -> tuple[Service, Scheduler]
     hub = HubDirectory(os.environ["JUPYTERHUB_API_URL"], token)
     gate = frozenset(os.environ.get("AGLAIS_GATE_SERVICES", "spawn-gate").split(","))
     service = Service(ledger, hub, values, gate_services=gate)
-    scheduler = Scheduler(ledger, hub, webhook_notifier(settings.webhook_url))
+    service.notify = webhook_notifier(settings.webhook_url)
+    scheduler = Scheduler(ledger, hub, service.notify)
     return service, scheduler
 
 
