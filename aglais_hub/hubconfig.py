@@ -47,7 +47,11 @@ def proxy_command(hub: dict) -> list[str]:
 
 
 RESERVATIONS = "reservations"  # the service's name: /services/reservations/
-SPAWN_GATE = "spawn-gate"  # the hub service whose token the spawners show to spawn-check
+SPAWN_GATE = "spawn-gate"
+SERVER_SCOPES = [
+    "users:activity!user",
+    "access:servers!server",
+]  # JupyterHub's `server` role  # the hub service whose token the spawners show to spawn-check
 # what the reservation service may do at the hub: read users and servers, stop a
 # booking's server when it ends, report activity so the culler spares booked servers
 RESERVATIONS_SCOPES = ["list:users", "read:users", "read:servers", "delete:servers",
@@ -167,6 +171,8 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
         s.reservations_token = parts["gate_token"]
         s.queue_timeout = r["queueTimeoutMinutes"] * 60
         s.when_unreachable = r["whenUnreachable"]
+        # servers' own tokens may read their owner's booking notices (the auth proxy's banner)
+        s.server_token_scopes = [*SERVER_SCOPES, f"access:services!service={RESERVATIONS}"]
     if spawner["kind"] == "local-spark":
         local = spawner["localSpark"]
         s.data_dir = local["dataDir"]

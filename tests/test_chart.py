@@ -236,7 +236,10 @@ def test_network_policies_let_in_only_what_each_component_serves(rendered):
     user_ns = {"app.kubernetes.io/component": "user-namespace",
                "app.kubernetes.io/managed-by": "aglais-hub"}  # fmt: skip
     assert {"namespaceSelector": {"matchLabels": user_ns}} in hub_sources
-    assert {component(p) for p in sources(policy["reservations"], 8090)} >= {"proxy", "hub"}
+    reservation_sources = sources(policy["reservations"], 8090)
+    assert {component(p) for p in reservation_sources} >= {"proxy", "hub"}
+    # users' auth proxies ask for their booking notices
+    assert {"namespaceSelector": {"matchLabels": user_ns}} in reservation_sources
     egress_ports = {port["port"] for rule in policy["hub"]["egress"] for port in rule["ports"]}
     assert {53, 443, 6443, 8001, 8090, 8888, 5432} <= egress_ports
 
@@ -246,7 +249,7 @@ def test_users_pods_let_in_this_releases_proxy_and_hub(rendered):
     selector = hub_values(objects)["spawner"]["kubernetes"]["hubSelector"]
     assert selector["namespaceSelector"] == {"matchLabels": {
         "kubernetes.io/metadata.name": NAMESPACE}}  # fmt: skip
-    for component in ("proxy", "hub"):
+    for component in ("proxy", "hub", "reservations"):
         labels = named(objects, "Deployment", f"-{component}")["spec"]["template"]["metadata"][
             "labels"]  # fmt: skip
         assert matches(selector["podSelector"], labels)

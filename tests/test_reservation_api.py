@@ -298,6 +298,15 @@ def test_spawn_check_for_booked_servers(
     assert "cancelled" in check("bob", current["server_name"])["reason"]
 
 
+def test_notices_warn_the_owner_before_the_end(alice: Api, bob: Api) -> None:
+    booking = book(alice, datetime.now(UTC), 50 / 3600, size="tiny", title="Short").json()
+    found = alice.get("notices", params={"server_name": booking["server_name"]}).json()["notices"]
+    assert [n["booking"] for n in found] == [booking["id"]]  # warnMinutes: 1
+    assert found[0]["message"].startswith(f"Your booking 'Short' ends at {booking['end']}.")
+    assert booking["id"] not in [n["booking"] for n in bob.get("notices").json()["notices"]]
+    alice.delete(f"reservations/{booking['id']}")
+
+
 def test_openapi_documents_every_route(hub: ReservationHub) -> None:
     spec = requests.get(hub.service_url + "api/openapi.json").json()
     assert spec["openapi"].startswith("3.1") and spec["servers"] == [

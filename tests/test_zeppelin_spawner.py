@@ -445,7 +445,8 @@ def test_the_auth_proxy_shows_a_starting_page_while_zeppelin_boots(cluster, tmp_
 
 def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_on_cluster):
     """An admin books the large size for alice (above her tier): her r<id> server runs
-    with the booked driver and executors, and her namespace's quota makes room for it."""
+    with the booked driver and executors, and her namespace's quota makes room for it.
+    As the booking ends soon, the auth proxy puts its notice bar into Zeppelin's page."""
     platform = platform_on_cluster
     big = Node("node-big", Decimal(16), Decimal(64 * 2**30))
     cluster.call(cluster.cluster.kubelet.add_node, big)
@@ -456,7 +457,8 @@ def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_o
     token = admin.new_token()
     now = time.time()
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 1800))
+    # ten minutes: inside the warning window (warnMinutes, 15 by default)
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 600))
     response = admin.session.post(
         platform.reservations_url + "api/reservations",
         json={
@@ -488,3 +490,10 @@ def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_o
     assert "spark.executor.cores 2\n" in conf and "spark.executor.memory 4096m\n" in conf
     quota = get(cluster, "resourcequotas", ns, "tier-quota")["spec"]["hard"]
     assert int(quota["pods"]) >= 1 + 8  # room for the booked executors
+    # the end is near: the auth proxy's notice, and its script in Zeppelin's page
+    notice = alice.get(f"user/alice/{server}/_aglais/notice").json()["notices"]
+    assert notice[0]["message"].startswith(f"Your booking 'Full-sky join' ends at {end}.")
+    index = alice.get(f"user/alice/{server}/")
+    assert index.status_code == 200 and "<zeppelin-root>" in index.text
+    assert f'<script src="/user/alice/{server}/_aglais/notice.js" defer></script></body>' in index.text
+    assert "textContent" in alice.get(f"user/alice/{server}/_aglais/notice.js").text

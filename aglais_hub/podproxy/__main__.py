@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 from pathlib import Path
 
 from jupyterhub.services.auth import HubOAuth
 
 from .app import ProxyState, make_app, report_activity
+from .notices import NoticeSource
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,6 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     state = ProxyState(
         args.upstream.rstrip("/"), prefix, args.volume, args.quota_bytes, args.spark_ui.rstrip("/")
     )
+    server_name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+    service_url = os.environ.get("AGLAIS_RESERVATIONS_URL", "")
+    if service_url and re.fullmatch(r"r\d+", server_name):  # a booking's server
+        state.notices = NoticeSource(service_url, hub_auth.api_token, server_name)
 
     async def serve() -> None:
         make_app(state, hub_auth).listen(args.port, args.ip, xheaders=True)

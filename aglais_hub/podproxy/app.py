@@ -15,6 +15,9 @@ from jupyterhub.utils import url_path_join
 from tornado import httpclient, web, websocket
 from tornado.httputil import HTTPHeaders
 
+from .notices import SCRIPT as NOTICE_SCRIPT
+from .notices import NoticeSource, inject_script
+
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -47,6 +50,7 @@ class ProxyState:
     open_sockets: int = 0
     reported: float = 0.0
     client: httpclient.AsyncHTTPClient = field(default_factory=httpclient.AsyncHTTPClient)
+    notices: NoticeSource | None = None  # a booking's server: its end-of-booking notices
 
     def touch(self) -> None:
         self.last_activity = time.time()
@@ -151,8 +155,13 @@ class ProxyHandler(Base):
         for name, value in response.headers.get_all():
             if name.lower() not in HOP_BY_HOP:
                 self.add_header(name, value)
-        if response.body:
-            self.write(response.body)
+        body = response.body
+        if body and self.state.notices and self.request.method == "GET" and "text/html" in (
+            response.headers.get("Content-Type", "")
+        ):
+            body = inject_script(body, url_path_join(self.state.prefix, "_aglais/notice.js"))
+        if body:
+            self.write(body)
         self.finish()
 
     def starting(self) -> None:
@@ -260,6 +269,24 @@ async def report_activity(state: ProxyState, hub_auth: HubOAuth, interval: float
             pass  # the hub may be restarting; the next round retries
 
 
+class NoticeHandler(Base):
+    """The booking's notices for the page's bar (the server's owner only)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        found = await self.state.notices.fetch(self.state.client) if self.state.notices else []
+        self.finish({"notices": found})
+
+
+class NoticeScriptHandler(web.RequestHandler):
+    """The script the proxy adds to Zeppelin's pages (static, no secrets)."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/javascript")
+        self.set_header("Cache-Control", "max-age=3600")
+        self.finish(NOTICE_SCRIPT)
+
+
 def make_app(state: ProxyState, hub_auth: HubOAuth) -> web.Application:
     prefix = state.prefix.rstrip("/")
     args = {"state": state, "hub_auth": hub_auth}
@@ -267,6 +294,8 @@ def make_app(state: ProxyState, hub_auth: HubOAuth) -> web.Application:
         [
             (f"{prefix}/_aglais/health", HealthHandler, {"state": state}),
             (f"{prefix}/_aglais/usage", UsageHandler, args),
+            (f"{prefix}/_aglais/notice", NoticeHandler, args),
+            (f"{prefix}/_aglais/notice.js", NoticeScriptHandler),
             (f"{prefix}/oauth_callback", HubOAuthCallbackHandler),
             (f"{prefix}/ws.*", WebSocketProxy, args),
             (f"{prefix}(/.*)?", ProxyHandler, args),

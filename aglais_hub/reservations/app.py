@@ -33,6 +33,7 @@ from .gate import Decision, SpawnQueue, booked_decision, booking_id, shared_free
 from .hubapi import HubDirectory
 from .ledger import Caller, Ledger
 from .models import STATES, Booking
+from .notices import notices
 from .policy import Resources, iso
 from .rules import Refused
 from .settings import TIER_SIZE, Settings
@@ -424,6 +425,19 @@ async def stop_cancelled(service: Service, booking: Booking) -> None:
     await service.db(mark)
 
 
+class NoticesHandler(ApiHandler):
+    """The caller's booking notices (ends near, servers about to stop)."""
+
+    async def get(self) -> None:
+        ledger, settings = self.service.ledger, self.service.settings
+        mine = await self.service.db(ledger.list, Caller(self.caller.name))
+        found = notices(mine, ledger.clock(), settings.warn, settings.grace)
+        server = self.get_argument("server_name", None)
+        if server is not None:
+            found = [n for n in found if n["server_name"] == server]
+        self.json(200, {"notices": found})
+
+
 class SpawnCheckHandler(ApiHandler):
     async def post(self) -> None:
         started = time.perf_counter()
@@ -477,6 +491,7 @@ def make_app(
         (prefix + "api/reservations", ReservationsHandler, kwargs),
         (prefix + r"api/reservations/(\d+)", ReservationHandler, kwargs),
         (prefix + "api/spawn-check", SpawnCheckHandler, kwargs),
+        (prefix + "api/notices", NoticesHandler, kwargs),
         (prefix + "metrics", MetricsHandler, kwargs),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         *((prefix + path, handler, kwargs) for path, handler in (page_handlers or [])),

@@ -18,6 +18,7 @@ from tornado import web
 
 from .app import BaseHandler, Service, stop_cancelled
 from .ledger import Caller
+from .notices import notices
 from .policy import Resources, iso
 from .rules import Refused
 
@@ -88,12 +89,8 @@ class PageHandler(BaseHandler):
                 "share": share,
                 "title": f"{iso(when)}: {free.describe()} free ({fits})",
             }
-        warnings = [
-            f"Your booking '{b.title or b.id}' ends at {iso(b.end)}. Save your work: its server "
-            f"stops {int(service.settings.grace.total_seconds() // 60)} min after the end."
-            for b in mine
-            if b.state == "active" and b.end - now <= service.settings.warn
-        ]
+        settings = service.settings
+        warnings = [n["message"] for n in notices(mine, now, settings.warn, settings.grace)]
         notice = ""
         kind, booking_id = self.get_argument("notice", ""), self.get_argument("id", "")
         if kind in NOTICES and booking_id.isdigit():

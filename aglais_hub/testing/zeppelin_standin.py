@@ -28,6 +28,9 @@ from tornado import web, websocket
 
 VERSION = "0.12.0-aglais-standin"
 
+INDEX_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Zeppelin</title></head>
+<body><zeppelin-root>Loading...</zeppelin-root></body></html>"""
+
 
 class Notebooks:
     """Notes as JSON files; one interpreter namespace shared by all %pyspark paragraphs."""
@@ -199,6 +202,15 @@ class Socket(websocket.WebSocketHandler):
             self.write_message(json.dumps({"op": "PONG", "data": {}}))
 
 
+class Index(web.RequestHandler):
+    """Zeppelin's single-page app shell at the context root (real Zeppelin serves its
+    index.html there; the auth proxy adds its booking-notice script to it)."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(INDEX_HTML)
+
+
 def make_app(context_path: str, notes: Notebooks) -> web.Application:
     p = context_path.rstrip("/")
     args = {"notes": notes}
@@ -211,6 +223,7 @@ def make_app(context_path: str, notes: Notebooks) -> web.Application:
             (f"{p}/api/notebook/job/([^/]+)", Job, args),
             (f"{p}/api/notebook/([^/]+)", Note, args),
             (f"{p}/ws", Socket),
+            (f"{p}/?", Index),
         ]
     )
 

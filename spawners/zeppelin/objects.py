@@ -85,6 +85,7 @@ class ServerSpec:
     run_as_user: int = 1000
     flavour: str = "zeppelin"
     activity_interval: int = 60
+    reservations_port: int = 0  # the auth proxy asks the reservation service for notices
 
     @property
     def labels(self) -> dict[str, str]:
@@ -191,9 +192,12 @@ def network_policy(spec: ServerSpec) -> dict:
         {"to": [{"ipBlock": {"cidr": c}} for c in spec.api_server_cidrs],
          "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
         {"to": [same_namespace], "ports": spark_ports},
-        # the auth proxy checks logins and reports activity at the hub's API
+        # the auth proxy checks logins and reports activity at the hub's API (and asks
+        # the reservation service, one of the platform's pods, for booking notices)
         {"to": [spec.hub_selector], "ports": [{"protocol": "TCP", "port": HUB_API_PORT}]},
     ]  # fmt: skip
+    if spec.reservations_port:
+        egress[-1]["ports"].append({"protocol": "TCP", "port": spec.reservations_port})
     if spec.data_cidrs:
         egress.append({"to": [{"ipBlock": {"cidr": c}} for c in spec.data_cidrs]})
     return {

@@ -118,6 +118,12 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         finally:
             self.starting = False
 
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        if self.reservations_url:  # the auth proxy shows the booking's notices
+            env["AGLAIS_RESERVATIONS_URL"] = self.reservations_url
+        return env
+
     def check_options(self, tier: Tier) -> None:
         try:
             cluster_size(self.values, tier, (self.user_options or {}).get("profile"))

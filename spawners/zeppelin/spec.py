@@ -94,4 +94,7 @@ def server_spec(values: Mapping, username: str, tier: Tier, server_name: str = "
         run_as_user=k8s["runAsUser"],
         flavour=flavour,
         activity_interval=k8s["activityInterval"],
+        reservations_port=values["reservations"]["port"]
+        if values["reservations"]["enabled"]
+        else 0,
     )

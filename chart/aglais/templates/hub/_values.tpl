@@ -14,7 +14,7 @@ the platform's Secret as environment variables.
 {{- if $v.reservations.enabled -}}
 {{- $_ := set $v.reservations "url" (include "aglais.reservations.url" .) -}}
 {{- end -}}
-{{- /* Users' pods let in only this release's proxy and hub, unless the admin chose. */ -}}
+{{- /* Users' pods talk only to this release's proxy, hub and reservation service, unless the admin chose. */ -}}
 {{- $k8s := $v.spawner.kubernetes -}}
 {{- $schemaDefault := dict "namespaceSelector" dict "podSelector" (dict "matchLabels" (dict "component" "proxy")) -}}
 {{- if eq (toJson $k8s.hubSelector) (toJson $schemaDefault) -}}
@@ -22,7 +22,7 @@ the platform's Secret as environment variables.
       "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace))
       "podSelector" (dict
         "matchLabels" (dict "app.kubernetes.io/instance" .Release.Name)
-        "matchExpressions" (list (dict "key" "component" "operator" "In" "values" (list "proxy" "hub"))))) -}}
+        "matchExpressions" (list (dict "key" "component" "operator" "In" "values" (list "proxy" "hub" "reservations"))))) -}}
 {{- end -}}
 {{- /* The proxy runs in its own pod; the hub listens for it and for users' pods. */ -}}
 {{- $wiring := dict
