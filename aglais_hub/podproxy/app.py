@@ -156,13 +156,16 @@ class ProxyHandler(Base):
             if name.lower() not in HOP_BY_HOP:
                 self.add_header(name, value)
         body = response.body
-        if body and self.state.notices and self.request.method == "GET" and "text/html" in (
-            response.headers.get("Content-Type", "")
-        ):
+        if body and self.wants_notice_bar(response):
             body = inject_script(body, url_path_join(self.state.prefix, "_aglais/notice.js"))
         if body:
             self.write(body)
         self.finish()
+
+    def wants_notice_bar(self, response: httpclient.HTTPResponse) -> bool:
+        """A page (not an API answer) of a booking's server."""
+        html = "text/html" in response.headers.get("Content-Type", "")
+        return bool(self.state.notices) and self.request.method == "GET" and html
 
     def starting(self) -> None:
         """Zeppelin is not listening yet: say so (the hub's own check must pass)."""
