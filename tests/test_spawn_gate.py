@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -82,3 +83,34 @@ def test_a_queued_spawn_gives_up_after_the_queue_timeout(tmp_path) -> None:
         metrics = requests.get(hub.service_url + "metrics", timeout=10).text
         assert re.search(r"^aglais_queue_length 0\.0$", metrics, re.M), metrics
         hub.api.delete(f"{hub.url}/hub/api/users/ann/servers/work")
+
+
+def test_the_idle_culler_spares_a_server_whose_booking_runs(tmp_path) -> None:
+    """jupyterhub-idle-culler (60 s timeout, the schema's minimum) stops bob's idle
+    server; alice's booked server, just as idle, lives on: the reservation service
+    reports activity for it while the booking runs."""
+    values = reservation_values()
+    values["culler"] = {"enabled": True, "timeout": 60, "every": 10}
+    with ReservationHub(tmp_path, values) as hub:
+        token = hub.add_user("alice", ["users"])
+        hub.add_user("bob", ["users"])
+        now = datetime.now(UTC).replace(microsecond=0)
+        booking = hub.client(token).post(hub.service_url + "api/reservations", json={
+            "size": "tiny", "start": now.isoformat(), "title": "long job",
+            "end": (now + timedelta(minutes=30)).isoformat()}).json()  # fmt: skip
+        server = booking["server_name"]
+        users = f"{hub.url}/hub/api/users/"
+        assert hub.api.post(users + f"alice/servers/{server}", json={}).ok
+        assert progress(hub, "alice", server)[-1].get("ready")
+        assert hub.api.post(users + "bob/servers/idle", json={}).ok
+        assert progress(hub, "bob", "idle")[-1].get("ready")
+
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and hub.api.get(users + "bob").json()["servers"]:
+            time.sleep(2)
+        assert hub.api.get(users + "bob").json()["servers"] == {}, "the culler never came"
+        alive = hub.api.get(users + "alice").json()["servers"]
+        assert alive[server]["ready"], alive
+        last = datetime.fromisoformat(alive[server]["last_activity"].replace("Z", "+00:00"))
+        assert datetime.now(UTC) - last < timedelta(seconds=10)
+        hub.api.delete(users + f"alice/servers/{server}")
