@@ -143,6 +143,7 @@ def banner(setup: DemoSetup) -> str:
         f"\nAglais Hub demo is running at {setup.hub_url}\n"
         f"Sign in with one of the demo logins (mallory shows what a refused login looks like):\n"
         f"{logins}\n"
+        f"Book a cluster at {setup.hub_url.rstrip('/')}/services/reservations/\n"
         f"Identity provider: {setup.issuer}   state: {setup.state_dir}\n"
         "Press Ctrl-C to stop.\n"
     )

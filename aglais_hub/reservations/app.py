@@ -161,7 +161,7 @@ class Service:
         now = time.monotonic()
         granted = self.queue.recent_grants(now, listed, listed_at)
         free = shared_free(self.settings.capacity, active, [*running, granted])
-        decision = self.queue.decide(key, need, free, now)
+        decision = self.queue.decide(key, need, free, now, capacity=self.settings.capacity)
         if decision.allowed and self.queue.waited:
             metrics.QUEUE_WAIT.observe(self.queue.waited[-1])
             self.queue.waited.clear()

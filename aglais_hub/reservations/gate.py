@@ -137,9 +137,18 @@ class SpawnQueue:
                 total = total + need
         return total
 
-    def decide(self, key: Key, need: Resources, free: Resources, now: float) -> Decision:
-        """Let the spawn through, or keep/put it in the line and say where it stands."""
+    def decide(self, key: Key, need: Resources, free: Resources, now: float,
+               capacity: Resources | None = None) -> Decision:  # fmt: skip
+        """Let the spawn through, or keep/put it in the line and say where it stands.
+
+        A spawn bigger than the whole ``capacity`` is refused at once: it would wait forever.
+        """
         self.forget_abandoned(now)
+        if capacity is not None and not need.fits_in(capacity):
+            self.entries.pop(key, None)
+            return Decision(False, f"This size needs {need.describe()}, more than the "
+                                   f"{capacity.describe()} the whole platform has. Choose a "
+                                   "smaller size.")  # fmt: skip
         if key in self.entries:
             self.entries[key].seen = now
         else:

@@ -1,0 +1,71 @@
+"""The spawn queue's decisions (pure): first come first served, one place per user,
+abandoned places freed, and sizes that could never fit refused at once."""
+
+from __future__ import annotations
+
+from aglais_hub.reservations.gate import ABANDONED_AFTER, SpawnQueue, booking_id
+from aglais_hub.reservations.policy import Resources
+
+SMALL = Resources(3000, 4 * 2**30)
+ROOM_FOR_ONE = Resources(3000, 8 * 2**30)
+FULL = Resources(0, 0)
+CAPACITY = Resources(8000, 32 * 2**30)
+
+
+def test_a_spawn_that_fits_an_empty_queue_goes_through() -> None:
+    assert SpawnQueue().decide(("ann", ""), SMALL, ROOM_FOR_ONE, now=0).allowed
+
+
+def test_first_come_first_served_even_when_a_later_one_would_fit() -> None:
+    queue = SpawnQueue()
+    assert queue.decide(("ann", ""), SMALL, FULL, now=0).position == 1
+    assert queue.decide(("ben", ""), SMALL, FULL, now=1).position == 2
+    # room for one: ben asks first, but ann is ahead of him
+    later = queue.decide(("ben", ""), SMALL, ROOM_FOR_ONE, now=2)
+    assert not later.allowed and later.position == 2
+    assert queue.decide(("ann", ""), SMALL, ROOM_FOR_ONE, now=3).allowed
+    assert queue.decide(("ben", ""), SMALL, ROOM_FOR_ONE, now=4).allowed
+    assert not queue.entries
+
+
+def test_one_place_per_user() -> None:
+    queue = SpawnQueue()
+    queue.decide(("ann", "a"), SMALL, FULL, now=0)
+    second = queue.decide(("ann", "b"), SMALL, FULL, now=1)
+    assert not second.allowed and second.position is None
+    assert "already have a spawn waiting" in second.reason and "(a)" in second.reason
+
+
+def test_abandoned_and_withdrawn_places_are_freed() -> None:
+    queue = SpawnQueue()
+    queue.decide(("ann", ""), SMALL, FULL, now=0)
+    queue.decide(("ben", ""), SMALL, FULL, now=0)
+    queue.decide(("ben", ""), SMALL, FULL, now=ABANDONED_AFTER)  # ben still polls
+    assert queue.decide(("ben", ""), SMALL, FULL, now=ABANDONED_AFTER + 1).position == 1
+    queue.withdraw(("ben", ""))
+    assert not queue.entries
+
+
+def test_a_size_bigger_than_the_platform_is_refused_at_once() -> None:
+    queue = SpawnQueue()
+    huge = Resources(9000, 2**30)
+    answer = queue.decide(("ann", ""), huge, FULL, now=0, capacity=CAPACITY)
+    assert not answer.allowed and answer.position is None
+    assert "more than the 8 cores and 32 GiB the whole platform has" in answer.reason
+    assert not queue.entries
+
+
+def test_grants_count_until_the_hubs_list_shows_the_server() -> None:
+    queue = SpawnQueue()
+    queue.decide(("ann", ""), SMALL, ROOM_FOR_ONE, now=10)
+    # a server list read before the grant does not show ann yet: her grant still counts
+    assert queue.recent_grants(11, listed=set(), listed_at=9) == SMALL
+    # a list read after the grant that shows her: the list counts her, not the grant
+    assert queue.recent_grants(12, listed={("ann", "")}, listed_at=11) == Resources()
+    # a list read after the grant without her: she is gone (the spawn failed or stopped)
+    assert queue.recent_grants(13, listed=set(), listed_at=12) == Resources()
+
+
+def test_booked_server_names() -> None:
+    assert booking_id("r12") == 12
+    assert booking_id("r") is None and booking_id("run1") is None and booking_id("") is None
