@@ -138,7 +138,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
         deadline = time.monotonic() + self.queue_timeout
         while True:
             try:
-                answer = await gate.check(self.user.name, self.name or "", profile)
+                answer = await gate.check(self.user.name, self.name or "", profile, tier.name)
             except GateUnreachable as error:
                 return self._gate_unreachable(tier, booked, str(error))
             if answer.allowed:

@@ -55,8 +55,10 @@ class SpawnGateClient:
         except (OSError, ValueError) as error:
             raise GateUnreachable(str(error) or type(error).__name__) from error
 
-    async def check(self, user: str, server_name: str, profile: str | None) -> GateAnswer:
-        data = await self._post({"user": user, "server_name": server_name, "profile": profile})
+    async def check(self, user: str, server_name: str, profile: str | None,
+                    tier: str | None = None) -> GateAnswer:  # fmt: skip
+        body = {"user": user, "server_name": server_name, "profile": profile, "tier": tier}
+        data = await self._post(body)
         return GateAnswer(bool(data["allowed"]), data.get("reason", ""), data.get("limits"),
                           data.get("position"), data.get("booking"),
                           data.get("title") or "")  # fmt: skip

@@ -65,8 +65,10 @@ def test_unbooked_start_with_the_smallest_size_and_booked_ones_are_refused(tmp_p
 
 
 def test_a_queued_spawn_gives_up_after_the_queue_timeout(tmp_path) -> None:
-    """Room for one standard server (3 of 4 cores); the second waits 6 s, then gives up."""
-    values = reservation_values(capacity={"cores": 4, "memory": "64Gi"}, queueTimeoutMinutes=0.1)
+    """Room for one server of the default tier (basic: 2 of 3 cores; the dummy login
+    leaves no auth_state, so the spawner tells the gate 'basic'); the second waits 6 s,
+    then gives up."""
+    values = reservation_values(capacity={"cores": 3, "memory": "64Gi"}, queueTimeoutMinutes=0.1)
     with ReservationHub(tmp_path, values) as hub:
         for name in ("ann", "ben"):
             hub.add_user(name, ["users"])

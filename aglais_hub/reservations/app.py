@@ -142,8 +142,11 @@ class Service:
         return offer.need
 
     async def spawn_check(
-        self, user: str, server: str, profile: str | None, withdraw: bool = False
-    ) -> Decision:
+        self, user: str, server: str, profile: str | None, withdraw: bool = False,
+        tier: str | None = None,
+    ) -> Decision:  # fmt: skip
+        """``tier`` is what the hub's spawner resolved (from auth_state); without it the
+        service resolves the tier from the user's hub groups."""
         key = (user, server)
         if withdraw:
             self.queue.withdraw(key)
@@ -152,8 +155,9 @@ class Service:
             decision = await self.db(self._booked_decision, user, server)
             metrics.DECISIONS.labels("booked", "allowed" if decision.allowed else "refused").inc()
             return decision
-        hub_user = await self.hub.user(user)
-        tier = self.tier_of(hub_user.groups if hub_user else ())
+        if tier not in self.settings.tiers:
+            hub_user = await self.hub.user(user)
+            tier = self.tier_of(hub_user.groups if hub_user else ())
         need = self.need_of(profile, tier)
         active = await self.db(self._active_needs)
         exclude = self.queue.queued_keys() | {key}
@@ -452,8 +456,9 @@ class SpawnCheckHandler(ApiHandler):
         except Refused as refused:
             return self.json(refused.status, {"status": refused.status, "message": refused.message})
         decision = await self.service.spawn_check(
-            user, server, data.get("profile"), withdraw=bool(data.get("withdraw"))
-        )
+            user, server, data.get("profile"), withdraw=bool(data.get("withdraw")),
+            tier=data.get("tier"),
+        )  # fmt: skip
         metrics.SPAWN_CHECK.observe(time.perf_counter() - started)
         self.json(200, decision.as_json())
 
