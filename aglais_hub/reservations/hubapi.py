@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class HubDirectory:
         self.client = client or AsyncHTTPClient()
         self._users: dict[str, tuple[float, HubUser | None]] = {}
         self._servers: tuple[float, list[HubServer]] | None = None
+        self._listing: asyncio.Future | None = None
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
         request = HTTPRequest(
@@ -73,9 +75,18 @@ class HubDirectory:
         return user
 
     async def active_servers(self) -> tuple[float, list[HubServer]]:
-        """Every running or starting server, and when the list was read (monotonic)."""
+        """Every running or starting server, and when the list was read (monotonic).
+
+        Cached for a second; concurrent callers share one request (50 spawns at once
+        must not become 50 listings of every user at a hub that is busy spawning).
+        """
         if self._servers and time.monotonic() - self._servers[0] < SERVERS_CACHE_SECONDS:
             return self._servers
+        if self._listing is None or self._listing.done():
+            self._listing = asyncio.ensure_future(self._list_servers())
+        return await asyncio.shield(self._listing)
+
+    async def _list_servers(self) -> tuple[float, list[HubServer]]:
         read_at = time.monotonic()
         users = await self._call("GET", "users?state=active&limit=10000")
         servers = [

@@ -7,6 +7,7 @@ Two requests can then never both see the same free capacity and over-commit it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -24,8 +25,13 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BOOKING_LOCK_KEY = 0x61676C6169  # "aglai": any constant shared by every service instance
 
 
+# SQLite: booking transactions start with BEGIN IMMEDIATE (the write lock, taken before
+# the capacity is read); everything else with a plain BEGIN, so readers never queue.
+_immediate = threading.local()
+
+
 def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets a write lock per transaction and a busy timeout."""
+    """An engine; on SQLite, WAL, a busy timeout, and BEGIN IMMEDIATE for bookings."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -36,7 +42,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection) -> None:  # noqa: ANN001
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            immediate = getattr(_immediate, "on", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if url.startswith(("postgresql://", "postgres://")):
@@ -78,6 +85,12 @@ class Store:
                 session.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": BOOKING_LOCK_KEY}
                 )
+            else:  # the session's first statement begins the transaction: make it immediate
+                _immediate.on = True
+                try:
+                    session.execute(text("SELECT 1"))
+                finally:
+                    _immediate.on = False
             yield session
 
     @staticmethod
