@@ -8,7 +8,6 @@ service's spawn gate (bookings and the queue for shared capacity).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 
@@ -17,11 +16,10 @@ from traitlets import Dict, Enum, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
 from aglais_hub.quotas import ClusterSize, Tier, sized, smallest_size, tier_from_values
+from aglais_hub.reservations.gate import booking_id
 from authenticators.aglais import AUTH_STATE_KEY
 
 from .gate import UNREACHABLE_POLICIES, GateUnreachable, SpawnGateClient
-
-BOOKED_SERVER = re.compile(r"^r\d+$")
 
 
 class AglaisSpawnerMixin(LoggingConfigurable):
@@ -107,7 +105,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
             size = await self.pass_gate(tier)
             if size is not None:
                 self.gate_size = size
-                tier = sized(tier, size) if BOOKED_SERVER.match(self.name or "") else tier
+                tier = sized(tier, size) if booking_id(self.name) is not None else tier
         self.tier = tier
         return tier
 
@@ -133,7 +131,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
 
     async def _ask_gate(self, tier: Tier) -> ClusterSize | None:
         gate = SpawnGateClient(self.reservations_url, self.reservations_token)
-        booked = bool(BOOKED_SERVER.match(self.name or ""))
+        booked = booking_id(self.name) is not None
         profile = (self.user_options or {}).get("profile")
         deadline = time.monotonic() + self.queue_timeout
         while True:

@@ -4,7 +4,6 @@ that gives up, and a service that does not answer."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from aglais_hub.testing.hubclient import HubClient
 from aglais_hub.testing.platform import free_port
 from aglais_hub.testing.reservations import ReservationHub
 from tests.reservation_values import reservation_values
@@ -20,18 +20,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def progress(hub: ReservationHub, user: str, server: str, timeout: float = 120) -> list[dict]:
-    url = f"{hub.url}/hub/api/users/{user}/servers/{server}/progress"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = []
-        with hub.api.get(url, stream=True, timeout=timeout) as response:
-            for line in response.iter_lines(decode_unicode=True):
-                if line and line.startswith("data:"):
-                    events.append(json.loads(line[5:]))
-                    if events[-1].get("ready") or events[-1].get("failed"):
-                        return events
-        time.sleep(0.5)
-    raise TimeoutError(f"{user}/{server} neither ready nor failed")
+    """The spawn's progress events up to ready or failed (with the harness's admin token)."""
+    client = HubClient(hub.url)
+    client.session = hub.api
+    return client.follow_progress(user, server, timeout)["events"]
 
 
 def test_unbooked_start_with_the_smallest_size_and_booked_ones_are_refused(tmp_path) -> None:

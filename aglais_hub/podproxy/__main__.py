@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 from pathlib import Path
 
 from jupyterhub.services.auth import HubOAuth
 
+from ..reservations.gate import booking_id
 from .app import ProxyState, make_app, report_activity
 from .notices import NoticeSource
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     server_name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
     service_url = os.environ.get("AGLAIS_RESERVATIONS_URL", "")
-    if service_url and re.fullmatch(r"r\d+", server_name):  # a booking's server
+    if service_url and booking_id(server_name) is not None:  # a booking's server
         state.notices = NoticeSource(service_url, hub_auth.api_token, server_name)
 
     async def serve() -> None:

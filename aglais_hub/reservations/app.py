@@ -34,7 +34,7 @@ from .hubapi import HubDirectory
 from .ledger import Caller, Ledger
 from .models import STATES, Booking
 from .notices import notices
-from .policy import Resources, iso
+from .policy import Resources, iso, least_free
 from .rules import Refused
 from .settings import TIER_SIZE, Settings
 
@@ -166,9 +166,8 @@ class Service:
         granted = self.queue.recent_grants(now, listed, listed_at)
         free = shared_free(self.settings.capacity, active, [*running, granted])
         decision = self.queue.decide(key, need, free, now, capacity=self.settings.capacity)
-        if decision.allowed and self.queue.waited:
-            metrics.QUEUE_WAIT.observe(self.queue.waited[-1])
-            self.queue.waited.clear()
+        if decision.waited is not None:
+            metrics.QUEUE_WAIT.observe(decision.waited)
         metrics.QUEUE_LENGTH.set(len(self.queue.entries))
         outcome = "allowed" if decision.allowed else ("queued" if decision.position else "refused")
         metrics.DECISIONS.labels("unbooked", outcome).inc()
@@ -234,6 +233,10 @@ class ApiHandler(BaseHandler):
 
     needs_login = True
 
+    def refuse(self, status: int, message: str) -> None:
+        """Answer ``{"status", "message"}`` with that status."""
+        self.json(status, {"status": status, "message": message})
+
     def body(self) -> dict:
         try:
             data = json.loads(self.request.body or b"{}")
@@ -257,7 +260,7 @@ class ApiHandler(BaseHandler):
             result = await self.service.db(fn, *args, **kwargs)
         except Refused as refused:
             metrics.REQUESTS.labels(action, str(refused.status)).inc()
-            self.json(refused.status, {"status": refused.status, "message": refused.message})
+            self.refuse(refused.status, refused.message)
             return None
         metrics.REQUESTS.labels(action, "ok").inc()
         return result
@@ -296,11 +299,9 @@ class CapacityHandler(ApiHandler):
             if end - start > timedelta(days=92):
                 raise Refused(422, "Ask for at most 92 days at a time.")
         except Refused as refused:
-            return self.json(refused.status, {"status": refused.status, "message": refused.message})
+            return self.refuse(refused.status, refused.message)
         timeline = await self.service.db(self.service.ledger.timeline, start, end)
-        least = Resources(
-            min(p[2].millicores for p in timeline), min(p[2].memory for p in timeline)
-        )
+        least = least_free(timeline)
         self.json(
             200,
             {
@@ -331,9 +332,7 @@ class ReservationsHandler(ApiHandler):
     async def get(self) -> None:
         state = self.get_argument("state", None)
         if state is not None and state not in STATES:
-            return self.json(
-                422, {"status": 422, "message": f"state must be one of {', '.join(STATES)}."}
-            )
+            return self.refuse(422, f"state must be one of {', '.join(STATES)}.")
         bookings = await self.service.db(
             self.service.ledger.list, self.caller, self.get_argument("user", None), state
         )
@@ -353,7 +352,7 @@ class ReservationsHandler(ApiHandler):
             user = data.get("user")
             tier = await self.service.owner_tier(self.caller, user)
         except Refused as refused:
-            return self.json(refused.status, {"status": refused.status, "message": refused.message})
+            return self.refuse(refused.status, refused.message)
         booking = await self.run(
             "create",
             self.service.ledger.create,
@@ -392,7 +391,7 @@ class ReservationHandler(ApiHandler):
                 raise Refused(422, 'Send {"end": <ISO 8601 time>} to extend or shorten a booking.')
             end = parse_time(data["end"], "end")
         except Refused as refused:
-            return self.json(refused.status, {"status": refused.status, "message": refused.message})
+            return self.refuse(refused.status, refused.message)
         booking = await self.run(
             "change",
             self.service.ledger.change_end,
@@ -447,14 +446,14 @@ class SpawnCheckHandler(ApiHandler):
         started = time.perf_counter()
         gate = {f"service:{name}" for name in self.service.gate_services}
         if self.caller.name not in gate and not self.caller.admin:
-            return self.json(403, {"status": 403, "message": "Only the hub asks spawn-check."})
+            return self.refuse(403, "Only the hub asks spawn-check.")
         try:
             data = self.body()
             user, server = data.get("user"), data.get("server_name", "")
             if not isinstance(user, str) or not user or not isinstance(server, str):
                 raise Refused(422, 'Send {"user", "server_name", "profile"}.')
         except Refused as refused:
-            return self.json(refused.status, {"status": refused.status, "message": refused.message})
+            return self.refuse(refused.status, refused.message)
         decision = await self.service.spawn_check(
             user, server, data.get("profile"), withdraw=bool(data.get("withdraw")),
             tier=data.get("tier"),

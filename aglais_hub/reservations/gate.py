@@ -40,6 +40,7 @@ class Decision:
     position: int | None = None
     booking: int | None = None
     title: str = ""  # the booking's title: the server's display name
+    waited: float | None = None  # seconds an unbooked spawn queued before it was let through
 
     def as_json(self) -> dict:
         return {
@@ -112,7 +113,6 @@ class SpawnQueue:
 
     entries: OrderedDict[Key, Waiting] = field(default_factory=OrderedDict)
     grants: dict[Key, tuple[Resources, float]] = field(default_factory=dict)
-    waited: list[float] = field(default_factory=list)  # wait times of spawns let through
 
     def position(self, key: Key) -> int | None:
         for index, queued in enumerate(self.entries):
@@ -176,8 +176,7 @@ class SpawnQueue:
 
     def _grant(self, key: Key, need: Resources, now: float, waited: float) -> Decision:
         self.grants[key] = (need, now)
-        self.waited.append(waited)
-        return Decision(True, "Shared capacity is available.")
+        return Decision(True, "Shared capacity is available.", waited=waited)
 
     def queued_keys(self) -> set[Key]:
         return set(self.entries)

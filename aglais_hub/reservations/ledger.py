@@ -116,10 +116,7 @@ class Ledger:
             )
         with self.store.booking_transaction() as session:
             if not on_behalf:
-                mine = [
-                    Held(b.start, b.end, b.state) for b in self.store.of_user(session, owner, now)
-                ]
-                check_tier(tier_obj, self.settings.tier_rules[tier_obj.name], start, end, now, mine)
+                self._check_tier_rules(session, owner, tier_obj, start, end, now)
             self._check_capacity(session, Span(start, end + self.settings.margin, offer.need))
             booking = Booking(
                 user=owner,
@@ -157,21 +154,8 @@ class Ledger:
                 )
             if end > booking.end:
                 if not (caller.admin and booking.user != caller.name):
-                    mine = [
-                        Held(b.start, b.end, b.state)
-                        for b in self.store.of_user(session, booking.user, now)
-                        if b.id != booking.id
-                    ]
-                    tier_obj = self._tier(tier)
-                    check_tier(
-                        tier_obj,
-                        self.settings.tier_rules[tier_obj.name],
-                        booking.start,
-                        end,
-                        now,
-                        mine,
-                        new=False,
-                    )
+                    self._check_tier_rules(session, booking.user, self._tier(tier), booking.start,
+                                           end, now, extending=booking.id)  # fmt: skip
                 margin = self.settings.margin
                 extra = Span(booking.end + margin, end + margin, booking.need)
                 self._check_capacity(session, extra, exclude=booking.id)
@@ -201,6 +185,16 @@ class Ledger:
         if booking is None or not (caller.admin or booking.user == caller.name):
             raise Refused(404, f"You have no booking {booking_id}.")
         return booking
+
+    def _check_tier_rules(
+        self, session: Session, user: str, tier: Tier, start: datetime, end: datetime,
+        now: datetime, extending: int | None = None,
+    ) -> None:  # fmt: skip
+        """The tier's rules against the user's other bookings (`rules.check_tier`)."""
+        mine = [Held(b.start, b.end, b.state) for b in self.store.of_user(session, user, now)
+                if b.id != extending]  # fmt: skip
+        rules = self.settings.tier_rules[tier.name]
+        check_tier(tier, rules, start, end, now, mine, new=extending is None)
 
     def _tier(self, name: str | None) -> Tier:
         """The named tier; the lowest one when unknown (never more than the user has)."""

@@ -19,7 +19,7 @@ from tornado import web
 from .app import BaseHandler, Service, stop_cancelled
 from .ledger import Caller
 from .notices import notices
-from .policy import Resources, iso
+from .policy import Resources, iso, least_free
 from .rules import Refused
 
 HERE = Path(__file__).resolve().parent
@@ -51,9 +51,7 @@ def hourly_free(timeline: list, start: datetime, hours: int) -> list[tuple[datet
     cells = []
     for h in range(hours):
         a, b = start + timedelta(hours=h), start + timedelta(hours=h + 1)
-        pieces = [free for s, e, free in timeline if s < b and e > a]
-        least = Resources(min(p.millicores for p in pieces), min(p.memory for p in pieces))
-        cells.append((a, least))
+        cells.append((a, least_free(piece for piece in timeline if piece[0] < b and piece[1] > a)))
     return cells
 
 
