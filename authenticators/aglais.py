@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from oauthenticator.generic import GenericOAuthenticator
@@ -10,10 +11,20 @@ from traitlets import Bool, Dict, Int, List, Unicode, default
 
 from aglais_hub.quotas import resolve_tier
 
-from .claims import claim_at, claim_groups, safe_username
+from .claims import (
+    claim_at,
+    claim_groups,
+    login_identity,
+    recorded_identity,
+    safe_username,
+    same_identity,
+)
 from .discovery import DiscoveryError, fetch_provider_config
 
 AUTH_STATE_KEY = "aglais"
+# How long a first login's claim on an unbound name is held in memory, until the hub
+# has written the binding into the new user's auth_state (closes a race of two first logins).
+PENDING_BINDING_SECONDS = 30.0
 
 
 class AglaisOAuthenticator(GenericOAuthenticator):
@@ -25,6 +36,14 @@ class AglaisOAuthenticator(GenericOAuthenticator):
     ``admin_groups`` become admins, only members of ``allowed_groups`` get in,
     and each user's tier is stored in the encrypted ``auth_state`` under
     ``auth_state["aglais"]["tier"]`` for the spawners to read.
+
+    Usernames are normalised (see ``safe_username``), so distinct identities can
+    arrive at one name ('ALICE', 'álice' and 'alice' are all 'alice'). Each hub user
+    is therefore bound to one identity, the provider's subject (``subject_claim`` of
+    ``issuer``), recorded at its first login in ``auth_state["aglais"]["identity"]``;
+    a login whose name is bound to another identity is refused with a 403 that tells
+    the administrator what to do. Users an admin creates stay unbound until their
+    first login; users from before bindings are bound to their last login's subject.
     """
 
     issuer = Unicode(
@@ -62,11 +81,41 @@ class AglaisOAuthenticator(GenericOAuthenticator):
         config=True,
         help="Dotted path of the userinfo claim that names the user; normalised to [a-z0-9._-].",
     )
+    subject_claim = Unicode(
+        "sub",
+        config=True,
+        help="""Dotted path of the userinfo claim that identifies the user at the provider:
+        unique and never reassigned (OIDC's ``sub``; e.g. ``oid`` for Entra ID across
+        applications). Each hub user is bound to this claim's value at its first login,
+        and a login whose username is bound to another value is refused. Changing it
+        (or ``issuer``) makes existing bindings stale: those users are refused until an
+        administrator clears them (see ``previous_issuers`` for a moved provider).""",
+    )
+    previous_issuers = List(
+        Unicode(),
+        config=True,
+        help="""Former issuer URLs of the same provider (same subjects): accounts bound
+        at one of them are accepted at ``issuer`` and re-bound to it at the next login.
+        Only for a provider whose URL changed; never list a different provider.""",
+    )
     manage_groups = Bool(True, config=True, help="Keep JupyterHub groups equal to the provider's.")
-    enable_auth_state = Bool(True, config=True, help="Keep tokens and the tier in auth_state.")
+    enable_auth_state = Bool(
+        True, config=True, help="Keep tokens, the tier and the identity binding in auth_state."
+    )
     enable_pkce = Bool(True, config=True, help="Use PKCE (S256) in the authorization code flow.")
 
     _provider_config: dict | None = None
+    # username → (identity, monotonic deadline): first logins of unbound names in flight
+    _pending_bindings = Dict()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not self.enable_auth_state:
+            self.log.warning(
+                "AglaisOAuthenticator.enable_auth_state is off: hub users cannot be bound to "
+                "their provider's subject, so distinct identities whose usernames normalise "
+                "alike (ALICE, álice, alice) would share one account."
+            )
 
     @default("login_service")
     def _login_service_default(self) -> str:
@@ -151,3 +200,128 @@ class AglaisOAuthenticator(GenericOAuthenticator):
             f"{', '.join(allowed) or 'no group'}, and {yours}. "
             "Ask an administrator to add you to one of those groups.",
         )
+
+    # -- identities -----------------------------------------------------------------
+
+    def login_identity(self, auth_model: dict) -> dict | None:
+        """The identity (issuer, subject claim, subject) a login's userinfo proves."""
+        user_info = (auth_model.get("auth_state") or {}).get(self.user_auth_state_key) or {}
+        return login_identity(user_info, self.issuer, self.subject_claim)
+
+    async def recorded_identity(self, user: Any) -> dict | None:
+        """The identity an existing hub user is bound to, or None if it is unbound.
+
+        Refuses (403) when the user has an auth_state the hub cannot decrypt: then it
+        cannot tell whose account it is, and must not guess.
+        """
+        auth_state = await user.get_auth_state()
+        if auth_state is None and getattr(user, "encrypted_auth_state", None) is not None:
+            self.log.error("auth_state of %s cannot be decrypted: refusing its login", user.name)
+            raise web.HTTPError(
+                403,
+                f"The hub cannot read which identity the account '{user.name}' belongs to "
+                "(its stored auth_state cannot be decrypted), so it will not let anyone in "
+                "as that account. Ask an administrator: restore the hub's JUPYTERHUB_CRYPT_KEY, "
+                f"or clear the auth_state of the hub user '{user.name}' (PATCH "
+                "/hub/api/users/<name> with {\"auth_state\": null}) so that its next login "
+                "binds it again.",
+            )
+        return recorded_identity(
+            auth_state, self.issuer, self.subject_claim,
+            key=AUTH_STATE_KEY, user_info_key=self.user_auth_state_key,
+        )  # fmt: skip
+
+    def _held_binding(self, username: str) -> dict | None:
+        """A first login's claim on an unbound name, still being written by the hub."""
+        now = time.monotonic()
+        for name, (_, deadline) in list(self._pending_bindings.items()):
+            if deadline < now:
+                del self._pending_bindings[name]
+        held = self._pending_bindings.get(username)
+        return held[0] if held else None
+
+    def _refuse_other_identity(self, username: str, identity: dict, recorded: dict) -> None:
+        self.log.warning(
+            "Refused login as %s: the account is bound to %s %r of %s, this login is %s %r of %s",
+            username, recorded["claim"], recorded["subject"], recorded["issuer"],
+            identity["claim"], identity["subject"], identity["issuer"],
+        )  # fmt: skip
+        if (recorded["issuer"], recorded["claim"]) != (identity["issuer"], identity["claim"]):
+            raise web.HTTPError(
+                403,
+                f"The account '{username}' was bound to its owner's {recorded['claim']!r} at "
+                f"{recorded['issuer'] or 'another issuer'}, but you signed in with "
+                f"{identity['claim']!r} at {identity['issuer']}, so the hub cannot tell whether "
+                "it is yours. Ask an administrator: if the identity provider only moved to a "
+                "new URL and kept its subjects, list the old URL in "
+                "AglaisOAuthenticator.previous_issuers; otherwise restore auth.issuer and "
+                f"auth.subjectClaim, or rename or delete the hub user '{username}'.",
+            )
+        raise web.HTTPError(
+            403,
+            f"The account name '{username}' is already used by another identity at your "
+            f"identity provider (you signed in as {identity['claim']} '{identity['subject']}' "
+            f"of {identity['issuer']}), and the hub never gives one account to two identities. "
+            "Ask an administrator to resolve it: give your identity a username of its own at "
+            "the identity provider, or set auth.usernameClaim to a claim that is unique for "
+            f"everyone (this renames every account), or, if the account '{username}' now "
+            f"belongs to you, rename or delete the hub user '{username}' in the admin panel "
+            "so that your next login creates or claims it.",
+        )
+
+    async def bind_identity(self, handler: Any, auth_model: dict) -> dict:
+        """Refuse a login whose username is bound to another identity; record the binding.
+
+        Runs after the login was allowed, before the hub loads or creates the user: the
+        user it finds by name is the one the login would become.
+        """
+        username = auth_model["name"]
+        identity = self.login_identity(auth_model)
+        if identity is None:
+            raise web.HTTPError(
+                403,
+                f"Your identity provider did not send the '{self.subject_claim}' claim, so the "
+                "hub cannot tell your account from anyone else's. Ask an administrator to "
+                "check auth.subjectClaim and auth.scopes.",
+            )
+        find_user = getattr(handler, "find_user", None)
+        if find_user is None:
+            raise web.HTTPError(500, "The hub cannot check which identity an account belongs to.")
+        user = find_user(username)
+        recorded = await self.recorded_identity(user) if user is not None else None
+        if recorded is None:
+            recorded = self._held_binding(username)
+        if recorded is not None and not same_identity(recorded, identity, self.previous_issuers):
+            self._refuse_other_identity(username, identity, recorded)
+        if recorded is None:
+            self.log.info("Binding %s to %s %r of %s", username, identity["claim"],
+                          identity["subject"], identity["issuer"])  # fmt: skip
+            deadline = time.monotonic() + PENDING_BINDING_SECONDS
+            self._pending_bindings[username] = (identity, deadline)
+        auth_model["auth_state"].setdefault(AUTH_STATE_KEY, {})["identity"] = identity
+        return auth_model
+
+    async def run_post_auth_hook(self, handler: Any, auth_model: dict) -> dict:
+        auth_model = await super().run_post_auth_hook(handler, auth_model)
+        return await self.bind_identity(handler, auth_model)
+
+    async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> Any:
+        """Refresh as OAuthenticator does; keep the binding, and never move it.
+
+        The refreshed userinfo comes from the user's own tokens, so its subject is the
+        bound one; if it is not (the provider reassigned the token's account), the user
+        must log in again, and that login is checked like any other.
+        """
+        refreshed = await super().refresh_user(user, handler, **kwargs)
+        if not isinstance(refreshed, dict) or not refreshed.get("auth_state"):
+            return refreshed
+        recorded = await self.recorded_identity(user)
+        if recorded is None:
+            return refreshed
+        identity = self.login_identity(refreshed)
+        if identity is None or not same_identity(recorded, identity, self.previous_issuers):
+            self.log.warning("Refresh of %s returned another identity (%r, bound to %r): "
+                             "a new login is required", user.name, identity, recorded)  # fmt: skip
+            return False
+        refreshed["auth_state"].setdefault(AUTH_STATE_KEY, {})["identity"] = identity
+        return refreshed
