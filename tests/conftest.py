@@ -3,45 +3,60 @@
 from __future__ import annotations
 
 import os
-import uuid
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 
+from aglais_hub.testing import postgres
 from aglais_hub.testing.platform import Platform, demo_values
-
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# The production defaults (proxy 8000, proxy API 8001, hub 8081, reservations 8090,
+# PostgreSQL 5432): no test may use them, so the suite holds them open while it runs.
+DEFAULT_PORTS = (8000, 8001, 8081, 8090, 5432)
+HELD_PORTS: dict[int, socket.socket] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hold_default_ports() -> Iterator[None]:
+    """Listen on every default port that is free, as another program on the machine would.
+
+    A port already taken stays with whoever has it: held either way.
+    """
+    for port in DEFAULT_PORTS:
+        holder = socket.socket()
+        try:
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+        except OSError:
+            holder.close()
+            continue
+        HELD_PORTS[port] = holder
+    yield
+    for holder in HELD_PORTS.values():
+        holder.close()
+    HELD_PORTS.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_postgres() -> Iterator[None]:
+    """The tests' own PostgreSQL server starts on first use; it stops with the session."""
+    yield
+    postgres.stop_shared()
+
+
 @contextmanager
 def fresh_postgres() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database; its SQLAlchemy URL. Dropped afterwards.
-
-    Skips where PostgreSQL is unreachable, except under CI=true, where it fails.
-    """
-    try:
-        admin = psycopg.connect(PG_DSN)
-    except psycopg.OperationalError as e:
-        if _in_ci():
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI=true: {e}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {e}")
-    admin.autocommit = True
-    name = f"aglais_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    """A fresh, empty database on the tests' own PostgreSQL server; its URL."""
+    with postgres.shared_server().database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ class ReservationHub(HubProcess):
         workdir.mkdir(parents=True, exist_ok=True)
         values = json.loads(json.dumps(values))
         reservations = values.setdefault("reservations", {})
-        reservations.setdefault("port", free_port())
+        # always a free port: default-filled values carry the production port (8090)
+        reservations["port"] = free_port()
         self.values_file = workdir / "values.yaml"
         self.values_file.write_text(yaml.safe_dump(values))
         self.gate_token = secrets.token_hex(16)
