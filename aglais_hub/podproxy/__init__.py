@@ -6,4 +6,9 @@ and forwards them (HTTP and WebSocket) to Zeppelin on 127.0.0.1. While Zeppelin'
 JVM boots it answers with a "starting" page instead of failing the hub's check.
 It reports real activity (the last forwarded request or frame) to the hub, and
 the volume's disk usage at ``<prefix>_aglais/usage``.
+
+Zeppelin runs anonymous, so the proxy's login cookie is all that stands between a web
+page the user visits and code run as that user: the proxy refuses cross-site unsafe
+requests and WebSockets from other origins (`crosssite`), and its cookies are
+``SameSite=Lax`` (``Secure`` over HTTPS).
 """

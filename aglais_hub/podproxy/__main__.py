@@ -11,6 +11,7 @@ from jupyterhub.services.auth import HubOAuth
 
 from ..reservations.gate import booking_id
 from .app import ProxyState, make_app, report_activity
+from .crosssite import public_origins_from
 from .notices import NoticeSource
 
 
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     state = ProxyState(
         args.upstream.rstrip("/"), prefix, args.volume, args.quota_bytes, args.spark_ui.rstrip("/")
     )
+    state.public_origins = public_origins_from(os.environ)  # allowed besides the Host
     server_name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
     service_url = os.environ.get("AGLAIS_RESERVATIONS_URL", "")
     if service_url and booking_id(server_name) is not None:  # a booking's server

@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
-from jupyterhub.utils import url_path_join
+from jupyterhub.utils import get_browser_protocol, url_path_join
 from tornado import httpclient, web, websocket
 from tornado.httputil import HTTPHeaders
+from tornado.log import app_log
 
+from .crosssite import cross_site_refusal, is_cors_header, origin_allowed
 from .notices import SCRIPT as NOTICE_SCRIPT
 from .notices import NoticeSource, inject_script
 
@@ -51,6 +53,7 @@ class ProxyState:
     reported: float = 0.0
     client: httpclient.AsyncHTTPClient = field(default_factory=httpclient.AsyncHTTPClient)
     notices: NoticeSource | None = None  # a booking's server: its end-of-booking notices
+    public_origins: tuple[str, ...] = ()  # the hub's public origins (besides the Host)
 
     def touch(self) -> None:
         self.last_activity = time.time()
@@ -68,19 +71,82 @@ def disk_usage(path: Path) -> int:
     return total
 
 
-class Base(HubOAuthenticated, web.RequestHandler):
+class CookiePolicy:
+    """Every cookie the proxy sets is ``SameSite=Lax``, and ``Secure`` when the browser
+    reaches the hub over HTTPS (``X-Forwarded-Proto``/``Forwarded``, or an ``https``
+    public URL of the hub).
+
+    HubOAuth writes three cookies, all through the handler's ``set_cookie``: the login
+    (``HubOAuth.set_cookie``, with the hub's ``cookie_options``), the OAuth state
+    (``set_state_cookie``) and JupyterHub's ``_xsrf`` (``_set_xsrf_cookie``, which does
+    not read ``cookie_options``), so the policy sits here rather than in
+    ``HubOAuth.cookie_options``. An explicit ``samesite`` in the hub's cookie options
+    (``JUPYTERHUB_COOKIE_OPTIONS``) still wins. Lax, not Strict: the OAuth redirect back
+    from the hub must carry the state cookie even when the visit began on another site
+    (a link in a mail), and Lax cookies are not sent on another site's sub-requests or
+    POSTs. Zeppelin's own cookies pass through untouched.
+    """
+
+    def set_cookie(self, name: str, value: str | bytes, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("samesite", "Lax")
+        public = self.settings.get("aglais_public_origins", ())  # type: ignore[attr-defined]
+        https = get_browser_protocol(self.request) == "https"  # type: ignore[attr-defined]
+        if https or any(o.startswith("https:") for o in public):
+            kwargs["secure"] = True
+        super().set_cookie(name, value, *args, **kwargs)  # type: ignore[misc]
+
+
+class Base(CookiePolicy, HubOAuthenticated, web.RequestHandler):
     def initialize(self, state: ProxyState, hub_auth: HubOAuth) -> None:
         self.state = state
         self.hub_auth = hub_auth
 
+    def _cross_site_refusal(self) -> str | None:
+        return cross_site_refusal(
+            self.request.method or "GET",
+            self.request.headers,
+            token_authenticated=getattr(self, "_token_authenticated", False),
+            public_origins=self.state.public_origins,
+        )
 
-class HealthHandler(web.RequestHandler):
-    """Unauthenticated readiness: the proxy is up (Zeppelin may still be starting)."""
+    def check_xsrf_cookie(self) -> None:
+        """HubOAuth's hook before it trusts the login cookie of an unsafe request.
 
-    def initialize(self, state: ProxyState) -> None:
-        self.state = state
+        JupyterHub's own check wants its ``_xsrf`` token, which Zeppelin's UI never
+        sends; the proxy's rule (`crosssite`) asks for same-origin headers instead."""
+        refusal = self._cross_site_refusal()
+        if refusal:
+            raise web.HTTPError(403, refusal)
+
+    def cross_site_problem(self) -> str | None:
+        """After the login is known: why this request is refused as cross-site, if it is."""
+        _ = self.current_user  # a request authenticated by an API token is exempt
+        return self._cross_site_refusal()
+
+    def refuse_cross_site(self, problem: str) -> None:
+        app_log.warning("%s %s: %s", self.request.method, self.request.path, problem)
+        self.clear()
+        self.set_status(403)
+        self.finish({"status": "FORBIDDEN", "message": problem})
+
+
+class HealthHandler(Base):
+    """Readiness of the proxy; and, for the server's owner (or an admin with
+    ``access:servers``), whether Zeppelin is up yet.
+
+    Kubernetes' readinessProbe (``spawners/zeppelin/objects.py``) calls this path on the
+    pod's port itself, with no login, and needs nothing but a 2xx. So a caller without
+    a login gets a bare ``{"status": "ok"}``, the same for every server, whoever owns it
+    and whether Zeppelin is up, starting or down; only a caller this server's OAuth
+    lets in gets ``{"proxy": "ok", "zeppelin": "up"|"starting"}``. (Through the hub,
+    *that* a server runs is visible from any ``/user/<name>/`` URL, by JupyterHub's
+    routing, whatever the proxy answers.)
+    """
 
     async def get(self) -> None:
+        if not self.current_user:
+            self.finish({"status": "ok"})
+            return
         self.finish(
             {"proxy": "ok", "zeppelin": "up" if await upstream_up(self.state) else "starting"}
         )
@@ -114,15 +180,20 @@ class UsageHandler(Base):
 
 
 class ProxyHandler(Base):
-    """Forward any authenticated HTTP request to Zeppelin."""
+    """Forward any authenticated HTTP request to Zeppelin; a cross-site unsafe request
+    (see `crosssite`) is refused with 403 before it reaches Zeppelin."""
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
-    def check_xsrf_cookie(self) -> None:  # Zeppelin does its own; the hub cookie gates access
-        pass
+    async def prepare(self) -> None:
+        problem = self.cross_site_problem()
+        if problem:
+            self.refuse_cross_site(problem)
+            return
+        await self.proxy()
 
     @web.authenticated
-    async def prepare(self) -> None:
+    async def proxy(self) -> None:
         self.state.touch()
         await self.forward()
 
@@ -153,7 +224,7 @@ class ProxyHandler(Base):
             return self.starting()
         self.set_status(response.code, response.reason)
         for name, value in response.headers.get_all():
-            if name.lower() not in HOP_BY_HOP:
+            if name.lower() not in HOP_BY_HOP and not is_cors_header(name):
                 self.add_header(name, value)
         body = response.body
         if body and self.wants_notice_bar(response):
@@ -181,8 +252,13 @@ class ProxyHandler(Base):
             self.finish({"message": "Zeppelin is starting; retry in a few seconds"})
 
 
-class WebSocketProxy(HubOAuthenticated, websocket.WebSocketHandler):
-    """Forward an authenticated WebSocket (Zeppelin's /ws) frame by frame."""
+class WebSocketProxy(CookiePolicy, HubOAuthenticated, websocket.WebSocketHandler):
+    """Forward an authenticated WebSocket (Zeppelin's /ws) frame by frame.
+
+    Browsers apply no same-origin policy to WebSockets, and a socket opened with the
+    login cookie runs code as its owner: the upgrade is refused (403) unless its Origin
+    is the request's own host or one of the hub's public origins. (A client that sends
+    no Origin, i.e. not a browser, is let through, as tornado does.)"""
 
     def initialize(self, state: ProxyState, hub_auth: HubOAuth) -> None:
         self.state = state
@@ -190,7 +266,12 @@ class WebSocketProxy(HubOAuthenticated, websocket.WebSocketHandler):
         self.upstream: websocket.WebSocketClientConnection | None = None
 
     def check_origin(self, origin: str) -> bool:
-        return True  # the hub's OAuth cookie, not the origin, decides access
+        host = self.request.headers.get("Host", "")
+        if origin_allowed(origin, host, self.state.public_origins):
+            return True
+        app_log.warning("WebSocket %s from Origin %s to host %s refused", self.request.path,
+                        origin, host)  # fmt: skip
+        return False
 
     @web.authenticated
     async def get(self, *args: str) -> None:
@@ -281,6 +362,10 @@ class NoticeHandler(Base):
         self.finish({"notices": found})
 
 
+class CallbackHandler(CookiePolicy, HubOAuthCallbackHandler):
+    """Hub OAuth's callback, whose login and ``_xsrf`` cookies follow `CookiePolicy`."""
+
+
 class NoticeScriptHandler(web.RequestHandler):
     """The script the proxy adds to Zeppelin's pages (static, no secrets)."""
 
@@ -295,15 +380,16 @@ def make_app(state: ProxyState, hub_auth: HubOAuth) -> web.Application:
     args = {"state": state, "hub_auth": hub_auth}
     return web.Application(
         [
-            (f"{prefix}/_aglais/health", HealthHandler, {"state": state}),
+            (f"{prefix}/_aglais/health", HealthHandler, args),
             (f"{prefix}/_aglais/usage", UsageHandler, args),
             (f"{prefix}/_aglais/notice", NoticeHandler, args),
             (f"{prefix}/_aglais/notice.js", NoticeScriptHandler),
-            (f"{prefix}/oauth_callback", HubOAuthCallbackHandler),
+            (f"{prefix}/oauth_callback", CallbackHandler),
             (f"{prefix}/ws.*", WebSocketProxy, args),
             (f"{prefix}(/.*)?", ProxyHandler, args),
         ],
         cookie_secret=os.urandom(32),
         hub_auth=hub_auth,
         login_url=hub_auth.login_url,
+        aglais_public_origins=state.public_origins,
     )

@@ -48,12 +48,31 @@ class LoginRefused(AssertionError):
         super().__init__(f"login refused with {response.status_code} at {response.url}")
 
 
+class _SameOriginSession(requests.Session):
+    """A session that, as a browser does, sends ``Origin`` with an unsafe request its own
+    page makes to a user's server (the auth proxy refuses a cookie request it cannot
+    tell from a cross-site one). An explicit ``Origin`` header wins."""
+
+    def __init__(self, user_servers: str):
+        super().__init__()
+        self.user_servers = user_servers
+        parts = urlparse(user_servers)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        prepared = super().prepare_request(request)
+        unsafe = (prepared.method or "GET").upper() not in ("GET", "HEAD", "OPTIONS")
+        if unsafe and (prepared.url or "").startswith(self.user_servers):
+            prepared.headers.setdefault("Origin", self.origin)
+        return prepared
+
+
 class HubClient:
     """One user's browser session against the hub at ``base_url``."""
 
     def __init__(self, base_url: str):
         self.base_url = base_url.rstrip("/") + "/"
-        self.session = requests.Session()
+        self.session = _SameOriginSession(self.url("user/"))
 
     def url(self, path: str) -> str:
         return urljoin(self.base_url, path.lstrip("/"))
