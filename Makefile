@@ -32,7 +32,7 @@ lock: $(BIN)/uv
 demo: install
 	$(BIN)/aglais-hub demo
 
-test: install helm browser
+test: install helm browser cluster-bin
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
@@ -44,6 +44,15 @@ lint: install
 .PHONY: helm
 helm: $(STAMP_PY)
 	@command -v helm >/dev/null || test -x $(BIN)/helm || $(BIN)/python -m aglais_hub.chart fetch-helm $(BIN)/helm
+
+# The testing cluster's etcd, kube-apiserver, kube-controller-manager and kube-scheduler,
+# built from the Go modules pinned in aglais_hub/testing/controlplane into
+# ${AGLAIS_CACHE:-~/.cache/aglais}/cluster-bin/<hash of the pins>/ (Go >= 1.26; the first
+# build takes a while, later ones do nothing). AGLAIS_CLUSTER_BIN, or KUBEBUILDER_ASSETS
+# holding all four, names prebuilt binaries instead. Standard library only: no venv needed.
+.PHONY: cluster-bin
+cluster-bin:
+	@$(PYTHON) -m aglais_hub.testing.controlplane.build
 
 # Debian's chromium for the browser tests (Playwright drives it; nothing is downloaded
 # by Playwright itself). Installed with apt-get where it is missing and we may.
