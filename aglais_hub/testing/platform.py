@@ -46,8 +46,8 @@ class Platform:
         self.proxy_api_port = free_port()
         self.reservations_port = free_port()
         values = json.loads(json.dumps(values))
-        values.setdefault("reservations", {}).setdefault("port", self.reservations_port)
-        self.reservations_port = values["reservations"]["port"]
+        # always a free port: default-filled values carry the production port (8090)
+        values.setdefault("reservations", {})["port"] = self.reservations_port
         self.reservations_enabled = values["reservations"].get("enabled", True)
         passthrough = values.setdefault("hub", {}).setdefault("config", {})
         passthrough.setdefault("JupyterHub", {})["hub_port"] = self.hub_port
