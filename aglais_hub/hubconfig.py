@@ -114,6 +114,9 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
     c.JupyterHub.ip = hub["ip"]
     c.JupyterHub.port = hub["port"]
     c.JupyterHub.base_url = hub["baseUrl"]
+    if hub["publicUrl"]:
+        # servers get it as JUPYTERHUB_PUBLIC_URL: the auth proxy's same-origin check uses it
+        c.JupyterHub.public_url = public_url(hub) + hub["baseUrl"]
     # a URL with a password comes from a Secret, not from the values file
     c.JupyterHub.db_url = environ.get("AGLAIS_HUB_DB_URL") or hub["db"]["url"]
     c.JupyterHub.allow_named_servers = hub["allowNamedServers"]
@@ -134,6 +137,7 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
     a.login_service = auth["loginService"]
     a.scope = list(auth["scopes"])
     a.username_claim = auth["usernameClaim"]
+    a.subject_claim = auth["subjectClaim"]
     a.groups_claim = auth["groupsClaim"]
     a.admin_groups = set(auth["adminGroups"])
     a.allowed_groups = set(auth["allowedGroups"])

@@ -159,6 +159,13 @@ def test_callback_url_defaults_to_the_public_address():
     assert callback_url(hub) == "http://127.0.0.1:8000/hub/oauth_callback"
 
 
+def test_a_public_url_reaches_the_hub_and_its_servers():
+    values = apply_defaults(MINIMAL)
+    assert "public_url" not in hub_config(values).JupyterHub  # empty: JupyterHub detects it
+    values["hub"].update(publicUrl="https://hub.example.org/", baseUrl="/aglais/")
+    assert hub_config(values).JupyterHub.public_url == "https://hub.example.org/aglais/"
+
+
 def test_readme_values_reference_is_generated_from_the_schema():
     readme = (REPO / "README.md").read_text()
     assert replace_reference(readme) == readme, "README is stale: run `make docs`"
