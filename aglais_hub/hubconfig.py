@@ -47,11 +47,15 @@ def proxy_command(hub: dict) -> list[str]:
 
 
 RESERVATIONS = "reservations"  # the service's name: /services/reservations/
-SPAWN_GATE = "spawn-gate"
+SPAWN_GATE = "spawn-gate"  # the hub service whose token the spawners show to spawn-check
 SERVER_SCOPES = [
     "users:activity!user",
     "access:servers!server",
-]  # JupyterHub's `server` role  # the hub service whose token the spawners show to spawn-check
+]  # JupyterHub's `server` role
+# Read one's own booking notices at the reservation service (`api/notices` only). Servers'
+# own tokens carry this instead of access:services!service=reservations, so code in a
+# notebook cannot book or cancel as its owner; the auth proxy shows the notices.
+NOTICES_SCOPE = "custom:reservations:notices"
 # what the reservation service may do at the hub: read users and servers, stop a
 # booking's server when it ends, report activity so the culler spares booked servers
 RESERVATIONS_SCOPES = ["list:users", "read:users", "read:servers", "delete:servers",
@@ -95,7 +99,11 @@ def reservation_services(values: dict, environ: Mapping[str, str]) -> dict:
                 "scopes": [f"access:services!service={RESERVATIONS}"],
             },
         ],  # fmt: skip
-        "user_scopes": {f"access:services!service={RESERVATIONS}"},
+        "custom_scopes": {
+            NOTICES_SCOPE: {"description": "Read your booking notices at the reservation service."}
+        },
+        "user_scopes": {f"access:services!service={RESERVATIONS}", f"{NOTICES_SCOPE}!user"},
+        "server_token_scopes": [*SERVER_SCOPES, f"{NOTICES_SCOPE}!user"],
         "gate_url": service["url"].rstrip("/") + prefix,
         "gate_token": gate_token,
     }
@@ -170,13 +178,15 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
         parts = reservation_services(values, environ)
         c.JupyterHub.services = parts["services"]
         c.JupyterHub.load_roles = parts["roles"]
+        c.JupyterHub.custom_scopes = parts["custom_scopes"]
         c.JupyterHub.extra_user_scopes = parts["user_scopes"]
         s.reservations_url = parts["gate_url"]
         s.reservations_token = parts["gate_token"]
         s.queue_timeout = r["queueTimeoutMinutes"] * 60
         s.when_unreachable = r["whenUnreachable"]
-        # servers' own tokens may read their owner's booking notices (the auth proxy's banner)
-        s.server_token_scopes = [*SERVER_SCOPES, f"access:services!service={RESERVATIONS}"]
+        # servers' own tokens may read their owner's booking notices (the auth proxy's
+        # banner) and nothing else at the service: no booking or cancelling from notebooks
+        s.server_token_scopes = parts["server_token_scopes"]
     if spawner["kind"] == "local-spark":
         local = spawner["localSpark"]
         s.data_dir = local["dataDir"]

@@ -16,10 +16,39 @@ from traitlets import Dict, Enum, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
 from aglais_hub.quotas import ClusterSize, Tier, sized, smallest_size, tier_from_values
-from aglais_hub.reservations.gate import booking_id
+from aglais_hub.reservations.gate import alias_refusal, booking_id
+from aglais_hub.reservations.settings import TIER_SIZE
+from aglais_hub.text import display_text
 from authenticators.aglais import AUTH_STATE_KEY
 
-from .gate import UNREACHABLE_POLICIES, GateUnreachable, SpawnGateClient
+from .gate import UNREACHABLE_POLICIES, GateRefused, GateUnreachable, SpawnGateClient
+
+SPAWNER_OWN_OPTIONS = ("applied",)  # user_options keys only the spawner writes
+
+
+def checked_user_options(options: object, offered: list[str]) -> dict:
+    """``user_options`` as the spawner may use them, else ValueError saying why.
+
+    They come from the spawn form (``options_from_form``: strings) or straight from
+    the hub's REST API, where a user may POST any JSON object. ``profile`` must be
+    absent, empty, or the name of an offered profile; keys the spawner writes itself
+    (``applied``) are dropped.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValueError("The spawn options must be a JSON object.")
+    profile = options.get("profile")
+    choices = ", ".join(offered)
+    if profile is not None and not isinstance(profile, str):
+        kinds = {list: "a list", dict: "an object", bool: "true or false"}
+        kind = kinds.get(type(profile), "a number")
+        raise ValueError(f"The spawn option 'profile' must be the name of a size ({choices}), "
+                         f"not {kind}.")  # fmt: skip
+    if profile and profile not in offered:
+        shown = display_text(profile, 60) or "?"
+        raise ValueError(f"There is no size '{shown}' to start (sizes: {choices}).")
+    return {k: v for k, v in options.items() if k not in SPAWNER_OWN_OPTIONS}
 
 
 class AglaisSpawnerMixin(LoggingConfigurable):
@@ -85,8 +114,25 @@ class AglaisSpawnerMixin(LoggingConfigurable):
             if spawner is not self and spawner.active
         )
 
+    def offered_profiles(self) -> list[str]:
+        """The profiles a spawn may name: the tier's own size, then the values' sizes."""
+        return [TIER_SIZE, *self.sizes]
+
+    def check_request(self) -> None:
+        """Refuse malformed spawn options and server names that imitate a booking's
+        (400, before anything else: the spawn gate never sees them)."""
+        try:
+            self.user_options = checked_user_options(self.user_options,
+                                                     self.offered_profiles())  # fmt: skip
+        except ValueError as error:
+            raise SpawnException(str(error), reason="options", status_code=400) from None
+        refusal = alias_refusal(self.name) if self.reservations_url else None
+        if refusal:
+            raise SpawnException(refusal, reason="booking", status_code=400)
+
     async def prepare_start(self) -> Tier:
         """Resolve the tier and refuse a start that breaks its limits, saying why."""
+        self.check_request()
         tier = await self.user_tier()
         others = self.other_active_servers()
         if len(others) >= tier.concurrent_servers:
@@ -139,6 +185,11 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                 answer = await gate.check(self.user.name, self.name or "", profile, tier.name)
             except GateUnreachable as error:
                 return self._gate_unreachable(tier, booked, str(error))
+            except GateRefused as error:  # an error answer: refused, never the fallback
+                self.log.warning("Spawn gate error for %s: %s", self._log_name, error.message)
+                status = 503 if error.status >= 500 else 403
+                raise SpawnException(error.message, reason="booking" if booked else "capacity",
+                                     status_code=status) from None  # fmt: skip
             if answer.allowed:
                 self._gate_say(answer.reason)
                 self.log.info("Spawn gate lets %s through: %s", self._log_name, answer.reason)
@@ -147,9 +198,10 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                     # shown in the hub's server model: what this start really got
                     applied = {"booking": answer.booking, **answer.limits}
                     self.user_options = {**(self.user_options or {}), "applied": applied}
-                    if answer.title and self.orm_spawner is not None:
+                    title = display_text(answer.title)  # one clean line, as the hub's rule
+                    if title and self.orm_spawner is not None:
                         # the home page lists the booking's server under its title
-                        self.orm_spawner.display_name = answer.title[:255]
+                        self.orm_spawner.display_name = title
                     return size
                 return None
             if not answer.queued:

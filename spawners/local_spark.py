@@ -15,10 +15,11 @@ from pathlib import Path
 from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
 from traitlets import Int, List, Unicode, default
 
-from aglais_hub.quotas import local_spark_cores, spark_memory, with_size
+from aglais_hub.quotas import ClusterSize, Tier, local_spark_cores, spark_memory, with_size
 
 from .base import AglaisSpawnerMixin
 from .sparkconf import format_spark_defaults, local_spark_defaults
+from .zeppelin.spec import ProfileRefused, cluster_size
 
 
 def choose_notebook(setting: str, zeppelin_home: str | None) -> str:
@@ -63,6 +64,7 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
     )
 
     launch_summary: str = ""
+    profile_size: ClusterSize | None = None  # the spawn's named size (the tier's by default)
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
@@ -99,6 +101,15 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
             env["AGLAIS_TIER"] = self.tier.name
         return env
 
+    def check_options(self, tier: Tier) -> None:
+        """The named size (``profile``) this tier may use, as the Zeppelin spawner: the
+        spawn gate counts that size, so that size is what runs."""
+        values = {"sizes": self.sizes, "tiers": self.tiers}
+        try:
+            self.profile_size, _ = cluster_size(values, tier, self.user_options.get("profile"))
+        except ProfileRefused as refused:
+            raise SpawnException(str(refused), reason="profile", status_code=403) from None
+
     async def start(self) -> tuple[str, int]:
         self.launch_summary = ""
         tier = await self.prepare_start()
@@ -113,6 +124,8 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
             )
         if self.gate_size is not None:  # a booking (or the gate's fallback) sets the size
             tier = with_size(tier, self.gate_size)
+        elif self.profile_size is not None:
+            tier = with_size(tier, self.profile_size)
         cores = local_spark_cores(tier, os.cpu_count() or 1, self.max_cores)
         self.spark_conf_dir.mkdir(parents=True, exist_ok=True)
         (self.spark_conf_dir / "spark-defaults.conf").write_text(

@@ -3,7 +3,17 @@ abandoned places freed, and sizes that could never fit refused at once."""
 
 from __future__ import annotations
 
-from aglais_hub.reservations.gate import ABANDONED_AFTER, SpawnQueue, booking_id
+import pytest
+
+from aglais_hub.reservations.gate import (
+    ABANDONED_AFTER,
+    MAX_BOOKING_ID,
+    SpawnQueue,
+    alias_refusal,
+    booked_server_name,
+    booking_id,
+    imitated_booking,
+)
 from aglais_hub.reservations.policy import Resources
 
 SMALL = Resources(3000, 4 * 2**30)
@@ -67,5 +77,31 @@ def test_grants_count_until_the_hubs_list_shows_the_server() -> None:
 
 
 def test_booked_server_names() -> None:
-    assert booking_id("r12") == 12
+    assert booking_id("r12") == 12 and booked_server_name(12) == "r12"
+    assert booking_id(f"r{MAX_BOOKING_ID}") == MAX_BOOKING_ID
     assert booking_id("r") is None and booking_id("run1") is None and booking_id("") is None
+    assert alias_refusal("r12") is None and alias_refusal("work") is None
+    assert alias_refusal("run1") is None and alias_refusal("r-7") is None
+
+
+# r + 7 in Arabic-Indic, full-width and Devanagari digits, a leading zero, spaces, case
+ALIASES = ["r07", "r007", "r\u0667", "r\uff17", "r\uff10\uff17", "r\u096d", "r7 ", " r7",
+           "r 7", "r7\n", "R7"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ALIASES)
+def test_names_imitating_a_booking_are_no_bookings_server(name: str) -> None:
+    """Only ``r7`` is booking 7's server; every look-alike is refused, pointing at r7."""
+    assert booking_id(name) is None
+    assert imitated_booking(name) == 7
+    refusal = alias_refusal(name)
+    assert refusal and "belong to bookings" in refusal and "written exactly r7" in refusal
+
+
+@pytest.mark.parametrize("name", ["r0", "r00", f"r{MAX_BOOKING_ID + 1}", "r" + "9" * 40,
+                                  "r" + "9" * 5000])  # fmt: skip
+def test_r_numbers_no_booking_can_have_are_refused(name: str) -> None:
+    """Zero and ids beyond the database's INTEGER: no booking, and not a free name either."""
+    assert booking_id(name) is None
+    refusal = alias_refusal(name)
+    assert refusal and "names no booking there can be" in refusal and len(refusal) < 300

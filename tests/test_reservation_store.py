@@ -5,6 +5,7 @@ A fixed clock stands in for time; the database, the lock and the policy are real
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -220,3 +221,99 @@ def test_scheduler_transitions_at_each_moment() -> None:
     # a service that was down for the whole booking catches up in one tick
     assert due("pending", NOW + 3 * H) == ["complete", "stop"]
     assert due("cancelled", NOW) == ["stop"]
+
+
+def test_an_idempotency_key_books_once(ledger: Ledger) -> None:
+    first = ledger.create(ALICE, size="small", start=NOW + H, end=NOW + 2 * H, title="t",
+                          tier="standard", idempotency_key="k-1")  # fmt: skip
+    again = ledger.create(ALICE, size="small", start=NOW + H, end=NOW + 2 * H, title=" t ",
+                          tier="standard", idempotency_key="k-1")  # fmt: skip
+    assert (again.id, again.replayed, first.replayed) == (first.id, True, False)
+    with pytest.raises(Refused, match="already used for a different request") as refused:
+        ledger.create(ALICE, size="small", start=NOW + H, end=NOW + 3 * H, tier="standard",
+                      idempotency_key="k-1")  # fmt: skip
+    assert refused.value.status == 422
+    theirs = ledger.create(BOB, size="small", start=NOW + H, end=NOW + 2 * H, title="t",
+                           tier="power", idempotency_key="k-1")  # fmt: skip
+    assert theirs.id != first.id  # keys are per caller
+    assert len(ledger.list(ADMIN)) == 2
+
+
+def test_a_retry_with_its_key_is_answered_after_the_start_has_passed(ledger: Ledger) -> None:
+    made = ledger.create(ALICE, size="tiny", start=NOW, end=NOW + H, tier="standard",
+                         idempotency_key="late")  # fmt: skip
+    later = Ledger(ledger.store, ledger.settings, clock=lambda: NOW + 2 * H)
+    again = later.create(ALICE, size="tiny", start=NOW, end=NOW + H, tier="standard",
+                         idempotency_key="late")  # fmt: skip
+    assert again.id == made.id and again.replayed
+
+
+@pytest.mark.parametrize("key", ["", "x" * 129, "with space", "é"])
+def test_idempotency_keys_are_visible_ascii(ledger: Ledger, key: str) -> None:
+    with pytest.raises(Refused, match="Idempotency-Key") as refused:
+        ledger.create(ALICE, size="tiny", start=NOW + H, end=NOW + 2 * H, tier="standard",
+                      idempotency_key=key)  # fmt: skip
+    assert refused.value.status == 422
+
+
+def test_one_longest_booking_for_everyone(ledger: Ledger) -> None:
+    for caller, user in ((ADMIN, "alice"), (ADMIN, None)):
+        with pytest.raises(Refused, match="longer than any booking may last") as refused:
+            ledger.create(caller, size="tiny", start=NOW + H, end=NOW + H + 10_000 * H, user=user)
+        assert refused.value.status == 422
+    longest = ledger.create(ADMIN, size="tiny", start=NOW + H, end=NOW + 745 * H, user="alice")
+    with pytest.raises(Refused, match="longer than any booking may last"):
+        ledger.change_end(ADMIN, longest.id, NOW + 746 * H)
+
+
+@pytest.mark.parametrize("title, words", [
+    ("a\x00b", "NUL"), ("\u202eabc", "U+202E"), ("a\nb", "U+000A"), ("a\u2067b", "U+2067"),
+    ("\ud800", "lone surrogate"), ("x" * 201, "longer than 200"),
+])  # fmt: skip
+def test_titles_are_one_line_of_text(ledger: Ledger, title: str, words: str) -> None:
+    with pytest.raises(Refused, match=re.escape(words)) as refused:
+        ledger.create(ALICE, size="tiny", start=NOW + H, end=NOW + 2 * H, title=title,
+                      tier="standard")  # fmt: skip
+    assert refused.value.status == 422
+    assert ledger.list(ADMIN) == []
+
+
+def test_titles_are_stored_as_the_hub_shows_them(ledger: Ledger) -> None:
+    made = ledger.create(ALICE, size="tiny", start=NOW + H, end=NOW + 2 * H, tier="standard",
+                         title="  Gaia   DR3\u200b  ")  # fmt: skip
+    assert ledger.get(ALICE, made.id).title == "Gaia DR3"
+
+
+@pytest.mark.parametrize("number", [0, -1, 2**31, 2**63])
+def test_ids_no_booking_can_have_are_404(ledger: Ledger, number: int) -> None:
+    for action in (lambda: ledger.get(ADMIN, number), lambda: ledger.cancel(ADMIN, number),
+                   lambda: ledger.change_end(ADMIN, number, NOW + 2 * H)):  # fmt: skip
+        with pytest.raises(Refused) as refused:
+            action()
+        assert refused.value.status == 404
+
+
+def test_a_dropped_connection_reruns_the_whole_transaction_once(ledger: Ledger) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    store, runs = ledger.store, []
+
+    def work(session):  # noqa: ANN202
+        runs.append(1)
+        if len(runs) == 1:  # the database drops this connection mid-transaction
+            if store.is_postgres:
+                session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            raise DBAPIError("SELECT 1", {}, ConnectionError("gone"), connection_invalidated=True)
+        return session.execute(text("SELECT count(*) FROM bookings")).scalar()
+
+    assert store.run(work, booking=True) == 0 and len(runs) == 2
+    runs.clear()
+
+    def always(session):  # noqa: ANN202
+        runs.append(1)
+        raise DBAPIError("SELECT 1", {}, ConnectionError("gone"), connection_invalidated=True)
+
+    with pytest.raises(DBAPIError):  # a second drop is the caller's (the service: 503)
+        store.run(always)
+    assert len(runs) == 2

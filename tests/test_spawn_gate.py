@@ -26,6 +26,20 @@ def progress(hub: ReservationHub, user: str, server: str, timeout: float = 120) 
     return client.follow_progress(user, server, timeout)["events"]
 
 
+def spawn(hub: ReservationHub, user: str, server: str, options: object = None,
+          session: requests.Session | None = None, timeout: float = 120) -> dict:  # fmt: skip
+    """POST a start of ``user``'s ``server`` to the hub's REST API (``options`` as the
+    body: the hub takes it as user_options) with ``session`` (default: the harness's
+    admin token); the last progress event (``ready`` or ``failed`` with a
+    ``message``), or ``{"failed", "status", "message"}`` when the hub answered an error."""
+    response = (session or hub.api).post(f"{hub.url}/hub/api/users/{user}/servers/{server}",
+                                         json=options or {}, timeout=60)  # fmt: skip
+    if response.status_code >= 400:  # the hub answers at once when the spawn fails fast
+        return {"failed": True, "status": response.status_code,
+                "message": response.json()["message"]}  # fmt: skip
+    return progress(hub, user, server, timeout)[-1]
+
+
 def test_unbooked_start_with_the_smallest_size_and_booked_ones_are_refused(tmp_path) -> None:
     values = reservation_values(url=f"http://127.0.0.1:{free_port()}")
     with ReservationHub(tmp_path, values) as hub:
@@ -34,14 +48,9 @@ def test_unbooked_start_with_the_smallest_size_and_booked_ones_are_refused(tmp_p
         hub.add_user("alice", ["users"])
         api = f"{hub.url}/hub/api/users/alice/servers/"
 
-        response = hub.api.post(api + "r1", json={})
-        if response.status_code >= 400:  # the hub answers at once when the spawn fails fast
-            message = response.json()["message"]
-        else:
-            failed = progress(hub, "alice", "r1")[-1]
-            assert failed.get("failed"), failed
-            message = failed["message"]
-        assert "booked servers cannot start right now" in message
+        failed = spawn(hub, "alice", "r1")
+        assert failed.get("failed"), failed
+        assert "booked servers cannot start right now" in failed["message"]
         assert hub.api.post(api + "work", json={}).status_code in (201, 202)
         events = progress(hub, "alice", "work")
         assert events[-1].get("ready"), events

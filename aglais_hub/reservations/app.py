@@ -9,12 +9,14 @@ pool so one slow transaction never stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from importlib import resources
 from typing import Any
@@ -23,36 +25,92 @@ import yaml
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
+from tornado.httpclient import HTTPClientError
 
+from aglais_hub.hubconfig import NOTICES_SCOPE
 from aglais_hub.quotas import resolve_tier
 
 from . import metrics
-from .gate import Decision, SpawnQueue, booked_decision, booking_id, shared_free
+from .gate import (
+    Decision,
+    SpawnQueue,
+    alias_refusal,
+    booked_decision,
+    booking_id,
+    shared_free,
+    spawn_request,
+)
 from .hubapi import HubDirectory
 from .ledger import Caller, Ledger
 from .models import STATES, Booking
 from .notices import notices
 from .policy import Resources, iso, least_free
-from .rules import Refused
+from .rules import Refused, check_idempotency_key, check_user_name, parse_id, parse_time
+from .scheduler import stop_booking_servers
 from .settings import TIER_SIZE, Settings
 
 log = logging.getLogger("aglais.reservations")
 TIMELINE_DAYS = 7
+BODY_MAX = 64 * 1024  # bytes: the largest request body the API reads (413 beyond)
+BODY_HARD_MAX = 1024 * 1024  # the server drops bigger bodies unread (server.py)
+JSON_DEPTH_MAX = 32  # nesting levels of a request body (ours need 1)
+RETRY_AFTER = "5"  # seconds, on every 503
 
 
-def parse_time(value: Any, field: str) -> datetime:
-    """An ISO 8601 time with a zone (``Z`` accepted); 422 for anything else."""
-    if not isinstance(value, str) or not value:
-        raise Refused(422, f"'{field}' must be an ISO 8601 time such as 2026-12-01T10:00:00Z.")
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_depth(data: Any) -> int:
+    """How deep ``data`` nests (``{}`` and ``[]`` are 1), without recursion; stops past the
+    limit."""
+    deepest, stack = 0, [(data, 1)]
+    while stack and deepest <= JSON_DEPTH_MAX:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """A request body: at most `BODY_MAX` bytes (413) of UTF-8 JSON, nested at most
+    `JSON_DEPTH_MAX` deep, without lone surrogates (422). Linear in the body's size."""
+    if len(raw) > BODY_MAX:
+        raise Refused(413, f"The request body is larger than {BODY_MAX} bytes.")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise Refused(422, f"'{field}' is not an ISO 8601 time: {value!r}.") from None
-    if parsed.tzinfo is None:
-        raise Refused(422, f"'{field}' needs a time zone (end it with Z for UTC): {value!r}.")
-    return parsed
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(422, "The request body is not UTF-8.") from None
+    too_deep = f"The request body nests JSON deeper than {JSON_DEPTH_MAX} levels."
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:  # the C decoder's own guard, near a thousand levels
+        raise Refused(422, too_deep) from None
+    except ValueError:  # JSONDecodeError, NaN, 5000-digit numbers
+        raise Refused(422, "The request body is not JSON.") from None
+    if json_depth(data) > JSON_DEPTH_MAX:
+        raise Refused(422, too_deep)
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refused(422, "The request body holds a lone surrogate (such as \\ud800), "
+                           "which is not text.") from None  # fmt: skip
+    return data
+
+
+def unavailable(error: BaseException) -> str | None:
+    """What is away when ``error`` is the database's or the hub's fault (a 503), else None."""
+    if isinstance(error, SQLAlchemyError):
+        return "The bookings database is not answering right now; try again shortly."
+    if isinstance(error, HTTPClientError | OSError | asyncio.TimeoutError):
+        return "The hub is not answering the reservation service right now; try again shortly."
+    return None
 
 
 class Service:
@@ -97,6 +155,8 @@ class Service:
 
     async def owner_tier(self, caller: Caller, user: str | None) -> str | None:
         """The tier whose rules a booking for ``user`` (default: the caller) follows."""
+        if user is not None:
+            check_user_name(user)  # a string naming a hub user (422), before any lookup
         if not user or user == caller.name:
             return caller.tier
         if not caller.admin:
@@ -109,8 +169,9 @@ class Service:
     # -- spawn gate ------------------------------------------------------------------------
 
     def _booked_decision(self, user: str, server: str) -> Decision:
+        number = booking_id(server)  # canonical r<id> only, always within INTEGER's range
         with self.ledger.store.session() as session:
-            booking = session.get(Booking, booking_id(server))
+            booking = session.get(Booking, number) if number is not None else None
         return booked_decision(user, server, booking, self.ledger.clock())
 
     def _active_needs(self) -> list[Resources]:
@@ -135,8 +196,10 @@ class Service:
             )
         return needs, keys, listed_at
 
-    def need_of(self, profile: str | None, tier_name: str) -> Resources:
-        offer = self.settings.offers.get(profile or "")
+    def need_of(self, profile: object, tier_name: str) -> Resources:
+        """What a spawn of ``profile`` holds. The hub's server list carries user_options
+        as users sent them (any JSON): anything but a size's name counts as the tier's."""
+        offer = self.settings.offers.get(profile) if isinstance(profile, str) else None
         if offer is None or profile == TIER_SIZE:
             offer = self.settings.tier_offer(self.settings.tiers[tier_name])
         return offer.need
@@ -155,7 +218,11 @@ class Service:
             decision = await self.db(self._booked_decision, user, server)
             metrics.DECISIONS.labels("booked", "allowed" if decision.allowed else "refused").inc()
             return decision
-        if tier not in self.settings.tiers:
+        refusal = alias_refusal(server)  # r07, r٧, "r7 ": neither booked nor free to use
+        if refusal is not None:
+            metrics.DECISIONS.labels("booked", "refused").inc()
+            return Decision(False, refusal)
+        if not isinstance(tier, str) or tier not in self.settings.tiers:
             hub_user = await self.hub.user(user)
             tier = self.tier_of(hub_user.groups if hub_user else ())
         need = self.need_of(profile, tier)
@@ -204,16 +271,23 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def initialize(self, service: Service) -> None:
         self.service = service
 
+    not_allowed = False  # a valid login or token without the scope to use this service
+
     async def prepare(self) -> None:
         # HubAuth's own get_current_user would block the loop on a token lookup
         model = None
         try:
             found = await self.hub_auth.get_user(self, sync=False)
             model = self.check_hub_user(found) if found else None
+            self.caller = await self.service.caller(model) if model else None
         except UserNotAllowed:
-            model = None
+            model, self.not_allowed = None, True
+        except web.HTTPError as error:  # HubAuth's own: the hub did not answer the token check
+            if error.status_code < 500:
+                raise
+            raise web.HTTPError(503, "The hub is not answering the reservation service right "
+                                     "now; try again shortly.") from error  # fmt: skip
         self._hub_auth_user_cache = model
-        self.caller = await self.service.caller(model) if model else None
 
     def json(self, status: int, body: Any) -> None:
         self.set_status(status)
@@ -222,35 +296,84 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
 
 class ApiHandler(BaseHandler):
-    """JSON in, JSON out; errors are ``{"status", "message"}``."""
+    """JSON in, JSON out; errors are ``{"status", "message"}``, whatever went wrong.
 
-    async def prepare(self) -> None:
-        await super().prepare()
-        if self.caller is None and self.needs_login:
-            raise web.HTTPError(
-                403, "Log in to the hub, or send 'Authorization: token <hub token>'."
-            )
+    401 (with ``WWW-Authenticate``) without a valid login or token, 403 for one without
+    the scope, 405 with ``Allow``, 413/415/422 for bodies we will not read, 503 with
+    ``Retry-After`` while the database or the hub is away.
+    """
 
     needs_login = True
 
+    async def prepare(self) -> None:
+        if not self.needs_login:
+            return  # health, the document, metrics: no token lookup (and no hub) needed
+        await super().prepare()
+        if self.caller is None:
+            if self.not_allowed:
+                raise web.HTTPError(403, "This login or token may not use the reservation "
+                                         "service (it lacks the scope).")  # fmt: skip
+            raise web.HTTPError(
+                401, "Log in to the hub, or send 'Authorization: token <hub token>'."
+            )
+
     def refuse(self, status: int, message: str) -> None:
-        """Answer ``{"status", "message"}`` with that status."""
+        """Answer ``{"status", "message"}`` with that status (and the headers it needs)."""
+        self._status_headers(status)
         self.json(status, {"status": status, "message": message})
 
     def body(self) -> dict:
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except json.JSONDecodeError:
-            raise Refused(422, "The request body is not JSON.") from None
+        """The request's JSON object (`parse_json_body`'s limits; 415 for other media)."""
+        media = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            raise Refused(415, f"Send the body as application/json, not {media[:60]}.")
+        data = parse_json_body(self.request.body or b"{}")
         if not isinstance(data, dict):
             raise Refused(422, "The request body must be a JSON object.")
         return data
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:  # tornado's own answer would be a 400
+            raise web.HTTPError(422, f"The {'parameter ' + repr(name) if name else 'path'} "
+                                     "is not UTF-8.") from None  # fmt: skip
+
+    def allowed_methods(self) -> list[str]:
+        """The methods this route answers (the ``Allow`` of a 405)."""
+        base = web.RequestHandler
+        return [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+                if getattr(type(self), m.lower()) is not getattr(base, m.lower())]  # fmt: skip
+
+    def _status_headers(self, status: int) -> None:
+        if status == 401:
+            self.set_header("WWW-Authenticate", 'token realm="reservations"')
+        elif status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        elif status == 503:
+            self.set_header("Retry-After", RETRY_AFTER)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if value is not None and not isinstance(value, web.HTTPError) and unavailable(value):
+            log.warning("503 for %s %s: %s", self.request.method, self.request.path,
+                        str(value).splitlines()[0] if str(value) else typ.__name__)  # fmt: skip
+            return  # a dependency away is no bug: one line, not a traceback
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = self._reason
-        exc_info = kwargs.get("exc_info")
-        if exc_info and isinstance(exc_info[1], web.HTTPError) and exc_info[1].log_message:
-            message = exc_info[1].log_message
+        error = (kwargs.get("exc_info") or (None, None))[1]
+        if isinstance(error, web.HTTPError):
+            message = error.log_message or message
+            if status_code == 405:
+                message = (f"{self.request.method} is not allowed here; "
+                           f"use {', '.join(self.allowed_methods())}.")  # fmt: skip
+        elif error is not None and unavailable(error):
+            status_code, message = 503, unavailable(error)
+            self.set_status(503)
+        elif status_code >= 500:
+            message = "The reservation service failed on this request (it is logged)."
+        self._status_headers(status_code)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
@@ -330,26 +453,34 @@ class CapacityHandler(ApiHandler):
 
 class ReservationsHandler(ApiHandler):
     async def get(self) -> None:
-        state = self.get_argument("state", None)
+        state, user = self.get_argument("state", None), self.get_argument("user", None)
         if state is not None and state not in STATES:
             return self.refuse(422, f"state must be one of {', '.join(STATES)}.")
-        bookings = await self.service.db(
-            self.service.ledger.list, self.caller, self.get_argument("user", None), state
-        )
+        try:
+            if user is not None:
+                check_user_name(user)
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        bookings = await self.run("list", self.service.ledger.list, self.caller, user, state)
         self.json(200, {"reservations": [b.as_json() for b in bookings]})
 
     async def post(self) -> None:
         try:
+            key = self.request.headers.get("Idempotency-Key")
+            if key is not None:
+                check_idempotency_key(key)
             data = self.body()
             unknown = set(data) - {"size", "start", "end", "title", "user"}
             if unknown:
-                raise Refused(422, f"Unknown field(s): {', '.join(sorted(unknown))}.")
+                raise Refused(422, f"Unknown field(s): {', '.join(sorted(unknown)[:10])[:300]}.")
             if not isinstance(data.get("size"), str):
                 raise Refused(422, "'size' must name one of the sizes (GET api/sizes).")
             if not isinstance(data.get("title", ""), str):
                 raise Refused(422, "'title' must be a string.")
             start, end = parse_time(data.get("start"), "start"), parse_time(data.get("end"), "end")
             user = data.get("user")
+            if "user" in data:
+                check_user_name(user)  # not a number, not null: a hub user's name
             tier = await self.service.owner_tier(self.caller, user)
         except Refused as refused:
             return self.refuse(refused.status, refused.message)
@@ -363,7 +494,11 @@ class ReservationsHandler(ApiHandler):
             title=data.get("title", ""),
             user=user,
             tier=tier,
+            idempotency_key=key,
         )
+        if booking is not None and booking.replayed:  # a retry: the booking the key made
+            self.set_header("Location", f"{self.request.path.rstrip('/')}/{booking.id}")
+            return self.json(200, booking.as_json())
         if booking is not None:
             log.info(
                 "%s booked %s for %s: %s to %s (booking %d)",
@@ -379,12 +514,23 @@ class ReservationsHandler(ApiHandler):
 
 
 class ReservationHandler(ApiHandler):
+    def number(self, booking_id: str) -> int | None:
+        """The id from the path; None (and a 404) for one no booking can have."""
+        number = parse_id(booking_id)
+        if number is None:
+            self.refuse(404, f"You have no booking {booking_id[:20]}.")
+        return number
+
     async def get(self, booking_id: str) -> None:
-        booking = await self.run("get", self.service.ledger.get, self.caller, int(booking_id))
+        if (number := self.number(booking_id)) is None:
+            return
+        booking = await self.run("get", self.service.ledger.get, self.caller, number)
         if booking is not None:
             self.json(200, booking.as_json())
 
     async def patch(self, booking_id: str) -> None:
+        if (number := self.number(booking_id)) is None:
+            return
         try:
             data = self.body()
             if set(data) != {"end"}:
@@ -396,7 +542,7 @@ class ReservationHandler(ApiHandler):
             "change",
             self.service.ledger.change_end,
             self.caller,
-            int(booking_id),
+            number,
             end,
             self.caller.tier,
         )
@@ -404,7 +550,9 @@ class ReservationHandler(ApiHandler):
             self.json(200, booking.as_json())
 
     async def delete(self, booking_id: str) -> None:
-        booking = await self.run("cancel", self.service.ledger.cancel, self.caller, int(booking_id))
+        if (number := self.number(booking_id)) is None:
+            return
+        booking = await self.run("cancel", self.service.ledger.cancel, self.caller, number)
         if booking is None:
             return
         await stop_cancelled(self.service, booking)
@@ -416,7 +564,7 @@ async def stop_cancelled(service: Service, booking: Booking) -> None:
     if service.notify is not None:
         await service.notify("cancelled", booking.as_json())
     try:
-        await service.hub.stop_server(booking.user, booking.server_name)
+        await stop_booking_servers(service.hub, booking)  # r<id>, and names imitating it
     except Exception as error:
         log.warning("Could not stop %s/%s yet: %s", booking.user, booking.server_name, error)
         return
@@ -429,7 +577,23 @@ async def stop_cancelled(service: Service, booking: Booking) -> None:
 
 
 class NoticesHandler(ApiHandler):
-    """The caller's booking notices (ends near, servers about to stop)."""
+    """The caller's booking notices (ends near, servers about to stop).
+
+    The one route that also takes a token holding only ``custom:reservations:notices``
+    for its own user (what servers' own tokens carry, for the auth proxy's banner); every
+    other route needs ``access:services!service=reservations``.
+    """
+
+    def check_hub_user(self, model: dict) -> dict | None:
+        try:
+            return super().check_hub_user(model)
+        except UserNotAllowed:
+            if model.get("kind", "user") != "user":
+                raise
+            own = {f"{NOTICES_SCOPE}!user={model['name']}"}
+            if self.hub_auth.check_scopes(own, model):
+                return model
+            raise
 
     async def get(self) -> None:
         ledger, settings = self.service.ledger, self.service.settings
@@ -448,28 +612,102 @@ class SpawnCheckHandler(ApiHandler):
         if self.caller.name not in gate and not self.caller.admin:
             return self.refuse(403, "Only the hub asks spawn-check.")
         try:
-            data = self.body()
-            user, server = data.get("user"), data.get("server_name", "")
-            if not isinstance(user, str) or not user or not isinstance(server, str):
-                raise Refused(422, 'Send {"user", "server_name", "profile"}.')
+            # every field's type and size checked: a 422 naming it, never a 500
+            asked = spawn_request(self.body(), [TIER_SIZE, *self.service.settings.offers])
         except Refused as refused:
             return self.refuse(refused.status, refused.message)
-        decision = await self.service.spawn_check(
-            user, server, data.get("profile"), withdraw=bool(data.get("withdraw")),
-            tier=data.get("tier"),
-        )  # fmt: skip
+        try:
+            decision = await self.service.spawn_check(
+                asked.user, asked.server_name, asked.profile, withdraw=asked.withdraw,
+                tier=asked.tier,
+            )  # fmt: skip
+        except Exception as error:
+            # 503 lets the hub follow its whenUnreachable (unbooked spawns may start): only
+            # for the hub or the database being away. Anything else is a 500, which the hub
+            # reads as a refusal (the gate fails closed), so no request can open it.
+            if self.dependency_away(error):
+                log.warning("spawn-check for %s/%s: %s", asked.user, asked.server_name, error)
+                return self.refuse(503, "The reservation service cannot reach the hub or its "
+                                        "database right now.")  # fmt: skip
+            log.exception("spawn-check for %s/%s failed", asked.user, asked.server_name)
+            return self.refuse(500, "The reservation service failed on this spawn-check "
+                                    "(it is logged).")  # fmt: skip
         metrics.SPAWN_CHECK.observe(time.perf_counter() - started)
         self.json(200, decision.as_json())
 
+    @staticmethod
+    def dependency_away(error: Exception) -> bool:
+        """The hub not answering (no connection, timeout, 5xx) or the database gone
+        (connection, pool). Narrower than `unavailable`, which also counts the hub's 4xx
+        answers and every database error (a bad value, say) as the service being away."""
+        if isinstance(error, HTTPClientError):  # from the hub's API
+            return error.code == 599 or error.code >= 500
+        return isinstance(error, (OSError, sa_exc.OperationalError, sa_exc.InterfaceError,
+                                  sa_exc.TimeoutError))  # fmt: skip
+
+
+METHODS = ("get", "put", "post", "patch", "delete")
+
+
+@functools.cache
+def openapi_document() -> dict:
+    """openapi.yaml, every operation listing the errors `ApiHandler` answers for all routes:
+    400 (tornado's, for a Content-Type it cannot parse, such as multipart without a
+    boundary), 401/403/503 where a login is needed, 413/415/422 with a body, 422 with
+    query parameters."""
+    spec = yaml.safe_load(resources.files(__package__).joinpath("openapi.yaml").read_text())
+    error, refs = "#/components/responses/", {"401": "Unauthorized", "503": "Unavailable"}
+    for item in spec["paths"].values():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            codes = ["400"]
+            if operation.get("security", spec.get("security")):
+                codes += ["401", "403", "503"]
+            if "requestBody" in operation:
+                codes += ["413", "415", "422"]
+            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                codes.append("422")
+            for code in codes:
+                operation["responses"].setdefault(code, {"$ref": error + refs.get(code, "Error")})
+    return spec
+
 
 class OpenApiHandler(ApiHandler):
+    """openapi.yaml, with this service's prefix, the names of its sizes (an enum), and
+    examples that work today (a booking starting tomorrow)."""
+
     needs_login = False
 
     def get(self) -> None:
-        spec = yaml.safe_load(resources.files(__package__).joinpath("openapi.yaml").read_text())
-        prefix = self.settings["service_prefix"]
-        spec["servers"] = [{"url": prefix}]
+        spec = copy.deepcopy(openapi_document())
+        spec["servers"] = [{"url": self.settings["service_prefix"]}]
+        offers = self.service.settings.offers
+        if offers:
+            spec["components"]["schemas"]["SizeName"]["enum"] = list(offers)
+            smallest = min(offers.values(), key=lambda o: (o.need.millicores, o.need.memory))
+            start = self.service.ledger.clock().replace(minute=0, second=0, microsecond=0)
+            start += timedelta(days=1)
+            times = {"start": iso(start), "end": iso(start + timedelta(hours=1))}
+            paths = spec["paths"]
+            body = paths["/api/reservations"]["post"]["requestBody"]["content"]
+            body["application/json"]["example"] = {
+                "size": smallest.name, **times, "title": "Gaia DR3 cross-match"}  # fmt: skip
+            change = paths["/api/reservations/{id}"]["patch"]["requestBody"]["content"]
+            change["application/json"]["example"] = {"end": times["end"]}
+            for parameter in paths["/api/capacity"]["get"]["parameters"]:
+                parameter["example"] = times[parameter["name"]]
         self.json(200, spec)
+
+
+class NotFoundHandler(ApiHandler):
+    """Any other path under api/: a JSON 404, not tornado's HTML page."""
+
+    needs_login = False
+
+    async def prepare(self) -> None:
+        raise web.HTTPError(404, "There is no such API route; see api/openapi.json.")
 
 
 class MetricsHandler(ApiHandler):
@@ -496,6 +734,7 @@ def make_app(
         (prefix + r"api/reservations/(\d+)", ReservationHandler, kwargs),
         (prefix + "api/spawn-check", SpawnCheckHandler, kwargs),
         (prefix + "api/notices", NoticesHandler, kwargs),
+        (prefix + "api/.*", NotFoundHandler, kwargs),  # after every API route
         (prefix + "metrics", MetricsHandler, kwargs),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         *((prefix + path, handler, kwargs) for path, handler in (page_handlers or [])),

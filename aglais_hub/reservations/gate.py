@@ -10,24 +10,138 @@ user, so nobody can take several places in the line.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .policy import Resources, iso
+from .rules import Refused
 
-BOOKED_SERVER = re.compile(r"^r(\d+)$")
+# A booking's server is named r<id>: ASCII digits, no leading zero, and an id the
+# database's INTEGER column can hold. Nothing else is a booking's server.
+BOOKED_SERVER = re.compile(r"r([1-9][0-9]{0,9})", re.ASCII)
+MAX_BOOKING_ID = 2**31 - 1
+# Names that merely look like one (r07, r0, r٧, r７, "r7 ", R7): \d is Unicode on purpose
+LOOKS_BOOKED = re.compile(r"r\s*(\d+)")
 ABANDONED_AFTER = 20.0  # seconds without a poll: the spawner gave up or the hub restarted
 GRANT_MEMORY = 60.0  # seconds a grant counts before the hub's server list shows it
 
 Key = tuple[str, str]  # (user, server name)
 
 
-def booking_id(server_name: str) -> int | None:
-    """The booking a server name belongs to (``r12`` → 12), else None."""
-    match = BOOKED_SERVER.match(server_name or "")
-    return int(match.group(1)) if match else None
+def booking_id(server_name: object) -> int | None:
+    """The booking a server name belongs to (``r12`` → 12), else None.
+
+    The one rule for "is this a booking's server": only the canonical name counts
+    (``r07``, ``r٧``, ``r7 `` and ``r0`` are not booking 7's or any booking's server;
+    see `alias_refusal` for what happens to them).
+    """
+    if not isinstance(server_name, str):
+        return None
+    match = BOOKED_SERVER.fullmatch(server_name)
+    if match is None:
+        return None
+    number = int(match.group(1))
+    return number if number <= MAX_BOOKING_ID else None
+
+
+def booked_server_name(number: int) -> str:
+    """The server name of booking ``number`` (the inverse of `booking_id`)."""
+    return f"r{int(number)}"
+
+
+def imitated_booking(server_name: object) -> int | None:
+    """The booking number a name stands for when read loosely (``r07``, ``r٧``, ``r７``,
+    ``'R7 '`` → 7; ``r0`` → 0), canonical or not; None for names that are not r<number>.
+    Numbers beyond the database's range come back as ``MAX_BOOKING_ID + 1``."""
+    if not isinstance(server_name, str):
+        return None
+    folded = unicodedata.normalize("NFKC", server_name).strip().lower()
+    match = LOOKS_BOOKED.fullmatch(folded)
+    if match is None:
+        return None
+    digits = match.group(1)
+    return int(digits) if len(digits) <= 12 else MAX_BOOKING_ID + 1
+
+
+def alias_refusal(server_name: object) -> str | None:
+    """Why a name that imitates a booking's server may not start; None for every other name.
+
+    Such names are neither a booking's server (only `booking_id`'s canonical name is)
+    nor a name users may choose for an unbooked server: they would let one booking run
+    under several names, or confuse people reading the home page.
+    """
+    if booking_id(server_name) is not None:
+        return None
+    number = imitated_booking(server_name)
+    if number is None:
+        return None
+    shown = server_name[:40]
+    if 0 < number <= MAX_BOOKING_ID:
+        return (
+            f"Server names r<number> belong to bookings and are written exactly r{number}: "
+            f"{shown!r} is not the server of booking {number}. Start r{number} if booking "
+            f"{number} is yours, or choose another server name."
+        )
+    return (
+        f"Server names r<number> belong to bookings, and {shown!r} names no booking there "
+        "can be. Choose another server name."
+    )
+
+
+SPAWN_FIELDS = ("user", "server_name", "profile", "tier", "withdraw")
+TEXT_MAX = 255  # the hub's own column sizes for user and server names
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    """A spawn-check body that passed `spawn_request`."""
+
+    user: str
+    server_name: str
+    profile: str | None
+    tier: str | None
+    withdraw: bool
+
+
+def spawn_request(data: object, profiles: Iterable[str]) -> SpawnRequest:
+    """Check a spawn-check body; `Refused` (422) names the first bad field.
+
+    ``profiles`` are the profile names a spawn may ask for (the sizes and ``tier``).
+    Every field has one type: a list or an object anywhere is refused here rather than
+    failing later (a 500 would read as "service unreachable" to an old spawner).
+    """
+    if not isinstance(data, dict):
+        raise Refused(422, "The request body must be a JSON object.")
+    unknown = sorted(str(k) for k in data if k not in SPAWN_FIELDS)
+    if unknown:
+        raise Refused(422, f"Unknown field(s): {', '.join(unknown)[:200]}. Send "
+                           '{"user", "server_name", "profile", "tier", "withdraw"}.')  # fmt: skip
+
+    def text(name: str, value: object, empty: bool) -> str | None:
+        if value is None and name in ("profile", "tier"):
+            return None
+        if not isinstance(value, str):
+            raise Refused(422, f"'{name}' must be a string.")
+        if not value and not empty:
+            raise Refused(422, f"'{name}' must not be empty.")
+        if len(value) > TEXT_MAX:
+            raise Refused(422, f"'{name}' is longer than {TEXT_MAX} characters.")
+        return value
+
+    user = text("user", data.get("user"), empty=False)
+    server = text("server_name", data.get("server_name", ""), empty=True)
+    profile = text("profile", data.get("profile"), empty=True)
+    tier = text("tier", data.get("tier"), empty=True)
+    withdraw = data.get("withdraw", False)
+    if not isinstance(withdraw, bool):
+        raise Refused(422, "'withdraw' must be true or false.")
+    offered = set(profiles)
+    if profile and profile not in offered:
+        raise Refused(422, f"'profile' must name one of the sizes: {', '.join(sorted(offered))}.")
+    return SpawnRequest(user, server, profile or None, tier or None, withdraw)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from .policy import iso
 
 USER_CACHE_SECONDS = 30.0
+USER_CACHE_MAX = 2000  # names remembered at most (requests name users; some do not exist)
 SERVERS_CACHE_SECONDS = 1.0
 
 
@@ -68,9 +69,11 @@ class HubDirectory:
                 model["name"], bool(model.get("admin")), tuple(model.get("groups") or ())
             )
         except HTTPClientError as error:
-            if error.code != 404:
+            if error.code not in (400, 404):  # a name the hub cannot have is no user either
                 raise
             user = None
+        if len(self._users) >= USER_CACHE_MAX:
+            self._users.clear()
         self._users[name] = (time.monotonic(), user)
         return user
 

@@ -1,28 +1,45 @@
 """Booking operations: the rules and the capacity policy applied inside the store's lock.
 
 Synchronous on purpose (the web handlers run them in a thread pool), so a test or
-a benchmark can call them from many threads at once.
+a benchmark can call them from many threads at once. Every transaction goes through
+`Store.run`, which re-runs it once when the database drops the connection.
+
+A create may carry the client's idempotency key: a retry with the same key (after a
+timeout, a dropped connection, a restarted service) gets the booking the first try
+made, never a second one; the same key with a different request is refused (422).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aglais_hub.quotas import Tier
 
 from .models import Booking
 from .policy import Resources, Span, first_conflict, free_timeline, iso
-from .rules import PAST_SLACK, Held, Refused, check_tier, check_window
+from .rules import (
+    ID_MAX,
+    PAST_SLACK,
+    Held,
+    Refused,
+    check_idempotency_key,
+    check_length,
+    check_tier,
+    check_title,
+    check_window,
+)
 from .settings import Settings
 from .store import Store
 
 Clock = Callable[[], datetime]
-TITLE_MAX = 200
 
 
 def utcnow() -> datetime:
@@ -50,8 +67,7 @@ class Ledger:
 
     def get(self, caller: Caller, booking_id: int) -> Booking:
         """The booking, if the caller may see it; 404 otherwise (ids of others stay secret)."""
-        with self.store.session() as session:
-            return self._owned(session, caller, booking_id)
+        return self.store.run(lambda session: self._owned(session, caller, booking_id))
 
     def list(
         self, caller: Caller, user: str | None = None, state: str | None = None
@@ -64,16 +80,15 @@ class Ledger:
             query = query.where(Booking.user == user)
         if state:
             query = query.where(Booking.state == state)
-        with self.store.session() as session:
-            return list(session.scalars(query))
+        return self.store.run(lambda session: list(session.scalars(query)))
 
     def timeline(
         self, start: datetime, end: datetime
     ) -> list[tuple[datetime, datetime, Resources]]:
         """Bookable capacity left over ``[start, end)``."""
         margin = self.settings.margin
-        with self.store.session() as session:
-            spans = [b.span(margin) for b in self.store.holding(session, start, end, margin)]
+        held = self.store.run(lambda session: self.store.holding(session, start, end, margin))
+        spans = [b.span(margin) for b in held]
         return free_timeline(spans, start, end, self.settings.capacity, self.settings.reserve)
 
     # -- changing --------------------------------------------------------------------------
@@ -88,10 +103,13 @@ class Ledger:
         title: str = "",
         user: str | None = None,
         tier: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Booking:
         """Book ``size`` for ``[start, end)``: 201-worthy, or `Refused` (403/404/409/422).
 
         ``user`` (admins only) books on someone's behalf; ``tier`` is the owner's tier.
+        With ``idempotency_key``, a booking this caller already made with that key for
+        the same request is returned instead (its ``replayed`` is True).
         """
         owner = user or caller.name
         if user and user != caller.name and not caller.admin:
@@ -100,9 +118,14 @@ class Ledger:
         if offer is None:
             known = ", ".join(sorted(self.settings.offers)) or "none"
             raise Refused(422, f"There is no size '{size}' (sizes: {known}).")
-        title = (title or "").strip()
-        if len(title) > TITLE_MAX:
-            raise Refused(422, f"The title is longer than {TITLE_MAX} characters.")
+        title = check_title(title)
+        digest = None
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
+            digest = request_digest(owner, offer.name, start, end, title)
+            found = self.store.run(lambda session: self._by_key(session, caller, idempotency_key))
+            if found is not None:  # a retry: before the time rules (its start may be past now)
+                return self._replay(found, idempotency_key, digest)
         now = self.clock()
         check_window(start, end, now)
         on_behalf = caller.admin and owner != caller.name
@@ -114,7 +137,12 @@ class Ledger:
                 f"The size '{offer.display_name}' needs tier '{needed}' or higher; "
                 f"your tier is '{tier_obj.display_name}'.",
             )
-        with self.store.booking_transaction() as session:
+
+        def work(session: Session) -> Booking:
+            if idempotency_key is not None:  # again, under the lock: a concurrent retry
+                found = self._by_key(session, caller, idempotency_key)
+                if found is not None:
+                    return self._replay(found, idempotency_key, digest)
             if not on_behalf:
                 self._check_tier_rules(session, owner, tier_obj, start, end, now)
             self._check_capacity(session, Span(start, end + self.settings.margin, offer.need))
@@ -131,16 +159,30 @@ class Ledger:
                 created_by=caller.name,
                 created_at=now,
                 updated_at=now,
+                idempotency_key=idempotency_key,
+                request_digest=digest,
             )
             session.add(booking)
-        return booking
+            return booking
+
+        try:
+            # with a key, a commit the connection dropped may be re-run: it finds the booking
+            return self.store.run(work, booking=True, retry_commit=idempotency_key is not None)
+        except IntegrityError:  # the unique (created_by, key): another instance was first
+            if idempotency_key is None:
+                raise
+            found = self.store.run(lambda session: self._by_key(session, caller, idempotency_key))
+            if found is None:
+                raise
+            return self._replay(found, idempotency_key, digest)
 
     def change_end(
         self, caller: Caller, booking_id: int, end: datetime, tier: str | None = None
     ) -> Booking:
         """Extend (capacity and tier rules re-checked) or shorten (always allowed)."""
         now = self.clock()
-        with self.store.booking_transaction() as session:
+
+        def work(session: Session) -> Booking:
             booking = self._owned(session, caller, booking_id)
             if booking.state in ("completed", "cancelled"):
                 raise Refused(409, f"Booking {booking_id} is {booking.state}; it cannot change.")
@@ -152,6 +194,7 @@ class Ledger:
                 raise Refused(
                     422, f"The new end ({iso(end)}) is in the past; it is now {iso(now)}."
                 )
+            check_length(booking.start, end)
             if end > booking.end:
                 if not (caller.admin and booking.user != caller.name):
                     self._check_tier_rules(session, booking.user, self._tier(tier), booking.start,
@@ -163,28 +206,54 @@ class Ledger:
             booking.updated_at = now
             if booking.warned_at and end - now > self.settings.warn:
                 booking.warned_at = None  # warn again before the new end
-        return booking
+            return booking
+
+        # setting the same end twice is harmless: a commit the connection dropped is re-run
+        return self.store.run(work, booking=True, retry_commit=True)
 
     def cancel(self, caller: Caller, booking_id: int) -> Booking:
         """Cancel a pending or active booking (its server is stopped by the caller)."""
         now = self.clock()
-        with self.store.session() as session:
+
+        def work(session: Session) -> Booking:
             booking = self._owned(session, caller, booking_id)
             if booking.state in ("completed", "cancelled"):
                 raise Refused(409, f"Booking {booking_id} is already {booking.state}.")
             booking.state = "cancelled"
             booking.updated_at = now
-        return booking
+            return booking
+
+        return self.store.run(work)
 
     # -- helpers -------------------------------------------------------------------------
 
     @staticmethod
     def _owned(session: Session, caller: Caller, booking_id: int) -> Booking:
         """The booking if the caller may see it; 404 otherwise (others' ids stay secret)."""
+        if not isinstance(booking_id, int) or not 1 <= booking_id <= ID_MAX:
+            raise Refused(404, f"You have no booking {booking_id}.")  # no such id can exist
         booking = session.get(Booking, booking_id)
         if booking is None or not (caller.admin or booking.user == caller.name):
             raise Refused(404, f"You have no booking {booking_id}.")
         return booking
+
+    @staticmethod
+    def _by_key(session: Session, caller: Caller, key: str) -> Booking | None:
+        query = select(Booking).where(Booking.created_by == caller.name,
+                                      Booking.idempotency_key == key)  # fmt: skip
+        return session.scalars(query).first()
+
+    @staticmethod
+    def _replay(found: Booking, key: str, digest: str | None) -> Booking:
+        """The booking a retry asks for again, or 422 when the key was used for another request."""
+        if found.request_digest != digest:
+            raise Refused(
+                422,
+                f"The Idempotency-Key {key!r} was already used for a different request "
+                f"(booking {found.id}); send a new key for a new booking.",
+            )
+        found.replayed = True
+        return found
 
     def _check_tier_rules(
         self, session: Session, user: str, tier: Tier, start: datetime, end: datetime,
@@ -213,3 +282,10 @@ class Ledger:
         conflict = first_conflict(spans, wanted, self.settings.capacity, self.settings.reserve)
         if conflict is not None:
             raise Refused(409, conflict.message())
+
+
+def request_digest(owner: str, size: str, start: datetime, end: datetime, title: str) -> str:
+    """What a create asked for, as a SHA-256 (a retry with the same key must ask the same)."""
+    fields = [owner, size, start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat(),
+              title]  # fmt: skip
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()

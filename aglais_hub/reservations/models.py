@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .policy import Resources, Span, iso
@@ -55,11 +64,18 @@ class Booking(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The client's Idempotency-Key (unique per caller) and a digest of what it asked for:
+    # a retry with the key gets this booking back; the key with another request is refused.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_bookings_state_end", "state", "end"),
         Index("ix_bookings_start", "start"),
+        UniqueConstraint("created_by", "idempotency_key", name="uq_bookings_idempotency"),
     )
+
+    replayed = False  # not a column: True when a retry (same Idempotency-Key) found it
 
     @property
     def server_name(self) -> str:

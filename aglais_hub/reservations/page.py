@@ -20,7 +20,7 @@ from .app import BaseHandler, Service, stop_cancelled
 from .ledger import Caller
 from .notices import notices
 from .policy import Resources, iso, least_free
-from .rules import Refused
+from .rules import BOOKING_MAX_HOURS, Refused, check_year, parse_id
 
 HERE = Path(__file__).resolve().parent
 HOURS_SHOWN = 24 * 7
@@ -39,11 +39,14 @@ def environment() -> Environment:
 
 
 def parse_local(value: str, field: str) -> datetime:
-    """A ``datetime-local`` form value, read as UTC."""
+    """A ``datetime-local`` form value, read as UTC (in the years 2000–2100)."""
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        if len(value) > 40:
+            raise ValueError(value)
+        when = datetime.fromisoformat(value).replace(tzinfo=UTC)
     except (TypeError, ValueError):
-        raise Refused(422, f"'{field}' is not a date and time: {value!r}.") from None
+        raise Refused(422, f"'{field}' is not a date and time: {value[:40]!r}.") from None
+    return check_year(when, field)
 
 
 def hourly_free(timeline: list, start: datetime, hours: int) -> list[tuple[datetime, Resources]]:
@@ -126,6 +129,7 @@ class PageHandler(BaseHandler):
             spawn_url=f"{hub_prefix}spawn/",
             iso=iso,
             default_start=(hour + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+            max_hours=BOOKING_MAX_HOURS,
         )
         self.set_status(status)
         self.finish(html)
@@ -145,18 +149,21 @@ class PageHandler(BaseHandler):
                 booking = await self._book(form)
                 return self._done("booked", booking.id)
             if action in ("cancel", "extend"):
-                number = self.get_body_argument("id", "")
-                if not number.isdigit():
+                sent = self.get_body_argument("id", "")
+                if not sent:
                     raise Refused(422, "Which booking? The form sent no id.")
+                number = parse_id(sent)
+                if number is None:
+                    raise Refused(404, f"You have no booking {sent[:20]}.")
                 if action == "cancel":
                     booking = await self.service.db(
-                        self.service.ledger.cancel, self.caller, int(number)
+                        self.service.ledger.cancel, self.caller, number
                     )
                     await stop_cancelled(self.service, booking)
                     return self._done("cancelled", booking.id)
                 end = parse_local(self.get_body_argument("end", ""), "end")
                 booking = await self.service.db(self.service.ledger.change_end, self.caller,
-                                                int(number), end, self.caller.tier)  # fmt: skip
+                                                number, end, self.caller.tier)  # fmt: skip
                 return self._done("changed", booking.id)
             raise Refused(422, f"Unknown action {action!r}.")
         except Refused as refused:
@@ -167,9 +174,11 @@ class PageHandler(BaseHandler):
         try:
             hours = float(form["hours"])
         except ValueError:
-            raise Refused(422, f"'hours' must be a number: {form['hours']!r}.") from None
-        if not 0 < hours <= 24 * 31:
-            raise Refused(422, "'hours' must be between 0 and 744.")
+            raise Refused(422, f"'hours' must be a number: {form['hours'][:20]!r}.") from None
+        # the ledger holds everyone (admins too) to BOOKING_MAX_HOURS; this bound only
+        # keeps the date arithmetic below from overflowing on "1e300"
+        if not 0 < hours <= BOOKING_MAX_HOURS:
+            raise Refused(422, f"'hours' must be more than 0 and at most {BOOKING_MAX_HOURS}.")
         user = form["user"].strip() or None
         tier = await self.service.owner_tier(self.caller, user)
         return await self.service.db(

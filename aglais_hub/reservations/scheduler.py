@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from .gate import imitated_booking
 from .ledger import Ledger
 from .models import Booking
 from .policy import iso
@@ -41,6 +42,22 @@ def transitions(booking: Booking, now: datetime, warn: object, grace: object) ->
     ):
         due.append("stop")
     return due
+
+
+async def stop_booking_servers(hub: object, booking: Booking) -> bool:
+    """Stop the booking's server ``r<id>``, and any server of its owner whose name only
+    imitates it (``r07``, ``r٧``: the gate refuses those now, but one started by an older
+    version could still run at the booking's size). True when something was stopped.
+    Raises when the hub does not answer (the caller retries)."""
+    stopped = await hub.stop_server(booking.user, booking.server_name)
+    _, servers = await hub.active_servers()
+    for server in servers:
+        if (server.user == booking.user and server.name != booking.server_name
+                and imitated_booking(server.name) == booking.id):  # fmt: skip
+            log.warning("Stopping %s/%s: its name imitates booking %d's server %s",
+                        server.user, server.name, booking.id, booking.server_name)  # fmt: skip
+            stopped = await hub.stop_server(server.user, server.name) or stopped
+    return stopped
 
 
 class Scheduler:
@@ -96,7 +113,7 @@ class Scheduler:
 
     async def _apply(self, booking: Booking, step: str, now: datetime) -> None:
         if step == "stop":
-            stopped = await self.hub.stop_server(booking.user, booking.server_name)
+            stopped = await stop_booking_servers(self.hub, booking)
             if stopped:
                 log.info(
                     "Stopped %s/%s: booking %d is %s",

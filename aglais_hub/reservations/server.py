@@ -14,7 +14,7 @@ import os
 import signal
 from urllib.parse import urlparse
 
-from .app import Service, make_app
+from .app import BODY_HARD_MAX, Service, make_app
 from .hubapi import HubDirectory
 from .ledger import Ledger
 from .page import PageHandler
@@ -63,7 +63,8 @@ async def serve(values: dict) -> None:
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
     port = url.port or values["reservations"]["port"]
     address = os.environ.get("AGLAIS_RESERVATIONS_IP") or url.hostname or "127.0.0.1"
-    server = app.listen(port, address, xheaders=True)
+    # bodies above BODY_HARD_MAX are not even read; the API answers 413 above BODY_MAX
+    server = app.listen(port, address, xheaders=True, max_body_size=BODY_HARD_MAX)
     scheduler.start()
     log.info("Reservation service on http://%s:%d%s (database %s)", address, port, prefix,
              service.ledger.store.engine.url.render_as_string(hide_password=True))  # fmt: skip

@@ -3,24 +3,35 @@
 Every change that needs a capacity check runs inside `Store.booking_transaction()`:
 on PostgreSQL a transaction-scoped advisory lock, on SQLite ``BEGIN IMMEDIATE``.
 Two requests can then never both see the same free capacity and over-commit it.
+
+`Store.run()` is how the ledger uses a transaction: a connection the database drops
+(a restart, a failover, ``pg_terminate_backend``) re-runs the whole transaction once,
+on a fresh connection, instead of failing the request.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import and_, create_engine, event, func, literal, or_, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import Booking, UTCDateTime
 
+log = logging.getLogger("aglais.reservations")
+T = TypeVar("T")
+RETRY_PAUSE = 0.05  # seconds before the one re-run of a transaction whose connection dropped
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BOOKING_LOCK_KEY = 0x61676C6169  # "aglai": any constant shared by every service instance
 
@@ -76,6 +87,36 @@ class Store:
         """A transaction for reads and simple writes."""
         with self.sessions.begin() as session:
             yield session
+
+    def dropped(self, error: DBAPIError) -> bool:
+        """Did the database drop the connection (rather than refuse the statement)?"""
+        if error.connection_invalidated:
+            return True
+        return self.is_postgres and isinstance(error, (OperationalError, InterfaceError))
+
+    def run(self, work: Callable[[Session], T], *, booking: bool = False,
+            retry_commit: bool = False) -> T:  # fmt: skip
+        """``work(session)`` in one transaction (`booking_transaction` if ``booking``).
+
+        A dropped connection re-runs the whole transaction once. A drop during the
+        commit leaves it unknown whether the commit happened, so that re-run happens
+        only when ``retry_commit`` says running ``work`` twice is harmless (it finds what
+        the first run did). Whatever still fails is raised (the service answers 503).
+        """
+        for attempt in (1, 2):
+            committing = False
+            try:
+                with self.booking_transaction() if booking else self.session() as session:
+                    result = work(session)
+                    committing = True
+                return result
+            except DBAPIError as error:
+                if attempt == 2 or not self.dropped(error) or (committing and not retry_commit):
+                    raise
+                log.warning("The database dropped the connection (%s); running the "
+                            "transaction again", type(error.orig).__name__)  # fmt: skip
+                time.sleep(RETRY_PAUSE)
+        raise AssertionError("unreachable")
 
     @contextmanager
     def booking_transaction(self) -> Iterator[Session]:

@@ -28,13 +28,23 @@ from aglais_hub.hubconfig import hub_config
 c.merge(hub_config(load_values(os.environ["AGLAIS_VALUES"]), os.environ))
 c.Authenticator.admin_users = {"admin"}  # only config can make admins; services cannot
 """
+# The hub notices a managed service died at its next poll, every 30 s and not
+# configurable (the services' spawner reads no config): tests that kill the service
+# on purpose poll faster, so a restart takes seconds.
+FAST_RESTART = """
+import jupyterhub.services.service as _service
+from traitlets import Integer
+class _PollingServiceSpawner(_service._ServiceSpawner):
+    poll_interval = Integer({interval})
+_service._ServiceSpawner = _PollingServiceSpawner
+"""
 
 
 class ReservationHub(HubProcess):
     """``jupyterhub`` with the reservation service managed by it, on free ports."""
 
     def __init__(self, workdir: Path, values: dict, db_url: str | None = None,
-                 env: dict[str, str] | None = None):  # fmt: skip
+                 env: dict[str, str] | None = None, restart_poll: int | None = None):  # fmt: skip
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         values = json.loads(json.dumps(values))
@@ -51,7 +61,8 @@ class ReservationHub(HubProcess):
             **({"AGLAIS_RESERVATIONS_DB_URL": db_url} if db_url else {}),
             **(env or {}),
         }
-        super().__init__(workdir, HUB_CONFIG, extra)
+        config = HUB_CONFIG + (FAST_RESTART.format(interval=restart_poll) if restart_poll else "")
+        super().__init__(workdir, config, extra)
         self.service_port = reservations["port"]
         self.external = bool(reservations.get("url"))
 
