@@ -179,7 +179,7 @@ def booked_decision(user: str, server_name: str, booking: object | None, now: da
             "or choose another server name.",
             booking=number,
         )
-    title = f"'{booking.title}'" if booking.title else str(booking.id)
+    title = booking.label
     if booking.state == "cancelled":
         return Decision(False, f"Your booking {title} was cancelled.", booking=booking.id)
     if now < booking.start:

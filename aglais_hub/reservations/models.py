@@ -17,6 +17,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from aglais_hub.text import display_text
+
 from .policy import Resources, Span, iso
 
 STATES = ("pending", "active", "completed", "cancelled")
@@ -76,6 +78,12 @@ class Booking(Base):
     )
 
     replayed = False  # not a column: True when a retry (same Idempotency-Key) found it
+
+    @property
+    def label(self) -> str:
+        """How messages name the booking: its title, quoted and cleaned, else its id."""
+        title = display_text(self.title, 200)
+        return f"'{title}'" if title else str(self.id)
 
     @property
     def server_name(self) -> str:

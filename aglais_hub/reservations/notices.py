@@ -15,7 +15,7 @@ def notices(bookings: Iterable[Booking], now: datetime, warn: timedelta,
     """One notice per booking that ends within ``warn``, or has ended and not stopped yet."""
     found = []
     for booking in bookings:
-        name = f"'{booking.title}'" if booking.title else str(booking.id)
+        name = booking.label
         stops = iso(booking.end + grace)
         if booking.state == "active" and booking.end - now <= warn:
             message = (f"Your booking {name} ends at {iso(booking.end)}. Save your work: "

@@ -359,3 +359,20 @@ def test_a_booking_title_becomes_a_clean_display_name(
     run_async(spawner.pass_gate(tier_from_values("standard", values["tiers"]["standard"])))
     assert spawner.orm_spawner.display_name == shown
     assert is_valid_display_name(shown)
+
+
+def test_a_title_stored_before_the_rules_is_cleaned_in_notices_and_refusals() -> None:
+    """Titles written before titles were checked still reach the notice bar and the
+    spawn page: both show them cleaned."""
+    from aglais_hub.reservations.gate import booked_decision
+    from aglais_hub.reservations.models import Booking
+    from aglais_hub.reservations.notices import notices
+
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    booking = Booking(id=7, user="alice", title="evil\u202e\ngpj.exe\x00", state="active",
+                      start=now - timedelta(hours=1), end=now + timedelta(minutes=5))  # fmt: skip
+    [notice] = notices([booking], now, timedelta(minutes=10), timedelta(0))
+    refusal = booked_decision("alice", "r7", booking, now + timedelta(hours=1))
+    for text in (notice["message"], refusal.reason):
+        assert "'evil gpj.exe'" in text, text
+        assert not any(c in text for c in "\u202e\n\x00"), repr(text)
