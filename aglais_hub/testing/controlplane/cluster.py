@@ -44,9 +44,12 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # PodSecurity, StorageObjectInUseProtection and the webhooks): named so they stay on.
 ADMISSION_PLUGINS = ("NodeRestriction", "ResourceQuota", "PodSecurity")
 # kube-controller-manager's controllers by their canonical names (names/controller_names.go).
-# Not run: node-lifecycle/taint-eviction (no Nodes yet), node-ipam, the CSR signers,
+# node-lifecycle takes away the not-ready taint (TaintNodesByCondition admission puts it
+# on every new Node) once the node agent reports Ready and renews its Lease.
+# Not run: taint-eviction, node-ipam, the CSR signers,
 # daemonset, hpa, bootstrap tokens, the in-tree volume expander and attach/detach.
 CONTROLLERS = (
+    "node-lifecycle-controller",
     "garbage-collector-controller",
     "namespace-controller",
     "resourcequota-controller",

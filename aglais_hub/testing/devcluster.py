@@ -1,0 +1,234 @@
+"""The testing cluster in one handle: the real control plane, our volume provisioner and
+N node agents, each a process of its own.
+
+``DevCluster(root, nodes=1)`` (a context manager) starts ControlPlane
+(aglais_hub.testing.controlplane.cluster) under ``root`` (``root/admin.kubeconfig``, a
+``system:masters`` client certificate; every process's output in ``root/logs``), binds the
+provisioner's ClusterRole and starts it (``aglais_hub.testing.provisioner``, as user
+``aglais:local-provisioner``), starts the node agents (``aglais_hub.testing.nodeagent``,
+``node-1``… as ``system:node:node-N``, pods at 127.<9+N>.x.y, their directories under
+``root/nodes``) and waits until every Node is Ready and schedulable and the default
+StorageClass exists. ``stop()`` ends the agents (which kill their pods' processes), the
+provisioner and the control plane, and returns the pids of pod processes that were
+still alive after the agents had gone (there should be none; they are killed anyway).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .controlplane.cluster import ControlPlane
+from .nodeagent import processes
+from .nodeagent.client import ApiError, Credentials, request_sync
+from .provisioner import STORAGE_CLASS
+from .provisioner import USER as PROVISIONER_USER
+from .provisioner import rbac as provisioner_rbac
+
+
+class DevClusterError(RuntimeError):
+    pass
+
+
+def _child_env() -> dict[str, str]:
+    dropped = ("KUBECONFIG",)
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("KUBERNETES_") and k not in dropped}  # fmt: skip
+
+
+class DevCluster:
+    def __init__(self, root: Path, nodes: int = 1, node_cpu: str = "8",
+                 node_memory: str = "32Gi", *, bin_dir: Path | None = None,
+                 images: tuple[str, ...] = (), startup_timeout: float = 120):  # fmt: skip
+        """``images``: extra ``PATTERN=MODULE:FUNCTION`` image mappings for the agents;
+        ``bin_dir``: the control-plane binaries (default: the build's directory)."""
+        self.root = Path(root)
+        self.node_names = [f"node-{i}" for i in range(1, nodes + 1)]
+        self.node_cpu, self.node_memory = node_cpu, node_memory
+        self.images = images
+        self.startup_timeout = startup_timeout
+        self.cluster_id = f"dev-{os.getpid()}-{secrets.token_hex(4)}"
+        if bin_dir is None:
+            from .controlplane import build
+
+            bin_dir = build.find_binaries()
+            if bin_dir is None:
+                raise DevClusterError(f"no control-plane binaries: run `{build.BUILD_COMMAND}`")
+        self.control_plane = ControlPlane(self.root, bin_dir, startup_timeout)
+        self.agents: dict[str, subprocess.Popen] = {}
+        self.provisioner: subprocess.Popen | None = None
+        self._logs: list = []
+
+    # -- what tests use --------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.kubeconfig
+
+    @property
+    def server(self) -> str:
+        return self.control_plane.server
+
+    @property
+    def ca_file(self) -> Path:
+        return self.control_plane.ca_file
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.root / "volumes"
+
+    def client(self):  # noqa: ANN201 - kubernetes.client.ApiClient (a test dependency)
+        """A client of the official ``kubernetes`` package, as the cluster's admin."""
+        from kubernetes import config
+
+        return config.new_client_from_config(str(self.kubeconfig))
+
+    def read_log(self, namespace: str, pod: str, container: str) -> str:
+        """A container's output so far (in place of ``kubectl logs``; kept after the pod
+        is gone). The newest pod of that name, on whichever node ran it."""
+        found = sorted(self.root.glob(f"nodes/*/pods/{namespace}_{pod}_*/{container}.log"),
+                       key=lambda path: path.stat().st_mtime)  # fmt: skip
+        return found[-1].read_text(errors="replace") if found else ""
+
+    def pod_processes(self) -> list[int]:
+        """Live processes of any pod on any of this cluster's nodes."""
+        return processes.find(f"{self.cluster_id}/")
+
+    # -- starting ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        logs = self.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{name}.log", "ab")  # closed by stop()
+        self._logs.append(log)
+        return subprocess.Popen([sys.executable, "-m", *args], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+                                env=_child_env(), start_new_session=True)  # fmt: skip
+
+    def _admin(self, method: str, path: str, body: object = None) -> dict:
+        return request_sync(Credentials.from_kubeconfig(self.kubeconfig), method, path, body)
+
+    def start(self) -> DevCluster:
+        atexit.register(self.stop)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.control_plane.start()
+        for path, obj in provisioner_rbac():
+            try:
+                self._admin("POST", path, obj)
+            except ApiError as error:
+                if error.status != 409:
+                    raise
+        config = self.control_plane.client_kubeconfig("provisioner", PROVISIONER_USER)
+        self.provisioner = self._spawn("provisioner", [
+            "aglais_hub.testing.provisioner", "--kubeconfig", str(config),
+            "--root", str(self.volumes_dir)])  # fmt: skip
+        for index, name in enumerate(self.node_names):
+            self.start_agent(name, index)
+        self._wait_ready()
+
+    def start_agent(self, name: str, index: int | None = None) -> None:
+        """Start (or start again) the agent of node ``name``."""
+        index = self.node_names.index(name) if index is None else index
+        config = self.control_plane.client_kubeconfig(name, f"system:node:{name}",
+                                                      ("system:nodes",))  # fmt: skip
+        args = ["aglais_hub.testing.nodeagent", "--kubeconfig", str(config), "--name", name,
+                "--root", str(self.root / "nodes" / name), "--shared-dir",
+                str(self.root / "shared"), "--ip-prefix", str(10 + index),
+                "--cluster-id", self.cluster_id, "--cpu", self.node_cpu,
+                "--memory", self.node_memory]  # fmt: skip
+        for image in self.images:
+            args += ["--image", image]
+        self.agents[name] = self._spawn(f"nodeagent-{name}", args)
+
+    def _tail(self, name: str) -> str:
+        try:
+            text = (self.root / "logs" / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-30:])
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            for name, process in [*self.agents.items(), ("provisioner", self.provisioner)]:
+                if process.poll() is not None:
+                    log = f"nodeagent-{name}" if name in self.agents else name
+                    raise DevClusterError(f"{name} exited with {process.returncode}:\n"
+                                          f"{self._tail(log)}")  # fmt: skip
+            try:
+                listed = self._admin("GET", "/api/v1/nodes")["items"]
+                nodes = {n["metadata"]["name"]: n for n in listed}
+                self._admin("GET", f"/apis/storage.k8s.io/v1/storageclasses/{STORAGE_CLASS}")
+            except (ApiError, OSError) as error:
+                last = error
+                time.sleep(0.2)
+                continue
+            waiting = [name for name in self.node_names if not _schedulable(nodes.get(name))]
+            if not waiting:
+                return
+            last = f"not ready: {', '.join(waiting)}"
+            time.sleep(0.2)
+        raise DevClusterError(f"the cluster was not ready within {self.startup_timeout}s: {last}")
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def stop_agent(self, name: str, kill: bool = False, timeout: float = 15) -> None:
+        """End one agent: SIGTERM (it kills its pods' processes first) or SIGKILL (they
+        stay, as containers outlive a crashed kubelet, until an agent starts again)."""
+        process = self.agents.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop(self, timeout: float = 15) -> list[int]:
+        atexit.unregister(self.stop)
+        for name in list(self.agents):
+            self.stop_agent(name, timeout=timeout)
+        left = self.pod_processes()
+        processes.kill_all(f"{self.cluster_id}/")
+        if self.provisioner is not None and self.provisioner.poll() is None:
+            self.provisioner.terminate()
+            try:
+                self.provisioner.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.provisioner.kill()
+                self.provisioner.wait()
+        self.control_plane.stop(timeout)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        return left
+
+    def __enter__(self) -> DevCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _schedulable(node: dict | None) -> bool:
+    if node is None or node["spec"].get("unschedulable"):
+        return False
+    ready = any(c["type"] == "Ready" and c["status"] == "True"
+                for c in node.get("status", {}).get("conditions") or [])  # fmt: skip
+    return ready and not any(t.get("effect") in ("NoSchedule", "NoExecute")
+                             for t in node["spec"].get("taints") or [])  # fmt: skip

@@ -1,0 +1,185 @@
+"""The node agent's main loop (ours, standing in for a kubelet).
+
+It registers its Node, renews its Lease, and list-watches the pods bound to it
+(``spec.nodeName=<node>``, the only pod list the Node authorizer grants a node); each
+pod gets a ``PodWorker`` and its own loopback address, 127.<node>.x.y (the node itself is
+127.<node>.0.1). Deletion is honoured as a kubelet does; a pod that vanished from the
+API has its processes killed. At start it kills processes an earlier run of the same
+node left behind (found by their mark) and starts the pods still bound to it again
+(their restart counts go up). Stopping the agent (SIGTERM) kills every pod process and
+writes nothing to the API, as when a machine goes down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+from ..fakecluster.images import ImageRegistry
+from . import processes
+from .client import ApiClient, ApiError, list_and_watch
+from .events import EventRecorder
+from .node import NodeKeeper, NodeSpec
+from .pods import PodWorker
+
+log = logging.getLogger(__name__)
+TERMINAL = ("Succeeded", "Failed")
+
+
+class AddressPool:
+    """127.<prefix>.x.y for pods: never the node's own .0.1, none handed out twice, and
+    a released address used again only once every other one has been."""
+
+    def __init__(self, prefix: int):
+        self.prefix = prefix
+        self.next = 2
+        self.in_use: set[str] = set()
+        self.released: list[str] = []
+
+    def _address(self, n: int) -> str:
+        return f"127.{self.prefix}.{n // 256}.{n % 256}"
+
+    def take(self, wanted: str | None = None) -> str:
+        if wanted and wanted.startswith(f"127.{self.prefix}.") and wanted not in self.in_use:
+            self.in_use.add(wanted)
+            return wanted
+        while self.next < 256 * 256 - 1:
+            address = self._address(self.next)
+            self.next += 1
+            if address not in self.in_use and not address.endswith((".0", ".255")):
+                self.in_use.add(address)
+                return address
+        address = self.released.pop(0)
+        self.in_use.add(address)
+        return address
+
+    def give_back(self, address: str) -> None:
+        if address in self.in_use:
+            self.in_use.discard(address)
+            self.released.append(address)
+
+
+class NodeAgent:
+    def __init__(self, client: ApiClient, spec: NodeSpec, root: Path, *, shared_dir: Path,
+                 api_host: str, api_port: int, registry: ImageRegistry, cluster_id: str,
+                 ip_prefix: int):  # fmt: skip
+        self.client = client
+        self.spec = spec
+        self.root = Path(root)
+        self.shared_dir = Path(shared_dir)
+        self.api_host, self.api_port = api_host, api_port
+        self.registry = registry
+        self.cluster_id = cluster_id
+        self.addresses = AddressPool(ip_prefix)
+        self.events = EventRecorder(client, spec.name)
+        self.keeper = NodeKeeper(client, spec)
+        self.workers: dict[str, PodWorker] = {}  # by pod uid
+        self.deleting: set[str] = set()
+        self.tasks: list[asyncio.Task] = []
+        self.background: set[asyncio.Future] = set()  # held, or they may be collected
+        self.ready = asyncio.Event()
+
+    @property
+    def mark_prefix(self) -> str:
+        return processes.mark(self.cluster_id, self.spec.name, "")
+
+    async def run(self) -> None:
+        left = processes.kill_all(self.mark_prefix)
+        if left:
+            log.warning("killed %d processes an earlier agent left behind", len(left))
+        await self.keeper.register()
+        log.info("node %s registered at %s", self.spec.name, self.spec.address)
+        self.tasks = [
+            asyncio.ensure_future(self.keeper.heartbeat()),
+            asyncio.ensure_future(list_and_watch(
+                self.client, "/api/v1/pods", self.pod_event, self.pods_listed,
+                fieldSelector=f"spec.nodeName={self.spec.name}")),  # fmt: skip
+        ]
+        self.ready.set()
+        await asyncio.gather(*self.tasks)
+
+    def _later(self, work: object) -> None:
+        """Run ``work`` (a coroutine) beside the watch, logging what it raises."""
+        future = asyncio.ensure_future(work)
+        self.background.add(future)
+
+        def done(finished: asyncio.Future) -> None:
+            self.background.discard(finished)
+            if not finished.cancelled() and finished.exception():
+                log.error("node agent task failed", exc_info=finished.exception())
+
+        future.add_done_callback(done)
+
+    async def stop(self) -> None:
+        for task in [*self.tasks, *self.background]:
+            task.cancel()
+        await asyncio.gather(*(worker.kill() for worker in self.workers.values()))
+        self.workers.clear()
+        processes.kill_all(self.mark_prefix)
+        await self.client.close()
+
+    # -- pods ----------------------------------------------------------------------------
+
+    async def pods_listed(self, pods: list[dict]) -> None:
+        present = {pod["metadata"]["uid"] for pod in pods}
+        for uid in [uid for uid in self.workers if uid not in present]:
+            await self.forget(uid)
+        for pod in pods:
+            await self.pod_event("ADDED", pod)
+
+    async def pod_event(self, kind: str, pod: dict) -> None:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        if kind == "DELETED":
+            await self.forget(uid)
+            return
+        worker = self.workers.get(uid)
+        if meta.get("deletionTimestamp"):
+            if worker is None:
+                self._later(self.finish_deletion(meta["namespace"], meta["name"], uid))
+            elif not worker.stopping:
+                grace = meta.get("deletionGracePeriodSeconds")
+                if grace is None:
+                    grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+                log.info("pod %s/%s: stopping (grace %ss)", meta["namespace"], meta["name"],
+                         grace)  # fmt: skip
+                self._later(worker.terminate(int(grace)))
+            return
+        if worker is not None:
+            worker.pod["metadata"] = meta  # labels and annotations may change
+            return
+        if (pod.get("status") or {}).get("phase") in TERMINAL:
+            return
+        address = self.addresses.take((pod.get("status") or {}).get("podIP"))
+        worker = self.workers[uid] = PodWorker(self, pod, address)
+        log.info("pod %s/%s: starting at %s", meta["namespace"], meta["name"], address)
+        worker.start()
+
+    async def forget(self, uid: str) -> None:
+        self.deleting.discard(uid)
+        worker = self.workers.pop(uid, None)
+        if worker is not None:
+            await worker.kill()
+            self.addresses.give_back(worker.ip)
+            log.info("pod %s/%s: gone", worker.namespace, worker.name)
+            # its volumes go with it (tokens, secrets, emptyDirs); its logs stay for tests
+            shutil.rmtree(worker.directory / "volumes", ignore_errors=True)
+
+    async def finish_deletion(self, namespace: str, name: str, uid: str) -> None:
+        """DELETE with grace 0, on the condition that it is still the same pod."""
+        if uid in self.deleting:
+            return
+        self.deleting.add(uid)
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": uid}}  # fmt: skip
+        try:
+            await self.client.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", body)
+        except ApiError as error:
+            if error.status not in (404, 409):
+                log.warning("deleting %s/%s: %s", namespace, name, error)
+                self.deleting.discard(uid)
+        except Exception as error:  # noqa: BLE001 - the next event tries again
+            log.warning("deleting %s/%s: %r", namespace, name, error)
+            self.deleting.discard(uid)
