@@ -74,6 +74,12 @@ def cmd_fake_cluster(args: argparse.Namespace) -> int:
     return cli.run(args)
 
 
+def cmd_dev_cluster(args: argparse.Namespace) -> int:
+    from .testing import devcluster_cli
+
+    return devcluster_cli.run(args)
+
+
 def cmd_reservations(args: argparse.Namespace) -> int:
     from .reservations import admin
 
@@ -105,11 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--profile", help="a size from the values' sizes")
     render.set_defaults(func=cmd_render_pod)
 
-    fake = sub.add_parser("fake-cluster", help="run the testing Kubernetes cluster")
+    fake = sub.add_parser(
+        "fake-cluster",
+        help="run the stand-in testing cluster, one process (dev-cluster: the real control plane)",
+    )
     from .testing.fakecluster.cli import add_arguments
 
     add_arguments(fake)
     fake.set_defaults(func=cmd_fake_cluster)
+
+    from .testing import devcluster_cli
+
+    dev = sub.add_parser(
+        "dev-cluster",
+        help="run the testing cluster on the real Kubernetes control plane, with node agents",
+        description=devcluster_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    devcluster_cli.add_arguments(dev)
+    dev.set_defaults(func=cmd_dev_cluster)
 
     reservations = sub.add_parser(
         "reservations", help="the reservation service and its admin commands"

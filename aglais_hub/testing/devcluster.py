@@ -100,6 +100,27 @@ class DevCluster:
         """Live processes of any pod on any of this cluster's nodes."""
         return processes.find(f"{self.cluster_id}/")
 
+    def children(self) -> dict[str, subprocess.Popen]:
+        """Every process this cluster runs now (not the pods'), by name."""
+        found = dict(self.control_plane.processes)
+        found.update({f"nodeagent-{name}": process for name, process in self.agents.items()})
+        if self.provisioner is not None:
+            found["provisioner"] = self.provisioner
+        return found
+
+    def ready_nodes(self) -> list[str]:
+        """The Nodes that are Ready and schedulable now (asked of the API server)."""
+        listed = self._admin("GET", "/api/v1/nodes")["items"]
+        return sorted(n["metadata"]["name"] for n in listed if _schedulable(n))
+
+    def describe(self) -> dict:
+        """Where everything is (the dev-cluster command prints it and writes it as JSON)."""
+        return {"server": self.server, "kubeconfig": str(self.kubeconfig),
+                "root": str(self.root), "logs": str(self.root / "logs"),
+                "volumes": str(self.volumes_dir), "cluster_id": self.cluster_id,
+                "nodes": list(self.node_names), "ports": dict(self.control_plane.ports),
+                "pids": {name: p.pid for name, p in self.children().items()}}  # fmt: skip
+
     # -- starting ------------------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
