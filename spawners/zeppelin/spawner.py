@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +27,38 @@ from .podstatus import friendly_event, start_problem
 from .spec import ProfileRefused, cluster_size, server_spec
 
 RETRIED = (429, 500, 502, 503, 504)  # API answers worth another try
+# the API server's words for an RBAC refusal (a 403 that is not an exceeded quota)
+FORBIDDEN = re.compile(r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
+                       r'(?: in API group "(?P<group>[^"]*)")?'
+                       r'(?: in the namespace "(?P<namespace>[^"]+)"'
+                       r'|(?P<cluster> at the cluster scope))?')  # fmt: skip
+
+
+def forbidden_message(error: BaseException) -> str | None:
+    """Hub words for a Kubernetes RBAC refusal anywhere in ``error``'s chain (the verb,
+    resource and namespace the hub's ServiceAccount may not use), else None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ApiException) and current.status == 403:
+            try:
+                status = json.loads(current.body or "{}")
+            except ValueError:
+                status = {}
+            text = status.get("message") or current.reason or ""
+            found = FORBIDDEN.search(text)
+            if found:
+                resource = found["resource"]
+                if found["group"]:
+                    resource += f" (API group {found['group']})"
+                where = (f" in namespace {found['namespace']}" if found["namespace"]
+                         else " at the cluster scope" if found["cluster"] else "")  # fmt: skip
+                return (f"The hub may not {found['verb']} {resource}{where} (forbidden by "
+                        f"the cluster's RBAC: {text}). Ask an administrator to check the "
+                        "hub's ClusterRole.")  # fmt: skip
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class _Body:
@@ -112,8 +145,14 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
                     status_code=503,
                 ) from timeout
             raise
-        except Exception:
+        except Exception as error:
             await self._clean_up_failed_spawn()
+            refused = forbidden_message(error)
+            if refused:
+                self.log.error("Spawning %s: %s", self._log_name, refused)
+                refusal = SpawnException(refused, reason="rbac", status_code=403)
+                refusal.jupyterhub_message = refused  # what the spawn-pending page shows
+                raise refusal from error
             raise
         finally:
             self.starting = False
