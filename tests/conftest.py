@@ -112,6 +112,36 @@ def cluster(tmp_path) -> Iterator:
 
 
 @pytest.fixture(scope="session")
+def cluster_bin() -> Path:
+    """The real control plane's binaries: prebuilt or built by `make cluster-bin`; never
+    built here (a cold build takes far longer than a test may). Skips without them,
+    except under CI=true (where `make test` builds them first), where it fails."""
+    from aglais_hub.testing.controlplane import build
+
+    try:
+        found = build.find_binaries()
+    except build.BuildError as error:
+        pytest.fail(str(error))
+    if found is None:
+        message = (f"the control-plane binaries are not built: run `{build.BUILD_COMMAND}` "
+                   f"(or set AGLAIS_CLUSTER_BIN); they go to {build.cache_bin_dir()}")  # fmt: skip
+        if _in_ci():
+            pytest.fail(message + " (CI=true: `make test` builds them first)")
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="module")
+def dev(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A DevCluster (the real control plane, our provisioner and one node agent) for a
+    module; `stop` leaves no process behind."""
+    from aglais_hub.testing.devcluster import DevCluster
+
+    with DevCluster(tmp_path_factory.mktemp("devcluster"), bin_dir=cluster_bin) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator:
     """Headless Debian chromium under Playwright. Skips without chromium, except under
     CI=true (where `.ci/run` installs it), where it fails."""

@@ -23,11 +23,6 @@ import pytest
 
 from aglais_hub.testing.controlplane import build
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 # -- the build module, without binaries -------------------------------------------------------
 
 
@@ -111,23 +106,6 @@ def test_prebuilt_directories_and_the_stamp(tmp_path, monkeypatch, capsys):
 
 
 # -- the control plane -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def cluster_bin() -> Path:
-    """The binaries' directory: prebuilt or built by `make cluster-bin`; never built here
-    (a cold build takes far longer than a test may)."""
-    try:
-        found = build.find_binaries()
-    except build.BuildError as error:
-        pytest.fail(str(error))
-    if found is None:
-        message = (f"the control-plane binaries are not built: run `{build.BUILD_COMMAND}` "
-                   f"(or set AGLAIS_CLUSTER_BIN); they go to {build.cache_bin_dir()}")  # fmt: skip
-        if _in_ci():
-            pytest.fail(message + " (CI=true: `make test` builds them first)")
-        pytest.skip(message)
-    return found
 
 
 @pytest.fixture(scope="module")

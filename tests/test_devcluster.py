@@ -15,14 +15,13 @@ import os
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import tests.test_controlplane as controlplane_tests
 from aglais_hub.testing.hubprocess import HubProcess
-from tests.test_controlplane import cluster_bin, eventually  # noqa: F401 - a fixture
+from tests.test_controlplane import eventually
 
 # a fresh namespace per test, made with this module's `api` (the dev cluster's client)
 namespace = controlplane_tests.namespace
@@ -66,14 +65,6 @@ except ApiException as error:
     sys.exit(3)
 print("pods", " ".join(sorted(p.metadata.name for p in pods.items)), flush=True)
 """
-
-
-@pytest.fixture(scope="module")
-def dev(cluster_bin, tmp_path_factory) -> Iterator[object]:  # noqa: F811
-    from aglais_hub.testing.devcluster import DevCluster
-
-    with DevCluster(tmp_path_factory.mktemp("devcluster"), bin_dir=cluster_bin) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="module")
@@ -379,7 +370,7 @@ def test_kubespawner_spawns_on_the_node_agents(api, dev, tmp_path):
 
 
 @cluster_test
-def test_stop_leaves_no_process_and_no_port(cluster_bin, tmp_path):  # noqa: F811
+def test_stop_leaves_no_process_and_no_port(cluster_bin, tmp_path):
     from aglais_hub.testing.devcluster import DevCluster
 
     cluster = DevCluster(tmp_path / "dev", nodes=2, bin_dir=cluster_bin).start()

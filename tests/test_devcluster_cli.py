@@ -24,7 +24,7 @@ import pytest
 
 from aglais_hub.testing.devcluster_cli import READY_LINE, STATE_FILE
 from aglais_hub.testing.nodeagent import processes
-from tests.test_controlplane import _in_ci, cluster_bin, eventually  # noqa: F401 - a fixture
+from tests.conftest import _in_ci
 from tests.test_devcluster import SERVER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.controlplane, pytest.mark.timeout(240)]
@@ -78,7 +78,7 @@ def _wait_for_line(process: subprocess.Popen, output: Path, line: str, timeout: 
     pytest.fail(f"no {line!r} from dev-cluster within {timeout}s:\n{text}")
 
 
-def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_path):  # noqa: F811
+def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_path):
     root, kubeconfig, output = tmp_path / "root", tmp_path / "kc", tmp_path / "output"
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["AGLAIS_CLUSTER_BIN"] = str(cluster_bin)

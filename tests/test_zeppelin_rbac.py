@@ -22,21 +22,13 @@ from aglais_hub.testing.hubaccount import HubAccount, hub_rbac, without_verb
 from aglais_hub.testing.hubclient import HubClient
 from aglais_hub.testing.platform import Platform, demo_values
 from aglais_hub.testing.rawapi import wait_for
-from tests.test_controlplane import cluster_bin, eventually  # noqa: F401 - a fixture
+from tests.test_controlplane import eventually
 from tests.test_zeppelin_spawner import SPAWNER
 
 
 def cluster_test(test):  # noqa: ANN001, ANN201
     """On the real control plane (the unit test at the end needs no binaries)."""
     return pytest.mark.e2e(pytest.mark.controlplane(test))
-
-
-@pytest.fixture(scope="module")
-def dev(cluster_bin, tmp_path_factory) -> Iterator[object]:  # noqa: F811
-    from aglais_hub.testing.devcluster import DevCluster
-
-    with DevCluster(tmp_path_factory.mktemp("devcluster"), bin_dir=cluster_bin) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="module")
