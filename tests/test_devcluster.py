@@ -10,7 +10,6 @@ nothing below leans on it.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -22,6 +21,7 @@ import pytest
 import tests.test_controlplane as controlplane_tests
 from aglais_hub.testing.hubprocess import HubProcess
 from tests.test_controlplane import eventually
+from tests.test_spawn_gate import progress
 
 # a fresh namespace per test, made with this module's `api` (the dev cluster's client)
 namespace = controlplane_tests.namespace
@@ -336,15 +336,8 @@ def test_kubespawner_spawns_on_the_node_agents(api, dev, tmp_path):
         url, session = hub.url, hub.api
         assert session.post(f"{url}/hub/api/users/alice").status_code == 201
         assert session.post(f"{url}/hub/api/users/alice/server").status_code == 202
-        messages, event = [], {}
-        with session.get(f"{url}/hub/api/users/alice/server/progress", stream=True,
-                         timeout=120) as progress:  # fmt: skip
-            for line in progress.iter_lines(decode_unicode=True):
-                if line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    messages.append(event.get("message", ""))
-                    if event.get("ready") or event.get("failed"):
-                        break
+        events = progress(hub, "alice", "", timeout=120)
+        messages, event = [e.get("message", "") for e in events], events[-1]
         assert event.get("ready"), (messages, (tmp_path / "hub" / "hub.log").read_text()[-3000:])
         text = "\n".join(messages)
         assert "Successfully assigned jhub/jupyter-alice to node-1" in text

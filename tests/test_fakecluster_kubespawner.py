@@ -14,23 +14,13 @@ import pytest
 from aglais_hub.testing.fakecluster.controllers import R
 from aglais_hub.testing.hubprocess import HubProcess
 from aglais_hub.testing.rawapi import wait_for
+from tests.test_devcluster import KUBESPAWNER_CONFIG as ON_ANY_CLUSTER
 
 pytestmark = pytest.mark.e2e
 
-KUBESPAWNER_CONFIG = """
-c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-c.KubeSpawner.namespace = "jhub"
-c.KubeSpawner.image = "aglais/singleuser:test"
-c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
-c.KubeSpawner.storage_pvc_ensure = True
-c.KubeSpawner.storage_capacity = "1Gi"
-c.KubeSpawner.storage_class = "standard"
-c.KubeSpawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
-c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
-c.KubeSpawner.start_timeout = 90
-c.KubeSpawner.http_timeout = 60
-c.KubeSpawner.delete_grace_period = 1
-"""
+# KubeSpawner as on the real control plane (tests/test_devcluster.py), with the stand-in's
+# storage class
+KUBESPAWNER_CONFIG = ON_ANY_CLUSTER + 'c.KubeSpawner.storage_class = "standard"\n'
 
 
 @pytest.fixture

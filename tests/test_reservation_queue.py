@@ -7,7 +7,6 @@ import pytest
 
 from aglais_hub.reservations.gate import (
     ABANDONED_AFTER,
-    MAX_BOOKING_ID,
     SpawnQueue,
     alias_refusal,
     booked_server_name,
@@ -15,6 +14,7 @@ from aglais_hub.reservations.gate import (
     imitated_booking,
 )
 from aglais_hub.reservations.policy import Resources
+from aglais_hub.reservations.rules import ID_MAX
 
 SMALL = Resources(3000, 4 * 2**30)
 ROOM_FOR_ONE = Resources(3000, 8 * 2**30)
@@ -78,7 +78,7 @@ def test_grants_count_until_the_hubs_list_shows_the_server() -> None:
 
 def test_booked_server_names() -> None:
     assert booking_id("r12") == 12 and booked_server_name(12) == "r12"
-    assert booking_id(f"r{MAX_BOOKING_ID}") == MAX_BOOKING_ID
+    assert booking_id(f"r{ID_MAX}") == ID_MAX
     assert booking_id("r") is None and booking_id("run1") is None and booking_id("") is None
     assert alias_refusal("r12") is None and alias_refusal("work") is None
     assert alias_refusal("run1") is None and alias_refusal("r-7") is None
@@ -98,7 +98,7 @@ def test_names_imitating_a_booking_are_no_bookings_server(name: str) -> None:
     assert refusal and "belong to bookings" in refusal and "written exactly r7" in refusal
 
 
-@pytest.mark.parametrize("name", ["r0", "r00", f"r{MAX_BOOKING_ID + 1}", "r" + "9" * 40,
+@pytest.mark.parametrize("name", ["r0", "r00", f"r{ID_MAX + 1}", "r" + "9" * 40,
                                   "r" + "9" * 5000])  # fmt: skip
 def test_r_numbers_no_booking_can_have_are_refused(name: str) -> None:
     """Zero and ids beyond the database's INTEGER: no booking, and not a free name either."""

@@ -12,18 +12,13 @@ on the dev cluster (no CNI): nothing here leans on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import pytest
 
 from aglais_hub.testing.hubaccount import HubAccount, hub_rbac, without_verb
 from aglais_hub.testing.hubclient import HubClient
-from aglais_hub.testing.platform import Platform, demo_values
 from aglais_hub.testing.rawapi import wait_for
 from tests.test_controlplane import eventually
-from tests.test_zeppelin_spawner import SPAWNER
+from tests.test_zeppelin_spawner import platform_with
 
 
 def cluster_test(test):  # noqa: ANN001, ANN201
@@ -38,17 +33,6 @@ def core(dev):
     api = dev.client()  # the admin: only the test looks with it, never the hub
     yield client.CoreV1Api(api)
     api.close()
-
-
-@contextmanager
-def platform_as(kubeconfig: Path, directory: Path) -> Iterator[Platform]:
-    platform = Platform(directory, demo_values(spawner=SPAWNER),
-                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
 
 
 def leftovers(core, namespace: str) -> list[str]:
@@ -70,7 +54,7 @@ def test_the_chart_role_is_enough_for_a_server_behind_the_auth_proxy(dev, core, 
     assert account.who_am_i(kubeconfig) == "system:serviceaccount:science:aglais-hub"
     assert "client-key-data" not in kubeconfig.read_text()  # a token, not a certificate
 
-    with platform_as(kubeconfig, tmp_path / "platform") as platform:
+    with platform_with(kubeconfig, tmp_path / "platform") as platform:
         alice = HubClient(platform.url)
         alice.login("alice", "alice")
         event = alice.start_server(timeout=150)
@@ -122,7 +106,7 @@ def test_one_verb_less_fails_the_spawn_naming_it_and_leaves_nothing(dev, core, t
     kubeconfig = account.create(lacking)
     assert account.who_am_i(kubeconfig) == "system:serviceaccount:science-rbac:aglais-hub"
 
-    with platform_as(kubeconfig, tmp_path / "platform") as platform:
+    with platform_with(kubeconfig, tmp_path / "platform") as platform:
         bob = HubClient(platform.url)
         bob.login("bob", "bob")
         event = bob.start_server(timeout=120)

@@ -32,16 +32,24 @@ SPAWNER = {
 
 
 @contextmanager
-def running_platform(cluster, directory: Path, **sections):
-    """The platform (demo values with SPAWNER, updated by ``sections``) on the cluster."""
-    kubeconfig = cluster.write_kubeconfig(directory / "kubeconfig")
-    platform = Platform(directory / "platform", demo_values(**{"spawner": SPAWNER, **sections}),
+def platform_with(kubeconfig: Path, directory: Path, **sections):
+    """The platform (demo values with SPAWNER, updated by ``sections``) in ``directory``,
+    on the cluster ``kubeconfig`` names, as that kubeconfig's identity."""
+    platform = Platform(directory, demo_values(**{"spawner": SPAWNER, **sections}),
                         env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
     platform.start()
     try:
         yield platform
     finally:
         platform.stop()
+
+
+@contextmanager
+def running_platform(cluster, directory: Path, **sections):
+    """The platform (demo values with SPAWNER, updated by ``sections``) on the cluster."""
+    kubeconfig = cluster.write_kubeconfig(directory / "kubeconfig")
+    with platform_with(kubeconfig, directory / "platform", **sections) as platform:
+        yield platform
 
 
 @pytest.fixture

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .policy import Resources, iso
-from .rules import Refused
+from .rules import ID_MAX, NAME_MAX, Refused
 
 # A booking's server is named r<id>: ASCII digits, no leading zero, and an id the
 # database's INTEGER column can hold. Nothing else is a booking's server.
 BOOKED_SERVER = re.compile(r"r([1-9][0-9]{0,9})", re.ASCII)
-MAX_BOOKING_ID = 2**31 - 1
 # Names that merely look like one (r07, r0, r٧, r７, "r7 ", R7): \d is Unicode on purpose
 LOOKS_BOOKED = re.compile(r"r\s*(\d+)")
 ABANDONED_AFTER = 20.0  # seconds without a poll: the spawner gave up or the hub restarted
@@ -44,7 +43,7 @@ def booking_id(server_name: object) -> int | None:
     if match is None:
         return None
     number = int(match.group(1))
-    return number if number <= MAX_BOOKING_ID else None
+    return number if number <= ID_MAX else None
 
 
 def booked_server_name(number: int) -> str:
@@ -55,7 +54,7 @@ def booked_server_name(number: int) -> str:
 def imitated_booking(server_name: object) -> int | None:
     """The booking number a name stands for when read loosely (``r07``, ``r٧``, ``r７``,
     ``'R7 '`` → 7; ``r0`` → 0), canonical or not; None for names that are not r<number>.
-    Numbers beyond the database's range come back as ``MAX_BOOKING_ID + 1``."""
+    Numbers beyond the database's range come back as ``ID_MAX + 1``."""
     if not isinstance(server_name, str):
         return None
     folded = unicodedata.normalize("NFKC", server_name).strip().lower()
@@ -63,7 +62,7 @@ def imitated_booking(server_name: object) -> int | None:
     if match is None:
         return None
     digits = match.group(1)
-    return int(digits) if len(digits) <= 12 else MAX_BOOKING_ID + 1
+    return int(digits) if len(digits) <= 12 else ID_MAX + 1
 
 
 def alias_refusal(server_name: object) -> str | None:
@@ -79,7 +78,7 @@ def alias_refusal(server_name: object) -> str | None:
     if number is None:
         return None
     shown = server_name[:40]
-    if 0 < number <= MAX_BOOKING_ID:
+    if 0 < number <= ID_MAX:
         return (
             f"Server names r<number> belong to bookings and are written exactly r{number}: "
             f"{shown!r} is not the server of booking {number}. Start r{number} if booking "
@@ -92,7 +91,6 @@ def alias_refusal(server_name: object) -> str | None:
 
 
 SPAWN_FIELDS = ("user", "server_name", "profile", "tier", "withdraw")
-TEXT_MAX = 255  # the hub's own column sizes for user and server names
 
 
 @dataclass(frozen=True)
@@ -127,8 +125,8 @@ def spawn_request(data: object, profiles: Iterable[str]) -> SpawnRequest:
             raise Refused(422, f"'{name}' must be a string.")
         if not value and not empty:
             raise Refused(422, f"'{name}' must not be empty.")
-        if len(value) > TEXT_MAX:
-            raise Refused(422, f"'{name}' is longer than {TEXT_MAX} characters.")
+        if len(value) > NAME_MAX:  # the hub's own column size for user and server names
+            raise Refused(422, f"'{name}' is longer than {NAME_MAX} characters.")
         return value
 
     user = text("user", data.get("user"), empty=False)

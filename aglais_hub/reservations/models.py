@@ -19,6 +19,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from aglais_hub.text import display_text
 
+from .gate import booked_server_name
 from .policy import Resources, Span, iso
 
 STATES = ("pending", "active", "completed", "cancelled")
@@ -87,7 +88,7 @@ class Booking(Base):
 
     @property
     def server_name(self) -> str:
-        return f"r{self.id}"
+        return booked_server_name(self.id)
 
     @property
     def need(self) -> Resources:

@@ -45,8 +45,9 @@ def forbidden_message(error: BaseException) -> str | None:
             try:
                 status = json.loads(current.body or "{}")
             except ValueError:
-                status = {}
-            text = status.get("message") or current.reason or ""
+                status = None
+            message = status.get("message") if isinstance(status, dict) else None
+            text = message or current.reason or ""
             found = FORBIDDEN.search(text)
             if found:
                 resource = found["resource"]
