@@ -226,3 +226,9 @@ def test_spawn_page_steps_are_in_words_users_understand():
     assert "it keeps crashing (container zeppelin, CrashLoopBackOff: back-off 10s)" in (
         start_problem(crashing))  # fmt: skip
     assert start_problem({"status": {"phase": "Pending"}}) is None
+    # the real scheduler's word while the provisioner has not bound the claim yet: a wait
+    waiting_for_volume = {"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: pod has unbound immediate "
+                   "PersistentVolumeClaims. not found"}]}}  # fmt: skip
+    assert start_problem(waiting_for_volume) is None

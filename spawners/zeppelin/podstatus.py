@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# The scheduler says Unschedulable while a pod's claim is not bound yet; the volume
+# provisioner binds it moments later, so that is a wait, not a problem (the start
+# timeout still ends a claim that never binds).
+WAITING_FOR_VOLUME = "unbound immediate PersistentVolumeClaims"
 WAITING_PROBLEMS = {
     "ErrImagePull": "its image cannot be pulled",
     "ImagePullBackOff": "its image cannot be pulled",
@@ -20,6 +24,8 @@ def start_problem(pod: dict | None) -> str | None:
     for condition in status.get("conditions") or []:
         if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
             "PodScheduled", "False", "Unschedulable"):  # fmt: skip
+            if WAITING_FOR_VOLUME in (condition.get("message") or ""):
+                continue
             return (
                 f"Your server cannot start: no node has room for it ({condition.get('message')})."
             )
