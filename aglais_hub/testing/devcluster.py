@@ -11,11 +11,24 @@ provisioner's ClusterRole and starts it (``aglais_hub.testing.provisioner``, as 
 StorageClass exists. ``stop()`` ends the agents (which kill their pods' processes), the
 provisioner and the control plane, and returns the pids of pod processes that were
 still alive after the agents had gone (there should be none; they are killed anyway).
+
+Faults (for tests of how clients cope): ``fault_proxy=True`` (the default) also starts
+our fault proxy (aglais_hub.testing.faultproxy) in front of the real API server:
+``fault_proxy_server`` is its URL, ``faults`` the client of its rules, and
+``through_faults(kubeconfig)`` a copy of a token kubeconfig that goes through it.
+``restart_apiserver()`` and ``restart_etcd()`` stop and start the real processes on the
+same ports, certificates and data; ``stop_agent(kill=True)``/``start_agent`` crash and
+restart a node agent; ``node_not_ready(name)`` freezes an agent (SIGSTOP) so the real
+node-lifecycle controller marks its Node's Ready condition Unknown once its Lease has
+gone unrenewed for the grace period (``node_monitor_grace_period``, default 50s), and
+``resume_node(name)`` lets it go on (SIGCONT).
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
+import json
 import os
 import secrets
 import signal
@@ -24,7 +37,10 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from .controlplane.cluster import ControlPlane
+from .faultproxy import FaultProxy
 from .nodeagent import processes
 from .nodeagent.client import ApiError, Credentials, request_sync
 from .provisioner import STORAGE_CLASS
@@ -45,9 +61,14 @@ def _child_env() -> dict[str, str]:
 class DevCluster:
     def __init__(self, root: Path, nodes: int = 1, node_cpu: str = "8",
                  node_memory: str = "32Gi", *, bin_dir: Path | None = None,
-                 images: tuple[str, ...] = (), startup_timeout: float = 120):  # fmt: skip
+                 images: tuple[str, ...] = (), startup_timeout: float = 120,
+                 fault_proxy: bool = True,
+                 node_monitor_grace_period: float | None = None):  # fmt: skip
         """``images``: extra ``PATTERN=MODULE:FUNCTION`` image mappings for the agents;
-        ``bin_dir``: the control-plane binaries (default: the build's directory)."""
+        ``bin_dir``: the control-plane binaries (default: the build's directory);
+        ``fault_proxy``: start the fault proxy too; ``node_monitor_grace_period``:
+        seconds before an unresponsive Node is marked not ready (kube-controller-manager's
+        default, 50, when None)."""
         self.root = Path(root)
         self.node_names = [f"node-{i}" for i in range(1, nodes + 1)]
         self.node_cpu, self.node_memory = node_cpu, node_memory
@@ -60,9 +81,15 @@ class DevCluster:
             bin_dir = build.find_binaries()
             if bin_dir is None:
                 raise DevClusterError(f"no control-plane binaries: run `{build.BUILD_COMMAND}`")
-        self.control_plane = ControlPlane(self.root, bin_dir, startup_timeout)
+        self.control_plane = ControlPlane(
+            self.root, bin_dir, startup_timeout,
+            node_monitor_grace_period=node_monitor_grace_period)  # fmt: skip
         self.agents: dict[str, subprocess.Popen] = {}
         self.provisioner: subprocess.Popen | None = None
+        self.want_fault_proxy = fault_proxy
+        self.fault_proxy: subprocess.Popen | None = None
+        self._fault_state: dict = {}
+        self.paused: set[str] = set()  # node agents stopped by node_not_ready
         self._logs: list = []
 
     # -- what tests use --------------------------------------------------------------------
@@ -89,6 +116,77 @@ class DevCluster:
 
         return config.new_client_from_config(str(self.kubeconfig))
 
+    # -- faults ----------------------------------------------------------------------------
+
+    def _need_proxy(self) -> dict:
+        if not self._fault_state:
+            raise DevClusterError("no fault proxy: DevCluster(..., fault_proxy=True)")
+        return self._fault_state
+
+    @property
+    def fault_proxy_server(self) -> str:
+        """The fault proxy's URL (https, the cluster CA's certificate for 127.0.0.1)."""
+        return self._need_proxy()["server"]
+
+    @property
+    def fault_proxy_control(self) -> str:
+        """The URL of the fault proxy's control API (plain http on loopback)."""
+        return self._need_proxy()["control"]
+
+    @property
+    def faults(self) -> FaultProxy:
+        """The client of the fault proxy's rules."""
+        return FaultProxy(self.fault_proxy_control)
+
+    def through_faults(self, kubeconfig: Path | str, path: Path | str | None = None) -> Path:
+        """A copy of a token kubeconfig (e.g. HubAccount's) whose clusters point at the
+        fault proxy (and trust the cluster CA); at ``path``, else beside it as
+        ``<name>.faults.kubeconfig``. A client certificate cannot pass the proxy (it ends
+        at the proxy's TLS), so a kubeconfig with one is refused."""
+        kubeconfig = Path(kubeconfig)
+        config = yaml.safe_load(kubeconfig.read_text())
+        for user in config.get("users") or []:
+            fields = user.get("user") or {}
+            if {"client-certificate", "client-certificate-data"} & set(fields):
+                raise DevClusterError(f"{kubeconfig}: user {user.get('name')} has a client "
+                                      "certificate, which the fault proxy cannot forward; "
+                                      "use a token (HubAccount)")  # fmt: skip
+        ca = base64.b64encode(self.ca_file.read_bytes()).decode()
+        for cluster in config.get("clusters") or []:
+            cluster["cluster"].pop("certificate-authority", None)
+            cluster["cluster"].update({"server": self.fault_proxy_server,
+                                       "certificate-authority-data": ca})  # fmt: skip
+        out = Path(path) if path else kubeconfig.with_name(f"{kubeconfig.stem}.faults.kubeconfig")
+        out.touch(0o600)
+        out.write_text(json.dumps(config, indent=2))
+        return out
+
+    def restart_apiserver(self, down: float = 0, kill: bool = False) -> None:
+        """Stop kube-apiserver (SIGTERM, or SIGKILL), wait ``down`` seconds, start it again
+        on the same port and certificates; return once its /readyz is 200."""
+        self.control_plane.restart("kube-apiserver", down, kill)
+
+    def restart_etcd(self, down: float = 0, kill: bool = False) -> None:
+        """The same for etcd (its data kept); return once the API server is ready again."""
+        self.control_plane.restart("etcd", down, kill)
+
+    def node_not_ready(self, name: str) -> None:
+        """Freeze node ``name``'s agent (SIGSTOP): its pods' processes run on, but nobody
+        renews the Lease or writes status, as when a kubelet hangs or its machine is cut
+        off. The node-lifecycle controller then marks the Node's Ready condition Unknown
+        (after ``node_monitor_grace_period``) and taints it unreachable."""
+        process = self.agents[name]
+        process.send_signal(signal.SIGSTOP)
+        self.paused.add(name)
+
+    def resume_node(self, name: str) -> None:
+        """Let a frozen agent go on (SIGCONT): it renews its Lease at once, and posts Ready
+        with its next status update (every sixth heartbeat, so within about a minute)."""
+        process = self.agents.get(name)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+        self.paused.discard(name)
+
     def read_log(self, namespace: str, pod: str, container: str) -> str:
         """A container's output so far (in place of ``kubectl logs``; kept after the pod
         is gone). The newest pod of that name, on whichever node ran it."""
@@ -106,6 +204,8 @@ class DevCluster:
         found.update({f"nodeagent-{name}": process for name, process in self.agents.items()})
         if self.provisioner is not None:
             found["provisioner"] = self.provisioner
+        if self.fault_proxy is not None:
+            found["fault-proxy"] = self.fault_proxy
         return found
 
     def ready_nodes(self) -> list[str]:
@@ -119,7 +219,9 @@ class DevCluster:
                 "root": str(self.root), "logs": str(self.root / "logs"),
                 "volumes": str(self.volumes_dir), "cluster_id": self.cluster_id,
                 "nodes": list(self.node_names), "ports": dict(self.control_plane.ports),
-                "pids": {name: p.pid for name, p in self.children().items()}}  # fmt: skip
+                "pids": {name: p.pid for name, p in self.children().items()},
+                "fault_proxy": self._fault_state.get("server"),
+                "fault_control": self._fault_state.get("control")}  # fmt: skip
 
     # -- starting ------------------------------------------------------------------------
 
@@ -156,9 +258,37 @@ class DevCluster:
         self.provisioner = self._spawn("provisioner", [
             "aglais_hub.testing.provisioner", "--kubeconfig", str(config),
             "--root", str(self.volumes_dir)])  # fmt: skip
+        if self.want_fault_proxy:
+            self._start_fault_proxy()
         for index, name in enumerate(self.node_names):
             self.start_agent(name, index)
+        if self.want_fault_proxy:
+            self._wait_fault_proxy()
         self._wait_ready()
+
+    def _start_fault_proxy(self) -> None:
+        cert, key = self.control_plane.serving_cert("fault-proxy")
+        state = self.root / "fault-proxy.json"
+        state.unlink(missing_ok=True)
+        self.fault_proxy = self._spawn("fault-proxy", [
+            "aglais_hub.testing.faultproxy", "--upstream", self.server,
+            "--ca", str(self.ca_file), "--cert", str(cert), "--key", str(key),
+            "--state-file", str(state)])  # fmt: skip
+
+    def _wait_fault_proxy(self) -> None:
+        """Until the proxy has written its ports (it binds free ones) and answers."""
+        state = self.root / "fault-proxy.json"
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.fault_proxy.poll() is not None:
+                raise DevClusterError(f"the fault proxy exited with {self.fault_proxy.returncode}"
+                                      f":\n{self._tail('fault-proxy')}")  # fmt: skip
+            if state.exists():
+                self._fault_state = json.loads(state.read_text())
+                self.faults.rules()  # the control API answers
+                return
+            time.sleep(0.05)
+        raise DevClusterError(f"the fault proxy did not start within {self.startup_timeout}s")
 
     def start_agent(self, name: str, index: int | None = None) -> None:
         """Start (or start again) the agent of node ``name``."""
@@ -211,9 +341,11 @@ class DevCluster:
         """End one agent: SIGTERM (it kills its pods' processes first) or SIGKILL (they
         stay, as containers outlive a crashed kubelet, until an agent starts again)."""
         process = self.agents.pop(name, None)
+        self.paused.discard(name)
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        process.send_signal(signal.SIGCONT)  # a frozen agent handles SIGTERM only when let go
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -233,6 +365,13 @@ class DevCluster:
             except subprocess.TimeoutExpired:
                 self.provisioner.kill()
                 self.provisioner.wait()
+        if self.fault_proxy is not None and self.fault_proxy.poll() is None:
+            self.fault_proxy.terminate()
+            try:
+                self.fault_proxy.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.fault_proxy.kill()
+                self.fault_proxy.wait()
         self.control_plane.stop(timeout)
         for log in self._logs:
             log.close()

@@ -9,6 +9,10 @@ every Node is Ready, prints where everything is and a line saying it is ready, a
 writes the same facts (pids and ports too) to ``ROOT/dev-cluster.json``. On Ctrl-C,
 SIGTERM or SIGHUP it stops every process it started and exits 0; when one of them dies
 by itself it stops the rest and exits 1.
+
+``--fault-proxy`` also starts the fault proxy (aglais_hub.testing.faultproxy) in front of
+the API server and prints its URL (for token kubeconfigs: a client certificate cannot
+pass it), its control API's URL and a curl line that adds a rule.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: a new one under the temp dir, kept afterwards)")  # fmt: skip
     parser.add_argument("--startup-timeout", type=float, default=120, metavar="SECONDS",
                         help="how long starting may take (default: 120)")  # fmt: skip
+    parser.add_argument("--fault-proxy", action="store_true",
+                        help="also start the fault proxy in front of the API server (for "
+                        "token clients; rules through its control API)")  # fmt: skip
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -105,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     cluster = DevCluster(root, nodes=args.nodes, node_cpu=args.node_cpu,
                          node_memory=args.node_memory, bin_dir=bin_dir,
-                         startup_timeout=args.startup_timeout)  # fmt: skip
+                         startup_timeout=args.startup_timeout,
+                         fault_proxy=args.fault_proxy)  # fmt: skip
     _say(f"dev-cluster: starting the control plane, the volume provisioner and {args.nodes} "
          f"node agent(s) under {root} (logs in {root / 'logs'})", sys.stderr)  # fmt: skip
     started = time.monotonic()
@@ -135,6 +143,17 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
+def _faults_text(cluster: DevCluster) -> str:
+    if cluster.fault_proxy is None:
+        return ""
+    control = cluster.fault_proxy_control
+    rule = '{"verb": "list", "resource": "pods", "status": 500, "count": 2}'
+    return (f"  fault proxy: {cluster.fault_proxy_server}   (token kubeconfigs only; "
+            f"CA {cluster.ca_file})\n"
+            f"  faults:      {control}/faults   (GET lists, DELETE clears)\n"
+            f"  try:         curl -X POST {control}/faults -d '{rule}'\n")  # fmt: skip
+
+
 def _serve(cluster: DevCluster, args: argparse.Namespace, took: float) -> int:
     kubeconfig = cluster.kubeconfig
     if args.kubeconfig:
@@ -158,6 +177,7 @@ def _serve(cluster: DevCluster, args: argparse.Namespace, took: float) -> int:
          f"  logs:        {cluster.root / 'logs'}\n"
          f"  facts:       {cluster.root / STATE_FILE}\n"
          f"  try:         kubectl --kubeconfig {kubeconfig} get nodes\n"
+         f"{_faults_text(cluster)}"
          f"{READY_LINE} in {took:.0f}s; Ctrl-C (or SIGTERM) stops it.")  # fmt: skip
     while True:
         time.sleep(1)

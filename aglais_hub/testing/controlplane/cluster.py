@@ -9,6 +9,12 @@ RBAC, admission (ResourceQuota, PodSecurity, NodeRestriction on top of the defau
 the controllers are the real ones. Nothing runs pods yet: there is no kubelet, and the
 ``kubernetes`` Service has no endpoints (loopback addresses are not valid endpoints).
 
+For fault tests, ``stop_component(name)``/``start_component(name)`` (and ``restart``)
+end one of the four and start it again on the same port with the same certificates
+and etcd data; ``serving_cert`` issues a serving certificate from the CA (the fault
+proxy's); ``node_monitor_grace_period`` shortens how long the node-lifecycle controller
+waits for an unresponsive Node.
+
 The binaries come from ``build`` (``make cluster-bin``). The flag lists are pure
 functions so they can be read, and tested, apart from the processes.
 """
@@ -245,14 +251,23 @@ def _component_serving(pki: Path, name: str, port: int, config: Path) -> list[st
     ]  # fmt: skip
 
 
-def controller_manager_args(pki: Path, port: int, config: Path) -> list[str]:
-    return _component_serving(pki, "kube-controller-manager", port, config) + [
+def controller_manager_args(pki: Path, port: int, config: Path,
+                            node_monitor_grace_period: float | None = None,
+                            ) -> list[str]:  # fmt: skip
+    """``node_monitor_grace_period``: seconds without a Lease renewal before the
+    node-lifecycle controller marks a Node's Ready condition Unknown (default 50s); tests
+    of an unresponsive node shorten it (the agent renews every 10s: keep it above ~20)."""
+    args = _component_serving(pki, "kube-controller-manager", port, config) + [
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--root-ca-file={pki / 'ca.crt'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--controllers={','.join(CONTROLLERS)}",
     ]  # fmt: skip
+    if node_monitor_grace_period is not None:
+        args += [f"--node-monitor-grace-period={node_monitor_grace_period:g}s",
+                 "--node-monitor-period=2s"]  # fmt: skip
+    return args
 
 
 def scheduler_args(pki: Path, port: int, config: Path) -> list[str]:
@@ -288,8 +303,10 @@ def _child_env() -> dict[str, str]:
 class ControlPlane:
     """etcd, kube-apiserver, kube-controller-manager and kube-scheduler under ``root``."""
 
-    def __init__(self, root: Path, bin_dir: Path, startup_timeout: float = 120):
+    def __init__(self, root: Path, bin_dir: Path, startup_timeout: float = 120, *,
+                 node_monitor_grace_period: float | None = None):  # fmt: skip
         self.root = Path(root)
+        self.node_monitor_grace_period = node_monitor_grace_period
         self.bin_dir = Path(bin_dir)
         self.startup_timeout = startup_timeout
         self.pki = self.root / "pki"
@@ -324,6 +341,15 @@ class ControlPlane:
             raise ControlPlaneError("start() first")
         cert, key = self._ca.issue(user, groups, client=True)
         return self._write_kubeconfig(self.root / f"{name}.kubeconfig", cert, key, user)
+
+    def serving_cert(self, name: str, dns: tuple[str, ...] = ("localhost",),
+                     ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:  # fmt: skip
+        """A serving certificate signed by the cluster CA (so clients that trust the API
+        server trust it too), written to ``pki/<name>.crt`` and ``.key``; their paths."""
+        if self._ca is None:
+            raise ControlPlaneError("start() first")
+        cert, key = self._ca.issue(name, dns=dns, ips=ips, server=True)
+        return _write(self.pki / f"{name}.crt", cert), _write(self.pki / f"{name}.key", key, True)
 
     def _write_kubeconfig(self, path: Path, cert: bytes, key: bytes, user: str) -> Path:
         config = kubeconfig(self.server, self._ca.cert_pem, cert, key, user)
@@ -402,27 +428,43 @@ class ControlPlane:
         raise ControlPlaneError(f"{name} not ready at {url} within {self.startup_timeout}s: {last}"
                                 f"\n{self._log_tail(name)}")  # fmt: skip
 
+    @property
+    def _etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['etcd-client']}"
+
+    def _start_etcd(self, deadline: float) -> None:
+        data = self.root / "etcd-data"
+        self._spawn("etcd", etcd_args(data, self.ports["etcd-client"], self.ports["etcd-peer"]))
+        self._wait("etcd", f"{self._etcd_url}/health", deadline, None)
+
+    def _start_apiserver(self, deadline: float, restart: bool = False) -> None:
+        self._spawn("kube-apiserver",
+                    apiserver_args(self.pki, self._etcd_url, self.ports["kube-apiserver"]))
+        self._wait("kube-apiserver", f"{self.server}/readyz", deadline, self._ssl(client=True))
+        if restart:
+            # /readyz can pass before the RBAC authorizer has its roles again; until then
+            # every user but system:masters is refused (the components back off up to
+            # 30s after such refusals), so wait until RBAC grants the scheduler's read
+            probe = ssl.create_default_context(cafile=str(self.ca_file))
+            probe.load_cert_chain(self.pki / "rbac-probe.crt", self.pki / "rbac-probe.key")
+            self._wait("kube-apiserver", f"{self.server}/api/v1/nodes?limit=1", deadline, probe)
+
     def _start_once(self) -> None:
         names = ("etcd-client", "etcd-peer", *COMPONENTS[1:])
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         deadline = time.monotonic() + self.startup_timeout
-        data = self.root / "etcd-data"
-        shutil.rmtree(data, ignore_errors=True)
-        etcd_url = f"http://127.0.0.1:{self.ports['etcd-client']}"
-        self._spawn("etcd", etcd_args(data, self.ports["etcd-client"], self.ports["etcd-peer"]))
-        self._wait("etcd", f"{etcd_url}/health", deadline, None)
-
-        self._spawn("kube-apiserver",
-                    apiserver_args(self.pki, etcd_url, self.ports["kube-apiserver"]))
+        shutil.rmtree(self.root / "etcd-data", ignore_errors=True)
+        self._start_etcd(deadline)
+        self._start_apiserver(deadline)
         admin = self._ssl(client=True)
-        self._wait("kube-apiserver", f"{self.server}/readyz", deadline, admin)
 
         self._write_kubeconfig(self.kubeconfig, (self.pki / "admin.crt").read_bytes(),
                                (self.pki / "admin.key").read_bytes(), ADMIN_USER)
         kcm = self.client_kubeconfig("kube-controller-manager", "system:kube-controller-manager")
         scheduler = self.client_kubeconfig("kube-scheduler", "system:kube-scheduler")
         self._spawn("kube-controller-manager",
-                    controller_manager_args(self.pki, self.ports["kube-controller-manager"], kcm))
+                    controller_manager_args(self.pki, self.ports["kube-controller-manager"], kcm,
+                                            self.node_monitor_grace_period))  # fmt: skip
         self._spawn("kube-scheduler",
                     scheduler_args(self.pki, self.ports["kube-scheduler"], scheduler))  # fmt: skip
         serving = self._ssl(client=False)
@@ -441,6 +483,9 @@ class ControlPlane:
         admin_cert, admin_key = self._ca.issue(ADMIN_USER, ("system:masters",), client=True)
         _write(self.pki / "admin.crt", admin_cert)
         _write(self.pki / "admin.key", admin_key, secret=True)
+        probe_cert, probe_key = self._ca.issue("system:kube-scheduler", client=True)
+        _write(self.pki / "rbac-probe.crt", probe_cert)
+        _write(self.pki / "rbac-probe.key", probe_key, secret=True)
         atexit.register(self.stop)
         for attempt in range(attempts):
             try:
@@ -455,6 +500,57 @@ class ControlPlane:
                 self.stop()
                 raise
         return self
+
+    # -- faults: one component down and up again ---------------------------------------
+
+    def stop_component(self, name: str, kill: bool = False, timeout: float = 15) -> None:
+        """End one of COMPONENTS (SIGTERM, or SIGKILL with ``kill``); its ports, certificates
+        and etcd's data stay, so ``start_component`` brings it back as it was."""
+        if name not in COMPONENTS:
+            raise ControlPlaneError(f"no component {name!r}: one of {', '.join(COMPONENTS)}")
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again on the same port; wait until it is healthy (for
+        etcd, and for the API server after etcd, until the API server's /readyz is 200)."""
+        if name in self.processes and self.processes[name].poll() is None:
+            raise ControlPlaneError(f"{name} is running")
+        deadline = time.monotonic() + self.startup_timeout
+        if name == "etcd":
+            self._start_etcd(deadline)
+        elif name == "kube-apiserver":
+            self._start_apiserver(deadline, restart=True)
+        elif name == "kube-controller-manager":
+            self._spawn(name, controller_manager_args(
+                self.pki, self.ports[name], self.root / f"{name}.kubeconfig",
+                self.node_monitor_grace_period))  # fmt: skip
+        else:
+            self._spawn(name, scheduler_args(self.pki, self.ports[name],
+                                             self.root / f"{name}.kubeconfig"))  # fmt: skip
+        if name in ("kube-controller-manager", "kube-scheduler"):
+            url = f"https://127.0.0.1:{self.ports[name]}/healthz"
+            self._wait(name, url, deadline, self._ssl(client=False))
+        elif "kube-apiserver" in self.processes:
+            self.wait_ready(deadline - time.monotonic())
+
+    def restart(self, name: str, down: float = 0, kill: bool = False) -> None:
+        """``stop_component``, ``down`` seconds with it gone, ``start_component``."""
+        self.stop_component(name, kill)
+        time.sleep(down)
+        self.start_component(name)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Until the API server's /readyz answers 200 (its etcd check included)."""
+        deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
+        self._wait("kube-apiserver", f"{self.server}/readyz", deadline, self._ssl(client=True))
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM each process (clients of the API server first, etcd last), SIGKILL any

@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import logging
 import platform
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -144,12 +145,17 @@ class NodeKeeper:
         """Every RENEW_SECONDS: the Lease, and the conditions' heartbeat (a kubelet posts
         status less often when leases are on; once a minute here)."""
         beats = 0
+        last = time.monotonic()
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             beats += 1
+            # a beat long overdue (the agent was frozen, or the API away): the Node may
+            # have been marked NotReady meanwhile, so its status goes out at once
+            late = time.monotonic() - last > 2 * RENEW_SECONDS
             try:
                 await self.renew_lease()
-                if beats % 6 == 0:
+                if late or beats % 6 == 0:
                     await self.update_status()
+                last = time.monotonic()
             except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
                 log.warning("heartbeat failed: %s", error)
