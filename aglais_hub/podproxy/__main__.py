@@ -13,6 +13,7 @@ from ..reservations.gate import booking_id
 from .app import ProxyState, make_app, report_activity
 from .crosssite import public_origins_from
 from .notices import NoticeSource
+from .sparkrights import SparkRights
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,10 +43,14 @@ def main(argv: list[str] | None = None) -> None:
     service_url = os.environ.get("AGLAIS_RESERVATIONS_URL", "")
     if service_url and booking_id(server_name) is not None:  # a booking's server
         state.notices = NoticeSource(service_url, hub_auth.api_token, server_name)
+    state.spark_rights = SparkRights.from_environment()  # None outside a cluster
 
     async def serve() -> None:
         make_app(state, hub_auth).listen(args.port, args.ip, xheaders=True)
+        # kept in a local: the loop holds tasks only weakly, and serve() never returns
+        watching = asyncio.ensure_future(state.spark_rights.watch()) if state.spark_rights else None
         await report_activity(state, hub_auth, args.activity_interval)
+        del watching
 
     asyncio.run(serve())
 

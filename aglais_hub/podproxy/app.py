@@ -19,6 +19,7 @@ from tornado.log import app_log
 from .crosssite import cross_site_refusal, is_cors_header, origin_allowed
 from .notices import SCRIPT as NOTICE_SCRIPT
 from .notices import NoticeSource, inject_script
+from .sparkrights import SparkRights
 
 HOP_BY_HOP = {
     "connection",
@@ -54,6 +55,12 @@ class ProxyState:
     client: httpclient.AsyncHTTPClient = field(default_factory=httpclient.AsyncHTTPClient)
     notices: NoticeSource | None = None  # a booking's server: its end-of-booking notices
     public_origins: tuple[str, ...] = ()  # the hub's public origins (besides the Host)
+    spark_rights: SparkRights | None = None  # in a cluster: may the driver start executors?
+
+    @property
+    def spark_problem(self) -> str | None:
+        """Why Spark cannot start executors, as the API server last answered (or None)."""
+        return self.spark_rights.problem if self.spark_rights else None
 
     def touch(self) -> None:
         self.last_activity = time.time()
@@ -138,7 +145,9 @@ class HealthHandler(Base):
     pod's port itself, with no login, and needs nothing but a 2xx. So a caller without
     a login gets a bare ``{"status": "ok"}``, the same for every server, whoever owns it
     and whether Zeppelin is up, starting or down; only a caller this server's OAuth
-    lets in gets ``{"proxy": "ok", "zeppelin": "up"|"starting"}``. (Through the hub,
+    lets in gets ``{"proxy": "ok", "zeppelin": "up"|"starting"}``, and ``"spark":
+    "forbidden: <why>"`` when the pod's service account may not manage executor pods
+    (`sparkrights`; no key while it may). (Through the hub,
     *that* a server runs is visible from any ``/user/<name>/`` URL, by JupyterHub's
     routing, whatever the proxy answers.)
     """
@@ -147,9 +156,10 @@ class HealthHandler(Base):
         if not self.current_user:
             self.finish({"status": "ok"})
             return
-        self.finish(
-            {"proxy": "ok", "zeppelin": "up" if await upstream_up(self.state) else "starting"}
-        )
+        health = {"proxy": "ok", "zeppelin": "up" if await upstream_up(self.state) else "starting"}
+        if self.state.spark_problem:
+            health["spark"] = f"forbidden: {self.state.spark_problem}"
+        self.finish(health)
 
 
 async def upstream_up(state: ProxyState) -> bool:
@@ -234,9 +244,11 @@ class ProxyHandler(Base):
         self.finish()
 
     def wants_notice_bar(self, response: httpclient.HTTPResponse) -> bool:
-        """A page (not an API answer) of a booking's server."""
+        """A page (not an API answer) of a booking's server, or of a server whose Spark
+        cannot start executors."""
         html = "text/html" in response.headers.get("Content-Type", "")
-        return bool(self.state.notices) and self.request.method == "GET" and html
+        wanted = self.state.notices or self.state.spark_problem
+        return bool(wanted) and self.request.method == "GET" and html
 
     def starting(self) -> None:
         """Zeppelin is not listening yet: say so (the hub's own check must pass)."""
@@ -354,11 +366,14 @@ async def report_activity(state: ProxyState, hub_auth: HubOAuth, interval: float
 
 
 class NoticeHandler(Base):
-    """The booking's notices for the page's bar (the server's owner only)."""
+    """The booking's notices for the page's bar, then why Spark cannot start executors
+    if it cannot (the server's owner only)."""
 
     @web.authenticated
     async def get(self) -> None:
         found = await self.state.notices.fetch(self.state.client) if self.state.notices else []
+        if self.state.spark_problem:
+            found = [*found, {"kind": "spark", "message": self.state.spark_problem}]
         self.finish({"notices": found})
 
 

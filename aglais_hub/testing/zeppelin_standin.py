@@ -113,6 +113,7 @@ class Notebooks:
             raise web.HTTPError(404, f"paragraph {paragraph_id} not found")
         async with self.lock:
             paragraph["status"] = "RUNNING"
+            self.save(note)  # the job's status says so while it runs, as Zeppelin's does
             result = await asyncio.get_running_loop().run_in_executor(
                 None, self.execute, paragraph["text"]
             )

@@ -7,22 +7,23 @@ authorizer and NodeRestriction admission limit it to its own Node, Lease and pod
 they limit a kubelet), registers the Node (capacity, allocatable, conditions,
 addresses, nodeInfo) and renews its Lease in ``kube-node-lease`` every 10 s, so the real
 kube-scheduler binds pods to it. For each pod bound to it, it runs the containers whose
-images the simulated cluster's image registry maps (aglais_hub.testing.fakecluster.
-images) as local processes, at the pod's own loopback address; materialises volumes as
-directories (configMap, secret, downwardAPI, emptyDir, a claim's PersistentVolume
-directory, and the projected service-account token from TokenRequest, so an in-pod
-client authenticates as the pod's ServiceAccount); resolves env (downward API,
-configMapKeyRef, secretKeyRef, envFrom); runs readiness probes; writes pods/status;
-records the Events a kubelet records; and on deletion sends SIGTERM, waits the grace
-period, SIGKILLs and deletes with grace 0.
+images its image registry maps (``images``: which image runs as which local command;
+test images that cannot be pulled or crash) as local processes, at the pod's own
+loopback address; materialises volumes as directories (configMap, secret, downwardAPI,
+emptyDir, a claim's PersistentVolume directory, and the projected service-account
+token from TokenRequest, so an in-pod client authenticates as the pod's ServiceAccount);
+resolves env (downward API, configMapKeyRef, secretKeyRef, envFrom); runs readiness
+probes; writes pods/status; records the Events a kubelet records; and on deletion sends
+SIGTERM, waits the grace period, SIGKILLs and deletes with grace 0.
 
 What it is not: there is no container isolation (no namespaces, cgroups, users,
 limits, read-only mounts), no network model beyond distinct loopback addresses
 (NetworkPolicy is not enforced; Services and cluster DNS do not route: in-pod clients
 reach the API server at KUBERNETES_SERVICE_HOST/PORT, its own loopback address), no
 kubelet API (``kubectl logs/exec/port-forward`` do not work; logs are files in the
-pod's directory), no image pulls, no liveness/startup probes, no lifecycle hooks, no
-eviction or node pressure, no static pods, no CSI or device plugins.
+pod's directory), no image pulls (but test images that fail to pull, see ``images``),
+no liveness/startup probes, no lifecycle hooks, no eviction or node pressure, no
+static pods, no CSI or device plugins.
 
 ``python -m aglais_hub.testing.nodeagent --kubeconfig K --name N --root DIR`` runs one;
 aglais_hub.testing.devcluster starts them with the control plane.

@@ -11,9 +11,9 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from ..fakecluster.images import default_registry
 from .agent import NodeAgent
 from .client import ApiClient
+from .images import default_registry
 from .node import NodeSpec
 
 

@@ -17,10 +17,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from ..fakecluster.images import ImageRegistry
 from . import processes
 from .client import ApiClient, ApiError, list_and_watch
 from .events import EventRecorder
+from .images import ImageRegistry
 from .node import NodeKeeper, NodeSpec
 from .pods import PodWorker
 

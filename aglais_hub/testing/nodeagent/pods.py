@@ -3,7 +3,7 @@ workers and container runtime).
 
 Volumes first (FailedMount, retried, while one cannot be set up), then the init
 containers one by one, then every container at once: each mapped image as a local
-process (the image registry of the simulated cluster decides the command), each in its
+process (the node agent's image registry, ``images``, decides the command), each in its
 own process group, with its output in ``<pod dir>/<container>.log``; an unmapped image
 is an inert container (Running, no process; an unmapped init container completes).
 Restarts follow ``restartPolicy`` with a growing back-off; readiness probes mark
@@ -13,8 +13,9 @@ Deletion: SIGTERM, the grace period, SIGKILL, the terminal status, then DELETE w
 grace 0.
 
 Not done: liveness/startup probes, lifecycle hooks (postStart, preStop), sidecar init
-containers (restartPolicy Always), resource limits (nothing is enforced), image pulls,
-``kubectl logs``/``exec`` (no kubelet API), ephemeral containers, pod resize.
+containers (restartPolicy Always), resource limits (nothing is enforced), image pulls
+(an image is present, or a test image that cannot be pulled: ErrImagePull, then
+ImagePullBackOff), ``kubectl logs``/``exec`` (no kubelet API), ephemeral containers, pod resize.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from ..fakecluster.images import ContainerContext, LocalCommand
-from ..fakecluster.kubelet import RESTART_BACKOFF
 from . import processes
 from .client import STRATEGIC, ApiError, quote
 from .env import ConfigError, PodPlace, container_env
+from .images import ContainerContext, LocalCommand
 from .node import now
 from .objects import PodObjects
 from .probes import readiness
@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 UNHEALTHY_EVERY = 5.0  # seconds between Unhealthy events of one container (a kubelet counts)
+# a kubelet backs off 10 s doubling to 5 min; tests cannot wait that long
+RESTART_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+IMAGE_PULL_BACKOFF = (1.0, 2.0, 4.0, 8.0)  # the same for pulls (a kubelet: 10 s to 5 min)
+NEXT_SYNC = 0.5  # seconds from a failed pull to its back-off, as a kubelet's next pod sync
 
 
 @dataclass
@@ -258,7 +262,8 @@ class PodWorker:
         stops. Init containers restart on failure unless restartPolicy is Never."""
         policy = self.pod["spec"].get("restartPolicy", "Always")
         builder = self.agent.registry.builder_for(spec["image"])
-        pulled = False
+        if not await self._pull(spec, run):
+            return 0
         while not self.stopping:
             try:
                 env = await container_env(self.pod, spec, self.objects, self.place)
@@ -270,10 +275,6 @@ class PodWorker:
                 await asyncio.sleep(1)
                 self.objects.forget()
                 continue
-            if not pulled:
-                await self.event("Pulled", f'Container image "{spec["image"]}" already present '
-                                 "on machine", run=run)  # fmt: skip
-                pulled = True
             ctx = ContainerContext(self.pod, spec, self.ip, env, mounts, self.directory)
             try:
                 command = builder(ctx) if builder else None
@@ -302,6 +303,36 @@ class PodWorker:
             await self.event("BackOff", message, "Warning", run)
             await asyncio.sleep(delay)
         return 0
+
+    async def _pull(self, spec: dict, run: ContainerRun) -> bool:
+        """The image, as a kubelet ensures it before it creates a container: present at
+        once (nothing is fetched), or, for an image the registry says cannot be pulled,
+        ErrImagePull and ImagePullBackOff with their Events, again and again, until the
+        pod stops (False)."""
+        image = spec["image"]
+        attempts = 0
+        while not self.stopping:
+            error = self.agent.registry.pull_error(image)
+            if error is None:
+                await self.event("Pulled", f'Container image "{image}" already present on '
+                                 "machine", run=run)  # fmt: skip
+                return True
+            await self.event("Pulling", f'Pulling image "{image}"', run=run)
+            failure = f'Failed to pull image "{image}": {error}'
+            run.state = {"waiting": {"reason": "ErrImagePull", "message": failure}}
+            await self.event("Failed", failure, "Warning", run)
+            await self.event("Failed", "Error: ErrImagePull", "Warning", run)
+            await self.write_status()
+            await asyncio.sleep(NEXT_SYNC)
+            run.state = {"waiting": {"reason": "ImagePullBackOff",
+                                     "message": f'Back-off pulling image "{image}": '
+                                                f"ErrImagePull: {error}"}}  # fmt: skip
+            await self.write_status()
+            await self.event("BackOff", f'Back-off pulling image "{image}"', run=run)
+            await self.event("Failed", "Error: ImagePullBackOff", "Warning", run)
+            await asyncio.sleep(IMAGE_PULL_BACKOFF[min(attempts, len(IMAGE_PULL_BACKOFF) - 1)])
+            attempts += 1
+        return False
 
     async def _once(self, spec: dict, run: ContainerRun, ctx: ContainerContext,
                     command: LocalCommand | None) -> int | None:  # fmt: skip

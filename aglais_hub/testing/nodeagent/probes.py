@@ -1,6 +1,6 @@
 """Readiness probes, as a kubelet runs them (ours): httpGet and tcpSocket against the
 pod's own address, exec as a local command in the container's environment. Periods are
-capped (``PROBE_PERIOD_CAP`` from the simulated kubelet, and 0.5 s until first ready)
+capped (``PROBE_PERIOD_CAP``, and 0.5 s until first ready)
 so tests need not wait 10 s.
 Not done: liveness and startup probes (no restarts on their failure), gRPC probes."""
 
@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from ..fakecluster.images import ContainerContext
-from ..fakecluster.kubelet import PROBE_PERIOD_CAP
+from .images import ContainerContext
 
+PROBE_PERIOD_CAP = 2.0  # seconds: no probe waits its full period (often 10 s) here
 FIRST_READY_PERIOD = 0.5
 
 
