@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import exponential_backoff
 from kubernetes_asyncio.client import (
@@ -17,16 +19,19 @@ from kubernetes_asyncio.client import (
 )
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
-from traitlets import Dict, default
+from traitlets import Dict, Float, default
 
 from aglais_hub.quotas import Tier, parse_quantity
 
 from ..base import AglaisSpawnerMixin
-from . import objects
+from . import apply, objects
 from .podstatus import friendly_event, start_problem
 from .spec import ProfileRefused, cluster_size, server_spec
 
 RETRIED = (429, 500, 502, 503, 504)  # API answers worth another try
+# after cleanup_timeout, a failed spawn's clean-up goes on in the background for this
+# long, unless a new spawn of the same server begins (which rewrites, then owns, the rest)
+CLEANUP_BACKGROUND = 600.0
 # the API server's words for an RBAC refusal (a 403 that is not an exceeded quota)
 FORBIDDEN = re.compile(r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
                        r'(?: in API group "(?P<group>[^"]*)")?'
@@ -74,7 +79,9 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
     Zeppelin, Spark executors owned by the pod, the user's claim sized by their tier.
 
     Every manifest comes from `spawners.zeppelin.objects` (pure functions, also
-    printed by ``aglais-hub render-pod``); this class only creates them in order.
+    printed by ``aglais-hub render-pod``); this class only creates them, in the stages
+    of `spawners.zeppelin.apply` (concurrently within a stage, and the user's shared
+    objects only when they changed).
     """
 
     values = Dict(
@@ -82,9 +89,24 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         help="The whole values document (spawner.kubernetes, sizes, tiers), defaults filled in.",
     )
 
+    applied = Dict(help="Digests of the shared objects last written (kept in the state).")
+
+    cleanup_timeout = Float(
+        30.0,
+        config=True,
+        help="""Seconds a failed spawn's clean-up (its pod and Spark ConfigMap) retries while
+        the API server does not answer, before the spawn's failure is reported (at least
+        k8s_api_request_retry_timeout). The failure may be the API server restarting; after
+        this the clean-up goes on in the background (up to ten minutes) unless the server
+        is spawned again.""",
+    )
+
     spec: objects.ServerSpec | None = None
+    spawns_begun: int = 0  # a background clean-up stops when a newer spawn has begun
+    _background_cleanup: asyncio.Future | None = None
     last_api_error: str = ""
     starting: bool = False
+    fresh_namespace: bool = False  # created by this spawn: nothing of the user's exists yet
 
     @default("enable_user_namespaces")
     def _enable_user_namespaces_default(self) -> bool:
@@ -134,6 +156,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         self.pod_name = self.spec.pod_name
         self.last_api_error = ""
         self.starting = True
+        self.spawns_begun += 1
         try:
             return await super().start()
         except TimeoutError as timeout:
@@ -170,53 +193,121 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         except ProfileRefused as refused:
             raise SpawnException(str(refused), reason="profile", status_code=403) from None
 
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.applied:
+            state["applied_objects"] = dict(self.applied)
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.applied = dict(state.get("applied_objects") or {})
+
     async def _clean_up_failed_spawn(self) -> None:
         """A failed spawn leaves nothing behind: the pod (and with it the driver Service
-        and executors) and the Spark ConfigMap."""
-        try:
-            await self.stop(now=True)
-        except Exception:  # the original failure matters more than this one
-            self.log.exception("Cleaning up after a failed spawn of %s", self._log_name)
-
-    async def _apply(self, manifest: dict) -> None:
-        """Create an object, or replace it where it exists (objects shared by servers)."""
-        kind, meta = manifest["kind"], manifest["metadata"]
-        rbac = RbacAuthorizationV1Api(self.api.api_client)
-        networking = NetworkingV1Api(self.api.api_client)
-        api, suffix = {
-            "Namespace": (self.api, "namespace"),
-            "ServiceAccount": (self.api, "namespaced_service_account"),
-            "ResourceQuota": (self.api, "namespaced_resource_quota"),
-            "ConfigMap": (self.api, "namespaced_config_map"),
-            "Service": (self.api, "namespaced_service"),
-            "Role": (rbac, "namespaced_role"),
-            "RoleBinding": (rbac, "namespaced_role_binding"),
-            "NetworkPolicy": (networking, "namespaced_network_policy"),
-        }[kind]
-        where = [meta["namespace"]] if "namespace" in meta else []
+        and executors) and the Spark ConfigMap; and the next one writes every shared
+        object again (whatever failed may have been one of them)."""
+        self.applied = {}
 
         async def attempt() -> bool:
             try:
+                await self.stop(now=True)
+            except ApiException as error:
+                if error.status not in RETRIED:
+                    raise
+                self.log.warning("Cleaning up after %s: %s, retrying", self._log_name,
+                                 error.status)  # fmt: skip
+                return False
+            except (TimeoutError, aiohttp.ClientError, OSError) as error:
+                # the API server may be the failure (restarting): wait for it to come back
+                self.log.warning("Cleaning up after %s: %r, retrying", self._log_name, error)
+                return False
+            return True
+
+        try:
+            patience = max(self.k8s_api_request_retry_timeout, self.cleanup_timeout)
+            await exponential_backoff(attempt, f"Could not clean up after {self._log_name}",
+                                      timeout=patience)  # fmt: skip
+        except TimeoutError:  # the user hears of the spawn's failure now; we go on
+            self.log.warning("Cleaning up after %s: the API server is still away; retrying "
+                             "in the background", self._log_name)  # fmt: skip
+            self._background_cleanup = asyncio.ensure_future(self._clean_up_later(attempt))
+        except Exception:  # the original failure matters more than this one
+            self.log.exception("Cleaning up after a failed spawn of %s", self._log_name)
+
+    async def _clean_up_later(self, attempt: Any) -> None:
+        failed_spawn = self.spawns_begun
+
+        async def unless_respawned() -> bool:
+            if self.spawns_begun != failed_spawn:
+                return True  # a new spawn replaces, then owns, whatever was left
+            return await attempt()
+
+        try:
+            await exponential_backoff(unless_respawned, "", timeout=CLEANUP_BACKGROUND,
+                                      max_wait=10)  # fmt: skip
+            self.log.info("Cleaned up after the failed spawn of %s", self._log_name)
+        except Exception:
+            self.log.exception("Giving up cleaning up after %s: its pod or Spark ConfigMap "
+                               "may be left in %s", self._log_name, self.namespace)  # fmt: skip
+
+    def _api_for(self, kind: str) -> tuple[Any, str]:
+        """The client API object and method suffix that write ``kind``."""
+        group, suffix = apply.KIND_API[kind]
+        api = {"core": self.api, "rbac": RbacAuthorizationV1Api,
+               "networking": NetworkingV1Api}[group]  # fmt: skip
+        return (api if group == "core" else api(self.api.api_client)), suffix
+
+    async def _apply(self, manifest: dict) -> str:
+        """Create an object, or replace it where it exists (objects shared by servers);
+        "created", "replaced", or "existed" (a namespace is never replaced)."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        api, suffix = self._api_for(kind)
+        where = [meta["namespace"]] if "namespace" in meta else []
+        outcome = "created"
+
+        async def attempt() -> bool:
+            nonlocal outcome
+            try:
                 await getattr(api, f"create_{suffix}")(*where, manifest)
             except ApiException as error:
-                if error.status in RETRIED:
+                if error.status in RETRIED or apply.quota_not_counted(error.status, error.body):
                     self.log.warning("Creating %s %s: %s, retrying", kind, meta["name"],
                                      error.status)  # fmt: skip
                     return False
                 if error.status != 409:
                     raise
+                outcome = "existed"
                 if kind != "Namespace":
                     await getattr(api, f"replace_{suffix}")(meta["name"], *where, manifest)
+                    outcome = "replaced"
             return True
 
         await exponential_backoff(attempt, f"Could not create {kind} {meta['name']}",
                                   timeout=self.k8s_api_request_retry_timeout)  # fmt: skip
+        return outcome
+
+    async def _apply_in_order(self, manifests: list[dict]) -> None:
+        for manifest in manifests:
+            await self._apply(manifest)
 
     async def _ensure_namespace(self) -> None:
+        """The namespace first; then, concurrently, the user's shared objects that are not
+        known to be there as they are, and the server's Spark ConfigMap."""
         assert self.spec is not None
-        for manifest in objects.namespace_objects(self.spec):
-            await self._apply(manifest)
-        await self._apply(objects.spark_config_map(self.spec))
+        namespace, *shared = objects.namespace_objects(self.spec)
+        existed = await self._apply(namespace) == "existed"
+        self.fresh_namespace = not existed
+        if self.fresh_namespace:
+            self._pvc_exists = False  # whatever the state says, the claim went with it
+        writes = [m for m in shared if apply.needs_write(m, self.applied, existed)]
+        if len(writes) < len(shared):
+            self.log.debug("%s: %d shared objects unchanged, not written", self._log_name,
+                           len(shared) - len(writes))  # fmt: skip
+        config_map = objects.spark_config_map(self.spec)
+        await apply.gather_all(*(self._apply_in_order(c) for c in apply.chains(writes)),
+                               self._apply(config_map))  # fmt: skip
+        self.applied = apply.remember(self.applied if existed else {}, writes)
 
     def _model(self, manifest: dict, model: str) -> Any:
         """A dict manifest as the client's typed model (KubeSpawner reads its attributes)."""
@@ -229,6 +320,8 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
     async def _grow_claim(self) -> None:
         """A larger tier grows the claim (where the StorageClass allows); never shrink."""
         assert self.spec is not None
+        if self.fresh_namespace:  # this spawn created the claim, at the tier's size
+            return
         claim = await self.api.read_namespaced_persistent_volume_claim(self.pvc_name,
                                                                        self.namespace)  # fmt: skip
         have = parse_quantity(claim.spec.resources.requests["storage"])
@@ -278,11 +371,22 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             raise SpawnException(problem, reason="pod", status_code=500)
         return super().is_pod_running(pod)
 
+    async def _make_create_pvc_request(self, pvc: V1PersistentVolumeClaim,
+                                       request_timeout: int) -> bool:  # fmt: skip
+        try:
+            return await super()._make_create_pvc_request(pvc, request_timeout)
+        except ApiException as error:
+            if error.status in RETRIED or apply.quota_not_counted(error.status, error.body):
+                self.last_api_error = f"{error.status} {error.reason} creating the claim"
+                self.log.warning("%s, retrying", self.last_api_error)
+                return False
+            raise
+
     async def _make_create_pod_request(self, pod: V1Pod, request_timeout: int) -> bool:
         try:
             return await super()._make_create_pod_request(pod, request_timeout)
         except ApiException as error:
-            if error.status in RETRIED:
+            if error.status in RETRIED or apply.quota_not_counted(error.status, error.body):
                 self.last_api_error = f"{error.status} {error.reason} creating the pod"
                 self.log.warning("%s, retrying", self.last_api_error)
                 return False
@@ -300,11 +404,12 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         """The driver's headless Service, and the Spark ConfigMap, owned by the pod."""
         assert spawner.spec is not None
         uid = pod["metadata"]["uid"]
-        await spawner._apply(objects.driver_service(spawner.spec, uid))
         owner = {"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Pod",
                  "name": spawner.pod_name, "uid": uid}]}}  # fmt: skip
-        await spawner.api.patch_namespaced_config_map(spawner.spec.config_map,
-                                                      spawner.namespace, owner)  # fmt: skip
+        await apply.gather_all(
+            spawner._apply(objects.driver_service(spawner.spec, uid)),
+            spawner.api.patch_namespaced_config_map(spawner.spec.config_map,
+                                                    spawner.namespace, owner))  # fmt: skip
 
     async def _delete_config_map(self) -> None:
         if self.spec is None:
