@@ -68,12 +68,6 @@ def cmd_render_pod(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fake_cluster(args: argparse.Namespace) -> int:
-    from .testing.fakecluster import cli
-
-    return cli.run(args)
-
-
 def cmd_dev_cluster(args: argparse.Namespace) -> int:
     from .testing import devcluster_cli
 
@@ -110,15 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--server", default="", help="a named server")
     render.add_argument("--profile", help="a size from the values' sizes")
     render.set_defaults(func=cmd_render_pod)
-
-    fake = sub.add_parser(
-        "fake-cluster",
-        help="run the stand-in testing cluster, one process (dev-cluster: the real control plane)",
-    )
-    from .testing.fakecluster.cli import add_arguments
-
-    add_arguments(fake)
-    fake.set_defaults(func=cmd_fake_cluster)
 
     from .testing import devcluster_cli
 

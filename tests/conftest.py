@@ -93,24 +93,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         assert not p.leftover_ports(), f"ports still open after stop: {p.leftover_ports()}"
 
 
-@pytest.fixture
-def cluster(tmp_path) -> Iterator:
-    """A testing Kubernetes cluster (aglais_hub.testing.fakecluster) in a thread.
-
-    It is the project's stand-in for a real cluster, which cannot run here; see the
-    module docstring for what it models and what it does not. After the test, no
-    process any of its pods started may still be alive.
-    """
-    from aglais_hub.testing.fakecluster.runner import ClusterThread
-
-    handle = ClusterThread(root=tmp_path / "cluster").start()
-    try:
-        yield handle
-    finally:
-        alive = handle.stop()
-        assert not alive, f"pod processes left running: {alive}"
-
-
 @pytest.fixture(scope="session")
 def cluster_bin() -> Path:
     """The real control plane's binaries: prebuilt or built by `make cluster-bin`; never

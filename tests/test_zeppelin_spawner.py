@@ -1,27 +1,33 @@
 """ZeppelinSpawner end to end: a real hub, the real oidc-provider, the real auth proxy,
-on the testing cluster (aglais_hub.testing.fakecluster stands in for Kubernetes).
+on the real Kubernetes control plane (aglais_hub.testing.devcluster: etcd, kube-apiserver,
+controller-manager and scheduler from `make cluster-bin`; our node agents and volume
+provisioner). The hub authenticates as the chart's hub ServiceAccount with the chart's
+ClusterRole (aglais_hub.testing.hubaccount), so every test here also proves that role
+sufficient; only the test itself looks at the cluster as its admin.
 
-Zeppelin itself cannot be installed here: its container runs the project's stand-in
-(aglais_hub.testing.zeppelin_standin), which runs %pyspark paragraphs with real PySpark.
+Zeppelin itself is not installed yet: its container runs the project's stand-in
+(aglais_hub.testing.zeppelin_standin), which runs %pyspark paragraphs with real PySpark
+whose executors are real pods, created with the pod's own service-account token.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
+from kubernetes.utils import parse_quantity
 
-from aglais_hub.testing.fakecluster.controllers import R
-from aglais_hub.testing.fakecluster.kubelet import Node
+from aglais_hub.testing.hubaccount import HubAccount, hub_rbac
 from aglais_hub.testing.hubclient import HubClient, forms_of
+from aglais_hub.testing.nodeagent.client import ApiError, Credentials, request_sync
 from aglais_hub.testing.platform import Platform, demo_values
 from aglais_hub.testing.rawapi import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.controlplane]
 
 SPAWNER = {
     "kind": "zeppelin",
@@ -44,54 +50,143 @@ def platform_with(kubeconfig: Path, directory: Path, **sections):
         platform.stop()
 
 
+API_PREFIX = {"roles": "/apis/rbac.authorization.k8s.io/v1",
+              "rolebindings": "/apis/rbac.authorization.k8s.io/v1",
+              "networkpolicies": "/apis/networking.k8s.io/v1"}  # fmt: skip
+
+
+class Kube:
+    """The cluster as its admin sees it, as plain manifests (only the tests look with it;
+    the hub is the chart's ServiceAccount)."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.admin = Credentials.from_kubeconfig(dev.kubeconfig)
+
+    def call(self, method: str, path: str, body: object = None) -> dict:
+        return request_sync(self.admin, method, path, body)
+
+    def path(self, kind: str, namespace: str, name: str = "") -> str:
+        path = f"{API_PREFIX.get(kind, '/api/v1')}/namespaces/{namespace}/{kind}"
+        return f"{path}/{name}" if name else path
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        try:
+            return self.call("GET", self.path(kind, namespace, name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str, selector: str = "") -> list[dict]:
+        query = f"?labelSelector={selector}" if selector else ""
+        return self.call("GET", self.path(kind, namespace) + query)["items"]
+
+    def user_namespaces(self) -> list[str]:
+        listed = self.call("GET", "/api/v1/namespaces")["items"]
+        return [n["metadata"]["name"] for n in listed
+                if n["metadata"]["name"].startswith("aglais-")]  # fmt: skip
+
+    def delete_user_namespaces(self, timeout: float = 120) -> None:
+        """A clean slate for the next test: the namespace controller deletes each user's
+        pods (the node agents stop their processes), claims and volumes."""
+        for name in self.user_namespaces():
+            try:
+                self.call("DELETE", f"/api/v1/namespaces/{name}")
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+        wait_for(lambda: not self.user_namespaces(), timeout=timeout,
+                 what="the users' namespaces to be deleted")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dev(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Two roomy nodes (a large size's executors need 4 GiB each), for this module."""
+    from aglais_hub.testing.devcluster import DevCluster
+
+    with DevCluster(tmp_path_factory.mktemp("devcluster"), nodes=2, node_cpu="16",
+                    node_memory="64Gi", bin_dir=cluster_bin) as cluster:  # fmt: skip
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def hub_kubeconfig(dev, tmp_path_factory) -> Path:
+    """A token for the chart's hub ServiceAccount, with the chart's ClusterRole."""
+    return HubAccount(dev, tmp_path_factory.mktemp("hub-account")).create(hub_rbac())
+
+
+@pytest.fixture
+def cluster(dev):
+    """The module's cluster, with no user namespace left from an earlier test; after the
+    test none of its pods' processes may outlive the namespaces' deletion."""
+    kube = Kube(dev)
+    kube.delete_user_namespaces()
+    yield kube
+    kube.delete_user_namespaces()
+    wait_for(lambda: not dev.pod_processes(), timeout=30,
+             what="no pod process left after the namespaces went")  # fmt: skip
+
+
 @contextmanager
-def running_platform(cluster, directory: Path, **sections):
-    """The platform (demo values with SPAWNER, updated by ``sections``) on the cluster."""
-    kubeconfig = cluster.write_kubeconfig(directory / "kubeconfig")
+def running_platform(cluster: Kube, directory: Path, kubeconfig: Path | None = None,
+                     **sections):  # fmt: skip
+    """The platform (demo values with SPAWNER, updated by ``sections``) on the cluster, as
+    the chart's hub ServiceAccount (``kubeconfig``: another identity or route to it)."""
+    if kubeconfig is None:
+        kubeconfig = HubAccount(cluster.dev, directory / "account").create(hub_rbac())
     with platform_with(kubeconfig, directory / "platform", **sections) as platform:
         yield platform
 
 
 @pytest.fixture
-def platform_on_cluster(cluster, tmp_path):
-    with running_platform(cluster, tmp_path) as platform:
+def platform_on_cluster(cluster, hub_kubeconfig, tmp_path):
+    with running_platform(cluster, tmp_path, hub_kubeconfig) as platform:
         yield platform
 
 
-def get(cluster, kind: str, namespace: str, name: str):
-    store = cluster.cluster.store
-    if not cluster.call(store.exists, R[kind], namespace, name):
-        return None
-    return cluster.call(store.get, R[kind], namespace, name)
+def get(cluster: Kube, kind: str, namespace: str, name: str) -> dict | None:
+    return cluster.get(kind, namespace, name)
+
+
+def quantity(value: object) -> int:
+    """A Kubernetes quantity as a number (the API server writes 2**30 as "1Gi")."""
+    return int(parse_quantity(str(value)))
+
+
+# A spawn on this cluster takes seconds, and the hub waits for slow_spawn_timeout (10 s)
+# before it answers the spawn form: to see the steps, this hub answers at once.
+AT_ONCE = {"config": {"JupyterHub": {"tornado_settings": {"slow_spawn_timeout": 0}}}}
 
 
 def test_alice_gets_her_own_namespace_pod_and_claim_behind_the_auth_proxy(
-    cluster, platform_on_cluster
+    cluster, hub_kubeconfig, tmp_path
 ):
-    platform = platform_on_cluster
+    with running_platform(cluster, tmp_path, hub_kubeconfig, hub=AT_ONCE) as platform:
+        alice_gets_her_server(cluster, platform)
+
+
+def alice_gets_her_server(cluster: Kube, platform: Platform) -> None:
     alice = HubClient(platform.url)
     alice.login("alice", "alice")
     event = alice.start_server(timeout=120)
     assert event.get("ready"), (event, platform.log_tail())
     steps = " | ".join(e.get("message", "") for e in event["events"])
-    for step in (
-        "Preparing your namespace, volume and Spark settings",
-        "Found room for your server on the cluster",
-        "Zeppelin is starting",
-    ):
-        assert step in steps, steps  # fmt: skip
+    for step in ("Preparing your namespace, volume and Spark settings", "Server ready at"):
+        assert step in steps, steps
+    # the pod's own events (the scheduler's, the node agent's) are there for the progress
+    # stream to translate; this pod was Ready within the stream's one-second poll
+    reasons = {e["reason"] for e in cluster.list("events", "aglais-alice")
+               if e["involvedObject"]["name"] == "zeppelin-alice"}  # fmt: skip
+    assert {"Scheduled", "Pulled", "Started"} <= reasons, reasons
 
     ns = "aglais-alice"
     for kind, name in [("serviceaccounts", "spark-driver"), ("resourcequotas", "tier-quota"),
                        ("persistentvolumeclaims", "claim-alice")]:  # fmt: skip
         assert get(cluster, kind, ns, name), f"{kind}/{name} missing"
-    store = cluster.cluster.store
-    from aglais_hub.testing.fakecluster.resources import BY_PATH
-
-    role = BY_PATH[("rbac.authorization.k8s.io", "v1", "roles")]
-    policy = BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]
-    assert cluster.call(store.exists, role, ns, "spark-driver")
-    assert cluster.call(store.exists, policy, ns, "aglais-user")
+    assert get(cluster, "roles", ns, "spark-driver")
+    assert get(cluster, "rolebindings", ns, "spark-driver")
+    assert get(cluster, "networkpolicies", ns, "aglais-user")  # stored, not enforced here
     assert get(cluster, "persistentvolumeclaims", ns, "claim-alice")["status"]["phase"] == "Bound"
     pod = get(cluster, "pods", ns, "zeppelin-alice")
     assert pod["status"]["phase"] == "Running"
@@ -101,7 +196,11 @@ def test_alice_gets_her_own_namespace_pod_and_claim_behind_the_auth_proxy(
         obj = get(cluster, kind, ns, name)
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid, kind
     quota = get(cluster, "resourcequotas", ns, "tier-quota")
-    assert quota["spec"]["hard"]["requests.storage"] == str(10 * 2**30)  # tier standard
+    assert quantity(quota["spec"]["hard"]["requests.storage"]) == 10 * 2**30  # standard
+    # the resource-quota controller accounts for what runs in the namespace
+    wait_for(lambda: quantity((get(cluster, "resourcequotas", ns, "tier-quota")["status"]
+                               .get("used") or {}).get("pods", 0)) >= 1,
+             what="the quota's usage to count the pod")  # fmt: skip
 
     # through the hub's proxy to the auth proxy, which logs alice in with hub OAuth,
     # and on to Zeppelin (its stand-in) once that answers
@@ -165,9 +264,7 @@ SUM_NOTE = {
 
 
 def executors(cluster, namespace: str) -> list[dict]:
-    items, _ = cluster.call(cluster.cluster.store.list, R["pods"], namespace,
-                            "spark-role=executor")  # fmt: skip
-    return items
+    return cluster.list("pods", namespace, "spark-role=executor")
 
 
 def test_a_note_runs_pyspark_on_executor_pods_in_her_namespace(cluster, platform_on_cluster):
@@ -207,9 +304,9 @@ def test_a_note_runs_pyspark_on_executor_pods_in_her_namespace(cluster, platform
     assert {"id": note_id, "name": "gaia-sum"} in notes
 
 
-def claim_size(cluster, user: str) -> str:
-    return get(cluster, "persistentvolumeclaims", f"aglais-{user}", f"claim-{user}")["spec"][
-        "resources"]["requests"]["storage"]  # fmt: skip
+def claim_size(cluster, user: str) -> int:
+    return quantity(get(cluster, "persistentvolumeclaims", f"aglais-{user}", f"claim-{user}")
+                    ["spec"]["resources"]["requests"]["storage"])  # fmt: skip
 
 
 def test_claims_grow_with_the_tier_and_never_shrink(cluster, platform_on_cluster):
@@ -224,15 +321,21 @@ def test_claims_grow_with_the_tier_and_never_shrink(cluster, platform_on_cluster
         dana.wait_stopped("dana")
 
     cycle()
-    assert claim_size(cluster, "dana") == str(10 * 2**30)  # standard
+    assert claim_size(cluster, "dana") == 10 * 2**30  # standard
     platform.set_user("dana", ["users", "power"])  # promoted: read again before the spawn
     cycle()
-    assert claim_size(cluster, "dana") == str(50 * 2**30)  # power
-    wait_for(lambda: get(cluster, "persistentvolumeclaims", "aglais-dana", "claim-dana")
-             ["status"]["capacity"]["storage"] == str(50 * 2**30))  # fmt: skip
+    assert claim_size(cluster, "dana") == 50 * 2**30  # power
+    # our provisioner grew the volume: the claim's status says so, and so does its PV
+    wait_for(lambda: quantity(get(cluster, "persistentvolumeclaims", "aglais-dana",
+                                  "claim-dana")["status"]["capacity"]["storage"])
+             == 50 * 2**30, what="the claim to grow")  # fmt: skip
+    volume = get(cluster, "persistentvolumeclaims", "aglais-dana", "claim-dana")["spec"][
+        "volumeName"]  # fmt: skip
+    pv = cluster.call("GET", f"/api/v1/persistentvolumes/{volume}")
+    assert quantity(pv["spec"]["capacity"]["storage"]) == 50 * 2**30
     platform.set_user("dana", ["users"])  # demoted: the claim keeps its size
     cycle()
-    assert claim_size(cluster, "dana") == str(50 * 2**30)
+    assert claim_size(cluster, "dana") == 50 * 2**30
     assert "volumes never shrink" in platform.log_file.read_text()
 
 
@@ -253,9 +356,6 @@ def test_a_server_over_the_namespace_quota_fails_fast_naming_the_limit(cluster, 
 
 def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on_cluster):
     platform = platform_on_cluster
-    # room for the large size's 4 GiB executors (the default nodes have 8 GiB each)
-    big = Node("node-big", Decimal(16), Decimal(64 * 2**30))
-    cluster.call(cluster.cluster.kubelet.add_node, big)
     bob = HubClient(platform.url)
     bob.login("bob", "bob")  # power tier: three servers at once
     assert bob.start_server("explore", profile="small", timeout=120).get("ready")
@@ -270,7 +370,8 @@ def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on
     assert pods["explore"]["status"]["podIP"] != pods["bigjoin"]["status"]["podIP"]
     driver_memory = {n: p["spec"]["containers"][1]["resources"]["limits"]["memory"]
                      for n, p in pods.items()}  # fmt: skip
-    assert driver_memory == {"explore": str(2**30), "bigjoin": str(4 * 2**30)}
+    assert {n: quantity(m) for n, m in driver_memory.items()} == {"explore": 2**30,
+                                                                   "bigjoin": 4 * 2**30}  # fmt: skip
     # both share bob's one claim
     claims = {v["persistentVolumeClaim"]["claimName"] for p in pods.values()
               for v in p["spec"]["volumes"] if "persistentVolumeClaim" in v}  # fmt: skip
@@ -340,52 +441,132 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
 
 
 def leftovers(cluster, namespace: str) -> list[str]:
-    store = cluster.cluster.store
     found = []
     for kind in ("pods", "services", "configmaps"):
-        items, _ = cluster.call(store.list, R[kind], namespace)
-        found += [f"{kind}/{i['metadata']['name']}" for i in items]
+        found += [f"{kind}/{i['metadata']['name']}" for i in cluster.list(kind, namespace)
+                  if i["metadata"]["name"] != "kube-root-ca.crt"]  # fmt: skip
     return found
 
 
+def wait_nothing_left(cluster, namespace: str = "aglais-alice", timeout: float = 60) -> None:
+    """Until no pod, Service or ConfigMap of a spawn is left (what is, in the failure)."""
+    deadline = time.monotonic() + timeout
+    while left := leftovers(cluster, namespace):
+        assert time.monotonic() < deadline, f"left behind after {timeout} s: {left}"
+        time.sleep(0.2)
+
+
 @pytest.fixture
-def fault_platform(cluster, tmp_path):
-    """A platform whose API retries give up after 5 s."""
+def fault_platform(dev, cluster, hub_kubeconfig, tmp_path):
+    """A platform whose hub reaches the API server through the fault proxy (as the chart's
+    ServiceAccount still: the proxy passes its token on) and whose API retries give up
+    after 5 s."""
     retry = {"config": {"ZeppelinSpawner": {"k8s_api_request_retry_timeout": 5}}}
-    with running_platform(cluster, tmp_path, hub=retry) as platform:
-        yield platform
+    faulty = dev.through_faults(hub_kubeconfig, tmp_path / "faulty.kubeconfig")
+    dev.faults.clear()
+    try:
+        with running_platform(cluster, tmp_path, faulty, hub=retry) as platform:
+            yield platform
+    finally:
+        dev.faults.clear()
 
 
-def test_api_errors_during_a_spawn_are_retried(cluster, fault_platform):
-    cluster.call(cluster.cluster.fail, "create", "pods", 500, count=2)
-    cluster.call(cluster.cluster.fail, "create", "configmaps", 429, count=1, retry_after=1)
+def test_api_errors_during_a_spawn_are_retried(dev, fault_platform):
+    pods = dev.faults.add("create", "pods", 500, count=2)
+    maps = dev.faults.add("create", "configmaps", 429, count=1, retry_after=1)
     alice = HubClient(fault_platform.url)
     alice.login("alice", "alice")
     assert alice.start_server(timeout=120).get("ready")
+    assert (dev.faults.fired(pods), dev.faults.fired(maps)) == (2, 1)
+    assert alice.get("user/alice/_aglais/health").status_code == 200
 
 
-def test_a_spawn_the_api_keeps_refusing_fails_clearly_and_leaves_nothing(cluster, fault_platform):
-    cluster.call(cluster.cluster.fail, "create", "pods", 503, count=1000)
+def test_a_spawn_the_api_keeps_refusing_fails_clearly_and_leaves_nothing(
+    dev, cluster, fault_platform
+):
+    dev.faults.add("create", "pods", 503, count=None)
     alice = HubClient(fault_platform.url)
     alice.login("alice", "alice")
     event = alice.start_server(timeout=120)
     assert event.get("failed")
     assert "The cluster kept refusing to start your server (503" in event["message"]
-    cluster.call(cluster.cluster.faults.clear)
-    wait_for(lambda: not leftovers(cluster, "aglais-alice"), what="nothing left behind")
+    dev.faults.clear()
+    wait_nothing_left(cluster)
 
 
-def test_a_pod_whose_image_cannot_be_pulled_fails_fast_and_is_removed(cluster, fault_platform):
-    cluster.call(cluster.cluster.fail_image, "ghcr.io/aglais/zeppelin:*", "pull")
+def test_an_api_server_restart_during_a_spawn_ends_running_or_clearly_with_no_orphan(
+    dev, cluster, fault_platform
+):
+    # the pod's create is held long enough for the API server to go away under it
+    dev.faults.add("create", "pods", delay=2, count=1)
     alice = HubClient(fault_platform.url)
     alice.login("alice", "alice")
-    started = time.monotonic()
-    event = alice.start_server(timeout=120)
-    assert event.get("failed")
-    assert time.monotonic() - started < 30, "must not wait for the whole start timeout"
-    assert "Your server cannot start: its image cannot be pulled" in event["message"]
-    assert "ErrImagePull" in event["message"]
-    wait_for(lambda: not leftovers(cluster, "aglais-alice"), what="nothing left behind")
+    with ThreadPoolExecutor(1) as pool:
+        spawning = pool.submit(alice.start_server, timeout=150)
+        wait_for(lambda: dev.faults.rules()[0]["fired"] == 1, timeout=30,
+                 what="the spawn to reach the pod's create")  # fmt: skip
+        dev.restart_apiserver(down=3)
+        event = spawning.result()
+    if event.get("ready"):
+        pod = get(cluster, "pods", "aglais-alice", "zeppelin-alice")
+        assert pod["status"]["phase"] == "Running"
+        wait_for(lambda: alice.get("user/alice/_aglais/health").status_code == 200,
+                 timeout=60, what="her server to answer")  # fmt: skip
+    else:
+        message = event["message"]
+        assert "Traceback" not in message and "HTTP response headers" not in message, message
+        alice.wait_stopped("alice")
+        wait_nothing_left(cluster)
+    # the restarted API server has kept her namespace (etcd's data) and answers
+    assert cluster.call("GET", "/api/v1/namespaces/aglais-alice")["status"]["phase"] == "Active"
+
+
+def test_a_clean_up_the_api_server_outlasts_goes_on_in_the_background(
+    dev, cluster, hub_kubeconfig, tmp_path
+):
+    """The API server goes away mid-spawn for longer than the clean-up waits: the user is
+    told at once, and what the spawn had made goes once the API server is back."""
+    patient = {"config": {"ZeppelinSpawner": {"k8s_api_request_retry_timeout": 3,
+                                              "cleanup_timeout": 3}}}  # fmt: skip
+    faulty = dev.through_faults(hub_kubeconfig, tmp_path / "faulty.kubeconfig")
+    dev.faults.clear()
+    with running_platform(cluster, tmp_path, faulty, hub=patient) as platform:
+        rule = dev.faults.add("create", "pods", delay=2, count=1)
+        alice = HubClient(platform.url)
+        alice.login("alice", "alice")
+        with ThreadPoolExecutor(1) as pool:
+            spawning = pool.submit(alice.start_server, timeout=120)
+            wait_for(lambda: dev.faults.fired(rule) == 1, timeout=30,
+                     what="the spawn to reach the pod's create")  # fmt: skip
+            dev.control_plane.stop_component("kube-apiserver")
+            try:
+                event = spawning.result()
+            finally:
+                dev.control_plane.start_component("kube-apiserver")
+        assert event.get("failed"), event
+        assert "The cluster kept refusing to start your server" in event["message"]
+        assert "retrying in the background" in platform.log_file.read_text()
+        wait_nothing_left(cluster)
+        wait_for(lambda: "Cleaned up after the failed spawn of alice"
+                 in platform.log_file.read_text(), what="the clean-up to say it is done")  # fmt: skip
+        # and the next spawn starts her server
+        assert alice.start_server(timeout=120).get("ready")
+
+
+def test_a_pod_whose_image_cannot_be_pulled_fails_fast_and_is_removed(cluster, tmp_path):
+    """The node agent cannot pull images tagged `unpullable` (ErrImagePull, as a kubelet)."""
+    spawner = {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"],
+                                         "zeppelinImage": "ghcr.io/aglais/zeppelin:unpullable"}}  # fmt: skip
+    with running_platform(cluster, tmp_path, spawner=spawner) as platform:
+        alice = HubClient(platform.url)
+        alice.login("alice", "alice")
+        started = time.monotonic()
+        event = alice.start_server(timeout=120)
+        assert event.get("failed"), event
+        assert time.monotonic() - started < 30, "must not wait for the whole start timeout"
+        assert "Your server cannot start: its image cannot be pulled" in event["message"]
+        assert "ErrImagePull" in event["message"] or "ImagePullBackOff" in event["message"]
+        wait_nothing_left(cluster)
 
 
 def test_servers_survive_a_hub_restart_and_can_still_be_stopped(cluster, platform_on_cluster):
@@ -422,18 +603,8 @@ def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platfor
     assert bob.get("user/alice/lab/api/status").status_code == 403
 
 
-def slow_zeppelin(ctx):
-    """The notebook image, with Zeppelin taking 6 s to listen (as its JVM does)."""
-    from aglais_hub.testing.fakecluster.images import aglais_notebook
-
-    command = aglais_notebook(ctx)
-    if command is not None and ctx.args[:1] == ["zeppelin"]:
-        command.argv = ["/bin/sh", "-c", 'sleep 6; exec "$@"', "slow", *command.argv]
-    return command
-
-
 def test_the_auth_proxy_shows_a_starting_page_while_zeppelin_boots(cluster, tmp_path):
-    cluster.call(cluster.cluster.registry.register, "ghcr.io/aglais/zeppelin:slow", slow_zeppelin)
+    """The node agent's `slow` notebook image starts Zeppelin 6 s late, as its JVM does."""
     spawner = {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"],
                                          "zeppelinImage": "ghcr.io/aglais/zeppelin:slow"}}  # fmt: skip
     with running_platform(cluster, tmp_path, spawner=spawner) as platform:
@@ -456,8 +627,6 @@ def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_o
     with the booked driver and executors, and her namespace's quota makes room for it.
     As the booking ends soon, the auth proxy puts its notice bar into Zeppelin's page."""
     platform = platform_on_cluster
-    big = Node("node-big", Decimal(16), Decimal(64 * 2**30))
-    cluster.call(cluster.cluster.kubelet.add_node, big)
     alice = HubClient(platform.url)
     alice.login("alice", "alice")  # the hub knows her from her first login
     admin = HubClient(platform.url)
@@ -492,7 +661,7 @@ def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_o
     )
     ns, pod_name = "aglais-alice", f"zeppelin-alice--{server}"
     pod = get(cluster, "pods", ns, pod_name)
-    assert pod["spec"]["containers"][1]["resources"]["limits"]["memory"] == str(4 * 2**30)
+    assert quantity(pod["spec"]["containers"][1]["resources"]["limits"]["memory"]) == 4 * 2**30
     conf = get(cluster, "configmaps", ns, f"{pod_name}-spark")["data"]["spark-defaults.conf"]
     assert "spark.dynamicAllocation.maxExecutors 8\n" in conf
     assert "spark.executor.cores 2\n" in conf and "spark.executor.memory 4096m\n" in conf

@@ -181,7 +181,7 @@ class DevCluster:
 
     def resume_node(self, name: str) -> None:
         """Let a frozen agent go on (SIGCONT): it renews its Lease at once, and posts Ready
-        with its next status update (every sixth heartbeat, so within about a minute)."""
+        at once (its first heartbeat after a gap posts status)."""
         process = self.agents.get(name)
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGCONT)

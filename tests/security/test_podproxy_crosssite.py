@@ -27,23 +27,16 @@ from aglais_hub.podproxy.crosssite import (
 )
 from aglais_hub.testing.hubclient import HubClient
 from aglais_hub.testing.rawapi import wait_for
-from tests.test_zeppelin_spawner import get, running_platform
+from tests.test_zeppelin_spawner import Kube, get, running_platform
 
 EVIL = "https://evil.example"
 NOTES = "user/alice/api/notebook"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """The testing cluster (as tests/conftest.py's ``cluster``), once for this module."""
-    from aglais_hub.testing.fakecluster.runner import ClusterThread
-
-    handle = ClusterThread(root=tmp_path_factory.mktemp("cluster")).start()
-    try:
-        yield handle
-    finally:
-        alive = handle.stop()
-        assert not alive, f"pod processes left running: {alive}"
+def cluster(dev):
+    """The real control plane (conftest's ``dev``), seen by the test as its admin."""
+    return Kube(dev)
 
 
 @pytest.fixture(scope="module")
