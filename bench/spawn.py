@@ -261,21 +261,10 @@ def run_hub(kind: str, dev: DevCluster, kubeconfig: Path, workdir: Path,
     return times, counted, cpu
 
 
-class BenchCluster(DevCluster):
-    """A DevCluster whose pods' addresses (127.<110+N>.x.y) stay clear of other DevClusters
-    on this machine (tests use 127.<10+N>: a pod there may already hold port 8888)."""
-
-    IP_OFFSET = 100
-
-    def start_agent(self, name: str, index: int | None = None) -> None:
-        index = self.node_names.index(name) if index is None else index
-        super().start_agent(name, index + self.IP_OFFSET)
-
-
 def run_kind(kind: str, rbac: HubRbac, root: Path, options: Options) -> HubRun:
     """A fresh cluster, the chart's hub ServiceAccount on it, one hub of ``kind``."""
     began = time.perf_counter()
-    with BenchCluster(root / "cluster", nodes=4, node_cpu="1000", node_memory="4Ti",
+    with DevCluster(root / "cluster", nodes=4, node_cpu="1000", node_memory="4Ti",
                     images=IMAGES) as dev:  # fmt: skip
         cluster_start = time.perf_counter() - began
         kubeconfig = HubAccount(dev, root / "account").create(rbac)

@@ -123,6 +123,14 @@ def dev(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield cluster
 
 
+@pytest.fixture(scope="module")
+def api(dev) -> Iterator:
+    """The official ``kubernetes`` client on ``dev``, as its admin (for the test to look)."""
+    client = dev.client()
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator:
     """Headless Debian chromium under Playwright. Skips without chromium, except under

@@ -67,13 +67,6 @@ print("pods", " ".join(sorted(p.metadata.name for p in pods.items)), flush=True)
 """
 
 
-@pytest.fixture(scope="module")
-def api(dev):
-    client = dev.client()
-    yield client
-    client.close()
-
-
 def _core(api):
     from kubernetes import client
 
@@ -120,9 +113,9 @@ def test_a_pod_is_scheduled_runs_answers_and_is_stopped(api, dev, namespace):
     assert time.monotonic() - started < 10
     assert pod.spec.node_name == "node-1"  # bound by the real scheduler
     assert pod.status.phase == "Running"
-    assert pod.status.host_ip == "127.10.0.1"
+    assert pod.status.host_ip == dev.node_prefix("node-1") + "0.1"
     ip = pod.status.pod_ip
-    assert ip.startswith("127.10.") and ip != pod.status.host_ip
+    assert ip.startswith(dev.node_prefix("node-1")) and ip != pod.status.host_ip
     assert [i.ip for i in pod.status.pod_ips] == [ip]
     (status,) = pod.status.container_statuses
     assert status.ready and status.started and status.restart_count == 0
@@ -502,3 +495,20 @@ async def test_container_env_resolves_as_a_kubelet_does():
     container["env"] = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]
     with pytest.raises(ConfigError, match='secret "absent" not found'):
         await container_env(pod, container, Objects(), place)
+
+
+def test_two_clusters_on_one_machine_never_share_pod_addresses():
+    from aglais_hub.testing.devcluster import ADDRESS_BLOCK, DevClusterError, claim_address_base
+
+    first, held = claim_address_base(2)
+    second, also_held = claim_address_base(2)
+    try:
+        assert second >= first + ADDRESS_BLOCK  # blocks do not overlap
+    finally:
+        also_held.close()
+    again, held_again = claim_address_base(2)
+    held_again.close()
+    held.close()
+    assert again != first  # still held: never handed out twice
+    with pytest.raises(DevClusterError, match="at most 16 nodes"):
+        claim_address_base(ADDRESS_BLOCK + 1)

@@ -28,6 +28,7 @@ from aglais_hub.quotas import ClusterSize, Tier
 from aglais_hub.testing.nodeagent import processes
 from spawners.zeppelin import objects
 from tests.test_controlplane import eventually
+from tests.test_devcluster import _core
 
 namespace = controlplane_tests.namespace  # a fresh namespace per test (uses `api`)
 MiB = 2**20
@@ -67,19 +68,6 @@ def hub() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}/hub/api"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="module")
-def api(dev):
-    client = dev.client()
-    yield client
-    client.close()
-
-
-def _core(api):
-    from kubernetes import client
-
-    return client.CoreV1Api(api)
 
 
 def server_spec(namespace: str, hub_api: str, image: str = "ghcr.io/aglais/zeppelin:test"
@@ -168,7 +156,7 @@ def test_spark_executors_are_pods_of_the_drivers_service_account(api, dev, names
         (owner,) = executor.metadata.owner_references
         assert (owner.kind, owner.name, owner.uid) == ("Pod", spec.pod_name, pod.metadata.uid)
         assert executor.status.phase == "Running"
-        assert executor.status.pod_ip.startswith("127.10.")
+        assert executor.status.pod_ip.startswith(dev.node_prefix("node-1"))
     # the API server saw the ServiceAccount: the executors were created through its Role
     # (a Role without pods/create creates none: the next test), with the https master
     conf = (dev.root / "nodes" / "node-1" / "pods").glob(

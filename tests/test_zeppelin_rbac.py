@@ -63,7 +63,7 @@ def test_the_chart_role_is_enough_for_a_server_behind_the_auth_proxy(dev, core, 
         ns = "aglais-alice"
         pod = core.read_namespaced_pod("zeppelin-alice", ns)
         assert pod.status.phase == "Running" and pod.spec.node_name == "node-1"
-        assert pod.status.pod_ip.startswith("127.10.")
+        assert pod.status.pod_ip.startswith(dev.node_prefix("node-1"))
         claim = core.read_namespaced_persistent_volume_claim("claim-alice", ns)
         assert claim.status.phase == "Bound"
         assert claim.spec.storage_class_name == "aglais-local"  # our provisioner's

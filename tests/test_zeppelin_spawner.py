@@ -37,6 +37,12 @@ SPAWNER = {
 }  # fmt: skip
 
 
+def with_image(tag: str) -> dict:
+    """SPAWNER with the notebook image's ``tag`` (the node agent's test images)."""
+    return {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"],
+                                      "zeppelinImage": f"ghcr.io/aglais/zeppelin:{tag}"}}  # fmt: skip
+
+
 @contextmanager
 def platform_with(kubeconfig: Path, directory: Path, **sections):
     """The platform (demo values with SPAWNER, updated by ``sections``) in ``directory``,
@@ -555,9 +561,7 @@ def test_a_clean_up_the_api_server_outlasts_goes_on_in_the_background(
 
 def test_a_pod_whose_image_cannot_be_pulled_fails_fast_and_is_removed(cluster, tmp_path):
     """The node agent cannot pull images tagged `unpullable` (ErrImagePull, as a kubelet)."""
-    spawner = {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"],
-                                         "zeppelinImage": "ghcr.io/aglais/zeppelin:unpullable"}}  # fmt: skip
-    with running_platform(cluster, tmp_path, spawner=spawner) as platform:
+    with running_platform(cluster, tmp_path, spawner=with_image("unpullable")) as platform:
         alice = HubClient(platform.url)
         alice.login("alice", "alice")
         started = time.monotonic()
@@ -605,9 +609,7 @@ def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platfor
 
 def test_the_auth_proxy_shows_a_starting_page_while_zeppelin_boots(cluster, tmp_path):
     """The node agent's `slow` notebook image starts Zeppelin 6 s late, as its JVM does."""
-    spawner = {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"],
-                                         "zeppelinImage": "ghcr.io/aglais/zeppelin:slow"}}  # fmt: skip
-    with running_platform(cluster, tmp_path, spawner=spawner) as platform:
+    with running_platform(cluster, tmp_path, spawner=with_image("slow")) as platform:
         alice = HubClient(platform.url)
         alice.login("alice", "alice")
         # the hub's own check passes while Zeppelin boots, so the spawn completes

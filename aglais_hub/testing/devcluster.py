@@ -6,7 +6,8 @@ N node agents, each a process of its own.
 ``system:masters`` client certificate; every process's output in ``root/logs``), binds the
 provisioner's ClusterRole and starts it (``aglais_hub.testing.provisioner``, as user
 ``aglais:local-provisioner``), starts the node agents (``aglais_hub.testing.nodeagent``,
-``node-1``… as ``system:node:node-N``, pods at 127.<9+N>.x.y, their directories under
+``node-1``… as ``system:node:node-N``, pods at 127.<B+N-1>.x.y (B the cluster's
+``address_base``: 10 unless another DevCluster on this machine holds it), their directories under
 ``root/nodes``) and waits until every Node is Ready and schedulable and the default
 StorageClass exists. ``stop()`` ends the agents (which kill their pods' processes), the
 provisioner and the control plane, and returns the pids of pod processes that were
@@ -28,14 +29,17 @@ from __future__ import annotations
 
 import atexit
 import base64
+import fcntl
 import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -50,6 +54,31 @@ from .provisioner import rbac as provisioner_rbac
 
 class DevClusterError(RuntimeError):
     pass
+
+
+# Node N of a cluster is 127.<base+N>.0.1 and its pods 127.<base+N>.x.y; each running
+# DevCluster on this machine holds one block of bases, so two clusters (a test run and a
+# `dev-cluster` in another terminal) never give two pods one address and port.
+ADDRESS_BLOCK = 16  # nodes per cluster at most
+ADDRESS_BASES = range(10, 250 - ADDRESS_BLOCK, ADDRESS_BLOCK)
+
+
+def claim_address_base(nodes: int) -> tuple[int, IO]:
+    """The first address base no other DevCluster holds, and the open lock file that holds
+    it (an exclusive flock, released when the file closes or the process ends)."""
+    if nodes > ADDRESS_BLOCK:
+        raise DevClusterError(f"at most {ADDRESS_BLOCK} nodes per cluster (asked for {nodes})")
+    directory = Path(tempfile.gettempdir()) / "aglais-devcluster-addresses"
+    directory.mkdir(exist_ok=True)
+    for base in ADDRESS_BASES:
+        handle = open(directory / f"{base}.lock", "w")  # noqa: SIM115 - held while it runs
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return base, handle
+    raise DevClusterError("every block of pod addresses is held by another DevCluster")
 
 
 def _child_env() -> dict[str, str]:
@@ -85,6 +114,8 @@ class DevCluster:
             self.root, bin_dir, startup_timeout,
             node_monitor_grace_period=node_monitor_grace_period)  # fmt: skip
         self.agents: dict[str, subprocess.Popen] = {}
+        self.address_base = ADDRESS_BASES[0]  # claimed at start
+        self._address_lock: IO | None = None
         self.provisioner: subprocess.Popen | None = None
         self.want_fault_proxy = fault_proxy
         self.fault_proxy: subprocess.Popen | None = None
@@ -187,6 +218,10 @@ class DevCluster:
             process.send_signal(signal.SIGCONT)
         self.paused.discard(name)
 
+    def node_prefix(self, name: str) -> str:
+        """The start of the addresses of node ``name`` and its pods ("127.10.")."""
+        return f"127.{self.address_base + self.node_names.index(name)}."
+
     def read_log(self, namespace: str, pod: str, container: str) -> str:
         """A container's output so far (in place of ``kubectl logs``; kept after the pod
         is gone). The newest pod of that name, on whichever node ran it."""
@@ -218,7 +253,8 @@ class DevCluster:
         return {"server": self.server, "kubeconfig": str(self.kubeconfig),
                 "root": str(self.root), "logs": str(self.root / "logs"),
                 "volumes": str(self.volumes_dir), "cluster_id": self.cluster_id,
-                "nodes": list(self.node_names), "ports": dict(self.control_plane.ports),
+                "nodes": {n: self.node_prefix(n) + "0.1" for n in self.node_names},
+                "ports": dict(self.control_plane.ports),
                 "pids": {name: p.pid for name, p in self.children().items()},
                 "fault_proxy": self._fault_state.get("server"),
                 "fault_control": self._fault_state.get("control")}  # fmt: skip
@@ -247,6 +283,8 @@ class DevCluster:
         return self
 
     def _start(self) -> None:
+        if self._address_lock is None:
+            self.address_base, self._address_lock = claim_address_base(len(self.node_names))
         self.control_plane.start()
         for path, obj in provisioner_rbac():
             try:
@@ -297,7 +335,7 @@ class DevCluster:
                                                       ("system:nodes",))  # fmt: skip
         args = ["aglais_hub.testing.nodeagent", "--kubeconfig", str(config), "--name", name,
                 "--root", str(self.root / "nodes" / name), "--shared-dir",
-                str(self.root / "shared"), "--ip-prefix", str(10 + index),
+                str(self.root / "shared"), "--ip-prefix", str(self.address_base + index),
                 "--cluster-id", self.cluster_id, "--cpu", self.node_cpu,
                 "--memory", self.node_memory]  # fmt: skip
         for image in self.images:
@@ -376,6 +414,9 @@ class DevCluster:
         for log in self._logs:
             log.close()
         self._logs.clear()
+        if self._address_lock is not None:  # after the pods' processes are gone
+            self._address_lock.close()
+            self._address_lock = None
         return left
 
     def __enter__(self) -> DevCluster:
