@@ -11,6 +11,7 @@ from collections import defaultdict
 
 from kubespawner import KubeSpawner
 
+from spawners.zeppelin.apply import KIND_API
 from spawners.zeppelin.spawner import ZeppelinSpawner
 
 Right = tuple[str, str]  # (apiGroup, resource)
@@ -19,9 +20,8 @@ CLIENT_VERBS = {"create": "create", "read": "get", "replace": "update", "patch":
 # e.g. self.api.patch_namespaced_config_map(...), api.list_event_for_all_namespaces
 CALL = re.compile(r"\bapi\.(create|read|replace|patch|delete|list)_(?:namespaced_)?([a-z_]+?)"
                   r"(?:_for_all_namespaces)?\b")  # fmt: skip
-# ZeppelinSpawner._apply: getattr(api, f"create_{suffix}") over its table of kinds
+# ZeppelinSpawner._apply: getattr(api, f"create_{suffix}") over the kinds of apply.KIND_API
 DYNAMIC = re.compile(r'getattr\(api, f"(\w+)_\{suffix\}"\)')
-TABLE = re.compile(r'"(\w+)": \([\w.]+, "(?:namespaced_)?(\w+)"\)')
 SKIPPED = re.compile(r'if kind != "(\w+)":\s+await getattr\(api, f"(\w+)_\{suffix\}"\)')
 # KubeSpawner methods ZeppelinSpawner runs (delete_forever is not: delete_pvc is off).
 KUBESPAWNER_METHODS = ("_start", "stop", "poll", "_make_create_pod_request",
@@ -64,7 +64,7 @@ def needed_rights(objects: list[dict]) -> dict[Right, set[str]]:
                 add(plural(singular), CLIENT_VERBS[verb])
         skipped = set(SKIPPED.findall(source))
         for verb in DYNAMIC.findall(source):
-            for kind, _ in TABLE.findall(source):
+            for kind in KIND_API:
                 if (kind, verb) not in skipped:
                     add(plural(kind), CLIENT_VERBS[verb])
     for resource in REFLECTED:

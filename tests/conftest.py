@@ -131,10 +131,12 @@ def api(dev) -> Iterator:
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
     """Headless Debian chromium under Playwright. Skips without chromium, except under
-    CI=true (where `.ci/run` installs it), where it fails."""
+    CI=true (where `.ci/run` installs it), where it fails. Module-scoped: Playwright's
+    sync API keeps an asyncio loop running in the main thread while it is open, and
+    asyncio.run() in any later test would then fail."""
     from playwright.sync_api import sync_playwright
 
     from aglais_hub.testing.browser import CHROMIUM_ARGS, chromium_path

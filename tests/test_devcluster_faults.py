@@ -139,8 +139,10 @@ def test_a_frozen_agent_makes_its_node_not_ready_until_it_resumes(faulty):
         assert _ready(node) == "Unknown"
         (ready,) = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
         assert ready["reason"] == "NodeStatusUnknown"
-        taints = [t["key"] for t in node["spec"].get("taints") or []]
-        assert "node.kubernetes.io/unreachable" in taints
+        # the controller taints the node in its next pass, moments after the condition
+        eventually(lambda: "node.kubernetes.io/unreachable" in
+                   [t["key"] for t in _node(dev)["spec"].get("taints") or []],
+                   "the node to be tainted unreachable", timeout=15)  # fmt: skip
         assert dev.agents["node-1"].poll() is None  # frozen, not gone
     finally:
         dev.resume_node("node-1")
