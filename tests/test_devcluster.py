@@ -319,13 +319,16 @@ c.KubeSpawner.delete_grace_period = 1
 
 @cluster_test
 def test_kubespawner_spawns_on_the_node_agents(api, dev, tmp_path):
-    """The acceptance point: the unmodified KubeSpawner behind a real hub. The hub uses
-    the admin kubeconfig for now (the chart's ServiceAccount and RBAC come later); the
-    claim has no class, so the default one (ours) provisions it."""
+    """The acceptance point: the unmodified KubeSpawner behind a real hub, as the chart's
+    hub ServiceAccount with the chart's ClusterRole (a token, not the admin); the claim
+    has no class, so the default one (ours) provisions it."""
+    from aglais_hub.testing.hubaccount import HubAccount, hub_rbac
+
     core = _core(api)
     core.create_namespace({"metadata": {"name": "jhub"}})
     eventually(lambda: core.read_namespaced_service_account("default", "jhub"), "the SA")
-    with HubProcess(tmp_path / "hub", KUBESPAWNER_CONFIG, {"KUBECONFIG": str(dev.kubeconfig)}) as hub:
+    kubeconfig = HubAccount(dev, tmp_path / "account").create(hub_rbac())
+    with HubProcess(tmp_path / "hub", KUBESPAWNER_CONFIG, {"KUBECONFIG": str(kubeconfig)}) as hub:
         url, session = hub.url, hub.api
         assert session.post(f"{url}/hub/api/users/alice").status_code == 201
         assert session.post(f"{url}/hub/api/users/alice/server").status_code == 202
