@@ -213,7 +213,9 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             try:
                 await self.stop(now=True)
             except ApiException as error:
-                if error.status not in RETRIED:
+                # 403 too: a restarted API server answers before its RBAC caches are
+                # filled and refuses, for a moment, what the hub may do
+                if error.status not in (*RETRIED, 403):
                     raise
                 self.log.warning("Cleaning up after %s: %s, retrying", self._log_name,
                                  error.status)  # fmt: skip
