@@ -384,11 +384,7 @@ class DevCluster:
             return
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         process.send_signal(signal.SIGCONT)  # a frozen agent handles SIGTERM only when let go
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _wait_or_kill(process, timeout)
 
     def stop(self, timeout: float = 15) -> list[int]:
         atexit.unregister(self.stop)
@@ -396,20 +392,10 @@ class DevCluster:
             self.stop_agent(name, timeout=timeout)
         left = self.pod_processes()
         processes.kill_all(f"{self.cluster_id}/")
-        if self.provisioner is not None and self.provisioner.poll() is None:
-            self.provisioner.terminate()
-            try:
-                self.provisioner.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.provisioner.kill()
-                self.provisioner.wait()
-        if self.fault_proxy is not None and self.fault_proxy.poll() is None:
-            self.fault_proxy.terminate()
-            try:
-                self.fault_proxy.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.fault_proxy.kill()
-                self.fault_proxy.wait()
+        for helper in (self.provisioner, self.fault_proxy):
+            if helper is not None and helper.poll() is None:
+                helper.terminate()
+                _wait_or_kill(helper, timeout)
         self.control_plane.stop(timeout)
         for log in self._logs:
             log.close()
@@ -424,6 +410,15 @@ class DevCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
+    """Wait ``timeout`` seconds for a signalled process to end, then SIGKILL it."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _schedulable(node: dict | None) -> bool:

@@ -39,6 +39,12 @@ FORBIDDEN = re.compile(r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
                        r'|(?P<cluster> at the cluster scope))?')  # fmt: skip
 
 
+def worth_retrying(error: ApiException) -> bool:
+    """An API answer a write should be tried again after: a transient status, or a new
+    quota the API server has not counted yet."""
+    return error.status in RETRIED or apply.quota_not_counted(error.status, error.body)
+
+
 def forbidden_message(error: BaseException) -> str | None:
     """Hub words for a Kubernetes RBAC refusal anywhere in ``error``'s chain (the verb,
     resource and namespace the hub's ServiceAccount may not use), else None."""
@@ -273,7 +279,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             try:
                 await getattr(api, f"create_{suffix}")(*where, manifest)
             except ApiException as error:
-                if error.status in RETRIED or apply.quota_not_counted(error.status, error.body):
+                if worth_retrying(error):
                     self.log.warning("Creating %s %s: %s, retrying", kind, meta["name"],
                                      error.status)  # fmt: skip
                     return False
@@ -378,7 +384,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         try:
             return await super()._make_create_pvc_request(pvc, request_timeout)
         except ApiException as error:
-            if error.status in RETRIED or apply.quota_not_counted(error.status, error.body):
+            if worth_retrying(error):
                 self.last_api_error = f"{error.status} {error.reason} creating the claim"
                 self.log.warning("%s, retrying", self.last_api_error)
                 return False
@@ -388,7 +394,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         try:
             return await super()._make_create_pod_request(pod, request_timeout)
         except ApiException as error:
-            if error.status in RETRIED or apply.quota_not_counted(error.status, error.body):
+            if worth_retrying(error):
                 self.last_api_error = f"{error.status} {error.reason} creating the pod"
                 self.log.warning("%s, retrying", self.last_api_error)
                 return False
