@@ -141,18 +141,24 @@ def eventually(check: Callable[[], object], what: str, timeout: float = 60) -> o
     raise AssertionError(f"{what} did not happen within {timeout}s (last: {last!r})")
 
 
-@pytest.fixture
-def namespace(api) -> Iterator[str]:
-    """A fresh namespace, once its `default` ServiceAccount exists (pods need it)."""
+def fresh_namespace(api, prefix: str = "t") -> Iterator[str]:  # noqa: ANN001
+    """A fresh namespace, once its `default` ServiceAccount exists (pods need it);
+    deleted afterwards."""
     from kubernetes import client
 
     core = client.CoreV1Api(api)
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
     eventually(lambda: core.read_namespaced_service_account("default", name),
                "the default ServiceAccount")  # fmt: skip
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(api) -> Iterator[str]:
+    """A fresh namespace, once its `default` ServiceAccount exists (pods need it)."""
+    yield from fresh_namespace(api)
 
 
 def _pod(name: str, cpu: str | None = None, **container: object) -> dict:

@@ -501,7 +501,12 @@ async def test_container_env_resolves_as_a_kubelet_does():
 
 
 def test_two_clusters_on_one_machine_never_share_pod_addresses():
-    from aglais_hub.testing.devcluster import ADDRESS_BLOCK, DevClusterError, claim_address_base
+    from aglais_hub.testing.devcluster import (
+        ADDRESS_BLOCK,
+        DevClusterError,
+        claim_address_base,
+        service_cidr,
+    )
 
     first, held = claim_address_base(2)
     second, also_held = claim_address_base(2)
@@ -513,5 +518,7 @@ def test_two_clusters_on_one_machine_never_share_pod_addresses():
     held_again.close()
     held.close()
     assert again != first  # still held: never handed out twice
-    with pytest.raises(DevClusterError, match="at most 16 nodes"):
-        claim_address_base(ADDRESS_BLOCK + 1)
+    # the block's last /16 is its Services' range: one node fewer than the block
+    with pytest.raises(DevClusterError, match="at most 15 nodes"):
+        claim_address_base(ADDRESS_BLOCK)
+    assert service_cidr(first) == f"127.{first + ADDRESS_BLOCK - 1}.0.0/16"

@@ -1,5 +1,5 @@
-"""The testing cluster in one handle: the real control plane, our volume provisioner and
-N node agents, each a process of its own.
+"""The testing cluster in one handle: the real control plane, our volume provisioner, our
+service proxy and N node agents, each a process of its own.
 
 ``DevCluster(root, nodes=1)`` (a context manager) starts ControlPlane
 (aglais_hub.testing.controlplane.cluster) under ``root`` (``root/admin.kubeconfig``, a
@@ -9,9 +9,18 @@ provisioner's ClusterRole and starts it (``aglais_hub.testing.provisioner``, as 
 ``node-1``… as ``system:node:node-N``, pods at 127.<B+N-1>.x.y (B the cluster's
 ``address_base``: 10 unless another DevCluster on this machine holds it), their directories under
 ``root/nodes``) and waits until every Node is Ready and schedulable and the default
-StorageClass exists. ``stop()`` ends the agents (which kill their pods' processes), the
-provisioner and the control plane, and returns the pids of pod processes that were
-still alive after the agents had gone (there should be none; they are killed anyway).
+StorageClass exists. It also starts the service proxy
+(``aglais_hub.testing.serviceproxy``, our kube-proxy, as ``system:kube-proxy``): Services
+get listeners on their ClusterIPs (loopback, ``service_cidr``: the last /16 of the
+cluster's address block) that forward to their ready pods, and ``dns_file``
+(``root/cluster-dns.json``) lists them, from which every pod process resolves Service
+names (``aglais_hub.testing.clusterdns``: ``name``, ``name.ns``, ``name.ns.svc``,
+``name.ns.svc.cluster.local``). Tests reach Services with ``service_url(ns, name, port)``
+after ``wait_service(ns, name)``, or resolve names with
+``clusterdns.resolving(dns_file)``. ``stop()`` ends the agents (which kill their pods'
+processes), the provisioner, the service proxy and the control plane, and returns the pids
+of pod processes that were still alive after the agents had gone (there should be none;
+they are killed anyway).
 
 Faults (for tests of how clients cope): ``fault_proxy=True`` (the default) also starts
 our fault proxy (aglais_hub.testing.faultproxy) in front of the real API server:
@@ -34,6 +43,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,24 +60,28 @@ from .nodeagent.client import ApiError, Credentials, request_sync
 from .provisioner import STORAGE_CLASS
 from .provisioner import USER as PROVISIONER_USER
 from .provisioner import rbac as provisioner_rbac
+from .serviceproxy import USER as SERVICE_PROXY_USER
+from .serviceproxy import rbac as service_proxy_rbac
 
 
 class DevClusterError(RuntimeError):
     pass
 
 
-# Node N of a cluster is 127.<base+N>.0.1 and its pods 127.<base+N>.x.y; each running
-# DevCluster on this machine holds one block of bases, so two clusters (a test run and a
-# `dev-cluster` in another terminal) never give two pods one address and port.
-ADDRESS_BLOCK = 16  # nodes per cluster at most
+# Node N of a cluster is 127.<base+N>.0.1 and its pods 127.<base+N>.x.y; its Services'
+# ClusterIPs are 127.<base+ADDRESS_BLOCK-1>.x.y (service_cidr). Each running DevCluster on
+# this machine holds one block of bases, so two clusters (a test run and a `dev-cluster`
+# in another terminal) never give two pods or two Services one address and port.
+ADDRESS_BLOCK = 16  # second octets per cluster: ADDRESS_BLOCK - 1 nodes at most, then Services
 ADDRESS_BASES = range(10, 250 - ADDRESS_BLOCK, ADDRESS_BLOCK)
 
 
 def claim_address_base(nodes: int) -> tuple[int, IO]:
     """The first address base no other DevCluster holds, and the open lock file that holds
     it (an exclusive flock, released when the file closes or the process ends)."""
-    if nodes > ADDRESS_BLOCK:
-        raise DevClusterError(f"at most {ADDRESS_BLOCK} nodes per cluster (asked for {nodes})")
+    if nodes > ADDRESS_BLOCK - 1:
+        raise DevClusterError(f"at most {ADDRESS_BLOCK - 1} nodes per cluster "
+                              f"(asked for {nodes})")  # fmt: skip
     directory = Path(tempfile.gettempdir()) / "aglais-devcluster-addresses"
     directory.mkdir(exist_ok=True)
     for base in ADDRESS_BASES:
@@ -79,6 +93,11 @@ def claim_address_base(nodes: int) -> tuple[int, IO]:
             continue
         return base, handle
     raise DevClusterError("every block of pod addresses is held by another DevCluster")
+
+
+def service_cidr(address_base: int) -> str:
+    """The Service range of the cluster holding ``address_base``: the block's last /16."""
+    return f"127.{address_base + ADDRESS_BLOCK - 1}.0.0/16"
 
 
 def _child_env() -> dict[str, str]:
@@ -117,6 +136,7 @@ class DevCluster:
         self.address_base = ADDRESS_BASES[0]  # claimed at start
         self._address_lock: IO | None = None
         self.provisioner: subprocess.Popen | None = None
+        self.service_proxy: subprocess.Popen | None = None
         self.want_fault_proxy = fault_proxy
         self.fault_proxy: subprocess.Popen | None = None
         self._fault_state: dict = {}
@@ -140,6 +160,53 @@ class DevCluster:
     @property
     def volumes_dir(self) -> Path:
         return self.root / "volumes"
+
+    @property
+    def dns_file(self) -> Path:
+        """The service proxy's DNS file (aglais_hub.testing.clusterdns reads it)."""
+        return self.root / "cluster-dns.json"
+
+    def _service(self, namespace: str, name: str) -> dict:
+        return self._admin("GET", f"/api/v1/namespaces/{namespace}/services/{name}")
+
+    def service_url(self, namespace: str, name: str, port: str | int,
+                    scheme: str = "http") -> str:  # fmt: skip
+        """``scheme://<clusterIP>:<port>`` of a Service port (by name or number), which
+        the service proxy forwards to the Service's ready pods."""
+        spec = self._service(namespace, name)["spec"]
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None":
+            raise DevClusterError(f"service {namespace}/{name} is headless: no ClusterIP")
+        for entry in spec.get("ports") or []:
+            if str(port) in (str(entry["port"]), entry.get("name")):
+                return f"{scheme}://{ip}:{entry['port']}"
+        raise DevClusterError(f"service {namespace}/{name} has no port {port!r}")
+
+    def wait_service(self, namespace: str, name: str, timeout: float = 60) -> None:
+        """Until the service proxy knows a ready endpoint of the Service and (unless it is
+        headless) its first port's listener accepts connections."""
+        deadline = time.monotonic() + timeout
+        last: object = "not in the DNS file"
+        while time.monotonic() < deadline:
+            try:
+                entry = json.loads(self.dns_file.read_text())["services"].get(
+                    f"{namespace}/{name}")  # fmt: skip
+            except (OSError, ValueError, KeyError) as error:
+                entry, last = None, error
+            if entry and not entry["ips"]:
+                last = "no ready endpoint"
+            elif entry and not entry["clusterIP"]:
+                return
+            elif entry:
+                port = next(iter(entry["ports"].values()), None)
+                try:
+                    with socket.create_connection((entry["clusterIP"], port), timeout=2):
+                        return
+                except OSError as error:
+                    last = error
+            time.sleep(0.1)
+        raise DevClusterError(f"service {namespace}/{name} not reachable within {timeout}s: "
+                              f"{last}")  # fmt: skip
 
     def client(self):  # noqa: ANN201 - kubernetes.client.ApiClient (a test dependency)
         """A client of the official ``kubernetes`` package, as the cluster's admin."""
@@ -239,6 +306,8 @@ class DevCluster:
         found.update({f"nodeagent-{name}": process for name, process in self.agents.items()})
         if self.provisioner is not None:
             found["provisioner"] = self.provisioner
+        if self.service_proxy is not None:
+            found["service-proxy"] = self.service_proxy
         if self.fault_proxy is not None:
             found["fault-proxy"] = self.fault_proxy
         return found
@@ -252,7 +321,8 @@ class DevCluster:
         """Where everything is (the dev-cluster command prints it and writes it as JSON)."""
         return {"server": self.server, "kubeconfig": str(self.kubeconfig),
                 "root": str(self.root), "logs": str(self.root / "logs"),
-                "volumes": str(self.volumes_dir), "cluster_id": self.cluster_id,
+                "volumes": str(self.volumes_dir), "dns_file": str(self.dns_file),
+                "cluster_id": self.cluster_id,
                 "nodes": {n: self.node_prefix(n) + "0.1" for n in self.node_names},
                 "ports": dict(self.control_plane.ports),
                 "pids": {name: p.pid for name, p in self.children().items()},
@@ -285,8 +355,9 @@ class DevCluster:
     def _start(self) -> None:
         if self._address_lock is None:
             self.address_base, self._address_lock = claim_address_base(len(self.node_names))
+        self.control_plane.service_cidr = service_cidr(self.address_base)
         self.control_plane.start()
-        for path, obj in provisioner_rbac():
+        for path, obj in [*provisioner_rbac(), *service_proxy_rbac()]:
             try:
                 self._admin("POST", path, obj)
             except ApiError as error:
@@ -296,6 +367,11 @@ class DevCluster:
         self.provisioner = self._spawn("provisioner", [
             "aglais_hub.testing.provisioner", "--kubeconfig", str(config),
             "--root", str(self.volumes_dir)])  # fmt: skip
+        self.dns_file.unlink(missing_ok=True)  # written afresh once the proxy has listed
+        config = self.control_plane.client_kubeconfig("service-proxy", SERVICE_PROXY_USER)
+        self.service_proxy = self._spawn("service-proxy", [
+            "aglais_hub.testing.serviceproxy", "--kubeconfig", str(config),
+            "--dns-file", str(self.dns_file)])  # fmt: skip
         if self.want_fault_proxy:
             self._start_fault_proxy()
         for index, name in enumerate(self.node_names):
@@ -337,7 +413,7 @@ class DevCluster:
                 "--root", str(self.root / "nodes" / name), "--shared-dir",
                 str(self.root / "shared"), "--ip-prefix", str(self.address_base + index),
                 "--cluster-id", self.cluster_id, "--cpu", self.node_cpu,
-                "--memory", self.node_memory]  # fmt: skip
+                "--memory", self.node_memory, "--dns-file", str(self.dns_file)]  # fmt: skip
         for image in self.images:
             args += ["--image", image]
         self.agents[name] = self._spawn(f"nodeagent-{name}", args)
@@ -353,7 +429,8 @@ class DevCluster:
         deadline = time.monotonic() + self.startup_timeout
         last: object = None
         while time.monotonic() < deadline:
-            for name, process in [*self.agents.items(), ("provisioner", self.provisioner)]:
+            helpers = [("provisioner", self.provisioner), ("service-proxy", self.service_proxy)]
+            for name, process in [*self.agents.items(), *helpers]:
                 if process.poll() is not None:
                     log = f"nodeagent-{name}" if name in self.agents else name
                     raise DevClusterError(f"{name} exited with {process.returncode}:\n"
@@ -367,6 +444,8 @@ class DevCluster:
                 time.sleep(0.2)
                 continue
             waiting = [name for name in self.node_names if not _schedulable(nodes.get(name))]
+            if not self.dns_file.exists():
+                waiting.append("service-proxy")
             if not waiting:
                 return
             last = f"not ready: {', '.join(waiting)}"
@@ -392,7 +471,7 @@ class DevCluster:
             self.stop_agent(name, timeout=timeout)
         left = self.pod_processes()
         processes.kill_all(f"{self.cluster_id}/")
-        for helper in (self.provisioner, self.fault_proxy):
+        for helper in (self.provisioner, self.service_proxy, self.fault_proxy):
             if helper is not None and helper.poll() is None:
                 helper.terminate()
                 _wait_or_kill(helper, timeout)

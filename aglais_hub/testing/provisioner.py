@@ -24,14 +24,21 @@ import argparse
 import asyncio
 import logging
 import shutil
-import signal
 import sys
 from pathlib import Path
 
 from aglais_hub.quantity import parse
 
-from .nodeagent.client import STRATEGIC, ApiClient, ApiError, list_and_watch, quote
+from .nodeagent.client import (
+    STRATEGIC,
+    ApiClient,
+    ApiError,
+    list_and_watch,
+    quote,
+    user_cluster_role,
+)
 from .nodeagent.node import now
+from .signalled import run_until_signalled
 
 log = logging.getLogger(__name__)
 PROVISIONER = "aglais.dev/local-dir"
@@ -62,20 +69,7 @@ def rbac(user: str = USER) -> list[tuple[str, dict]]:
          "verbs": ["get", "list", "watch", "create"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ]  # fmt: skip
-    name = "aglais:local-provisioner"
-    base = "/apis/rbac.authorization.k8s.io/v1"
-    return [
-        (f"{base}/clusterroles", {"apiVersion": "rbac.authorization.k8s.io/v1",
-                                  "kind": "ClusterRole", "metadata": {"name": name},
-                                  "rules": rules}),
-        (f"{base}/clusterrolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": name},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                          "name": user}]}),
-    ]  # fmt: skip
+    return user_cluster_role("aglais:local-provisioner", user, rules)
 
 
 class Provisioner:
@@ -219,16 +213,7 @@ class Provisioner:
 
 async def serve(kubeconfig: Path, root: Path) -> None:
     client = ApiClient.from_kubeconfig(kubeconfig, "aglais-local-provisioner")
-    running = asyncio.ensure_future(Provisioner(client, root).run())
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
-    await asyncio.wait([running, asyncio.ensure_future(stopping.wait())],
-                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-    running.cancel()
-    await client.close()
-    if running.done() and not running.cancelled() and running.exception():
-        raise running.exception()
+    await run_until_signalled(Provisioner(client, root).run(), client.close)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SERVICE_CIDR = "10.96.0.0/16"
+# The default Service range (a DevCluster gives each cluster its own). Loopback: on Linux
+# all of 127/8 is local, so our service proxy (aglais_hub.testing.serviceproxy) can bind
+# any ClusterIP without privileges.
+SERVICE_CIDR = "127.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Our additions to the API server's default admission plugins (which already include
 # NamespaceLifecycle, LimitRanger, ServiceAccount, DefaultStorageClass, ResourceQuota,
@@ -211,7 +214,8 @@ def etcd_args(data_dir: Path, client_port: int, peer_port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def apiserver_args(pki: Path, etcd_url: str, port: int) -> list[str]:
+def apiserver_args(pki: Path, etcd_url: str, port: int,
+                   service_cidr: str = SERVICE_CIDR) -> list[str]:  # fmt: skip
     return [
         f"--etcd-servers={etcd_url}",
         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
@@ -228,7 +232,7 @@ def apiserver_args(pki: Path, etcd_url: str, port: int) -> list[str]:
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
         f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={service_cidr}",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -253,7 +257,7 @@ def _component_serving(pki: Path, name: str, port: int, config: Path) -> list[st
 
 def controller_manager_args(pki: Path, port: int, config: Path,
                             node_monitor_grace_period: float | None = None,
-                            ) -> list[str]:  # fmt: skip
+                            service_cidr: str = SERVICE_CIDR) -> list[str]:  # fmt: skip
     """``node_monitor_grace_period``: seconds without a Lease renewal before the
     node-lifecycle controller marks a Node's Ready condition Unknown (default 50s); tests
     of an unresponsive node shorten it (the agent renews every 10s: keep it above ~20)."""
@@ -261,7 +265,7 @@ def controller_manager_args(pki: Path, port: int, config: Path,
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--root-ca-file={pki / 'ca.crt'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={service_cidr}",
         f"--controllers={','.join(CONTROLLERS)}",
     ]  # fmt: skip
     if node_monitor_grace_period is not None:
@@ -304,8 +308,10 @@ class ControlPlane:
     """etcd, kube-apiserver, kube-controller-manager and kube-scheduler under ``root``."""
 
     def __init__(self, root: Path, bin_dir: Path, startup_timeout: float = 120, *,
-                 node_monitor_grace_period: float | None = None):  # fmt: skip
+                 node_monitor_grace_period: float | None = None,
+                 service_cidr: str = SERVICE_CIDR):  # fmt: skip
         self.root = Path(root)
+        self.service_cidr = service_cidr
         self.node_monitor_grace_period = node_monitor_grace_period
         self.bin_dir = Path(bin_dir)
         self.startup_timeout = startup_timeout
@@ -358,7 +364,7 @@ class ControlPlane:
     def _write_pki(self) -> None:
         ca = self._ca = CertificateAuthority.create()
         _write(self.pki / "ca.crt", ca.cert_pem)
-        service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
+        service_ip = str(next(ipaddress.ip_network(self.service_cidr).hosts()))
         in_cluster = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
                       "kubernetes.default.svc.cluster.local")  # fmt: skip
         serving = {
@@ -439,7 +445,8 @@ class ControlPlane:
 
     def _start_apiserver(self, deadline: float, restart: bool = False) -> None:
         self._spawn("kube-apiserver",
-                    apiserver_args(self.pki, self._etcd_url, self.ports["kube-apiserver"]))
+                    apiserver_args(self.pki, self._etcd_url, self.ports["kube-apiserver"],
+                                   self.service_cidr))
         self._wait("kube-apiserver", f"{self.server}/readyz", deadline, self._ssl(client=True))
         if restart:
             # /readyz can pass before the RBAC authorizer has its roles again; until then
@@ -464,7 +471,8 @@ class ControlPlane:
         scheduler = self.client_kubeconfig("kube-scheduler", "system:kube-scheduler")
         self._spawn("kube-controller-manager",
                     controller_manager_args(self.pki, self.ports["kube-controller-manager"], kcm,
-                                            self.node_monitor_grace_period))  # fmt: skip
+                                            self.node_monitor_grace_period,
+                                            self.service_cidr))  # fmt: skip
         self._spawn("kube-scheduler",
                     scheduler_args(self.pki, self.ports["kube-scheduler"], scheduler))  # fmt: skip
         serving = self._ssl(client=False)
@@ -531,7 +539,7 @@ class ControlPlane:
         elif name == "kube-controller-manager":
             self._spawn(name, controller_manager_args(
                 self.pki, self.ports[name], self.root / f"{name}.kubeconfig",
-                self.node_monitor_grace_period))  # fmt: skip
+                self.node_monitor_grace_period, self.service_cidr))  # fmt: skip
         else:
             self._spawn(name, scheduler_args(self.pki, self.ports[name],
                                              self.root / f"{name}.kubeconfig"))  # fmt: skip

@@ -18,8 +18,10 @@ SIGTERM, waits the grace period, SIGKILLs and deletes with grace 0.
 
 What it is not: there is no container isolation (no namespaces, cgroups, users,
 limits, read-only mounts), no network model beyond distinct loopback addresses
-(NetworkPolicy is not enforced; Services and cluster DNS do not route: in-pod clients
-reach the API server at KUBERNETES_SERVICE_HOST/PORT, its own loopback address), no
+(NetworkPolicy is not enforced; Services route through the testing cluster's service
+proxy and names resolve through its DNS stand-in, aglais_hub.testing.clusterdns, which
+every process it starts loads; in-pod clients reach the API server at
+KUBERNETES_SERVICE_HOST/PORT, its own loopback address), no
 kubelet API (``kubectl logs/exec/port-forward`` do not work; logs are files in the
 pod's directory), no image pulls (but test images that fail to pull, see ``images``),
 no liveness/startup probes, no lifecycle hooks, no eviction or node pressure, no

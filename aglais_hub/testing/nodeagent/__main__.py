@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import importlib
 import logging
-import signal
 import sys
 import urllib.parse
 from pathlib import Path
 
+from ..signalled import run_until_signalled
 from .agent import NodeAgent
 from .client import ApiClient
 from .images import default_registry
@@ -32,6 +32,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pods", default="110")
     parser.add_argument("--image", action="append", default=[], metavar="PATTERN=MODULE:FUNC",
                         help="map more images to command builders (first wins)")  # fmt: skip
+    parser.add_argument("--dns-file", type=Path,
+                        help="the service proxy's DNS file: pod processes resolve Service "
+                             "names from it (aglais_hub.testing.clusterdns)")  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -47,18 +50,9 @@ async def serve(args: argparse.Namespace) -> None:
     spec = NodeSpec(args.name, f"127.{args.ip_prefix}.0.1", args.cpu, args.memory, args.pods)
     agent = NodeAgent(client, spec, args.root, shared_dir=args.shared_dir or args.root / "shared",
                       api_host=server.hostname, api_port=server.port or 443, registry=registry,
-                      cluster_id=args.cluster_id, ip_prefix=args.ip_prefix)  # fmt: skip
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    running = asyncio.ensure_future(agent.run())
-    await asyncio.wait([running, asyncio.ensure_future(stopping.wait())],
-                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-    running.cancel()
-    await agent.stop()
-    if running.done() and not running.cancelled() and running.exception():
-        raise running.exception()
+                      cluster_id=args.cluster_id, ip_prefix=args.ip_prefix,
+                      dns_file=args.dns_file)  # fmt: skip
+    await run_until_signalled(agent.run(), agent.stop)
 
 
 def main(argv: list[str] | None = None) -> int:

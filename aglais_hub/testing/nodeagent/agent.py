@@ -64,7 +64,7 @@ class AddressPool:
 class NodeAgent:
     def __init__(self, client: ApiClient, spec: NodeSpec, root: Path, *, shared_dir: Path,
                  api_host: str, api_port: int, registry: ImageRegistry, cluster_id: str,
-                 ip_prefix: int):  # fmt: skip
+                 ip_prefix: int, dns_file: Path | None = None):  # fmt: skip
         self.client = client
         self.spec = spec
         self.root = Path(root)
@@ -72,6 +72,7 @@ class NodeAgent:
         self.api_host, self.api_port = api_host, api_port
         self.registry = registry
         self.cluster_id = cluster_id
+        self.dns_file = dns_file  # the service proxy's; None: no cluster DNS for pods
         self.addresses = AddressPool(ip_prefix)
         self.events = EventRecorder(client, spec.name)
         self.keeper = NodeKeeper(client, spec)

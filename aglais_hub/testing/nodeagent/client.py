@@ -227,3 +227,18 @@ def request_sync(credentials: Credentials, method: str, path: str, body: object 
 def quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
+
+
+def user_cluster_role(name: str, user: str, rules: list[dict]) -> list[tuple[str, dict]]:
+    """(API path, object) pairs: a ClusterRole ``name`` of ``rules`` bound to ``user``,
+    for the testing cluster's own components."""
+    base = "/apis/rbac.authorization.k8s.io/v1"
+    group = "rbac.authorization.k8s.io"
+    return [
+        (f"{base}/clusterroles", {"apiVersion": f"{group}/v1", "kind": "ClusterRole",
+                                  "metadata": {"name": name}, "rules": rules}),
+        (f"{base}/clusterrolebindings", {
+            "apiVersion": f"{group}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+            "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": name},
+            "subjects": [{"apiGroup": group, "kind": "User", "name": user}]}),
+    ]  # fmt: skip

@@ -4,7 +4,11 @@ The API server's address comes first (KUBERNETES_SERVICE_HOST/PORT: here the API
 server's own loopback address, since the ``kubernetes`` Service's ClusterIP routes
 nowhere), then ``envFrom``, then ``env`` with ``$(VAR)`` references to what came before;
 values from the downward API, ``resourceFieldRef``, ``configMapKeyRef`` and
-``secretKeyRef``. Not done: the per-Service variables of ``enableServiceLinks``.
+``secretKeyRef``. With ``enableServiceLinks`` (the default) the variables of every
+Service of the pod's namespace that has a clusterIP at container start come first
+(``<NAME>_SERVICE_HOST``, ``_SERVICE_PORT``, ``_SERVICE_PORT_<PORT NAME>``, ``<NAME>_PORT``
+and ``<NAME>_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]``), so explicit ones win; the
+``kubernetes`` Service's stay the API server's real address. Not done: nothing known.
 """
 
 from __future__ import annotations
@@ -92,10 +96,46 @@ async def _key(objects: PodObjects, kind: str, ref: dict) -> str | None:
     return source[ref["key"]].decode(errors="replace")
 
 
-async def container_env(pod: dict, container: dict, objects: PodObjects,
-                        place: PodPlace) -> dict[str, str]:  # fmt: skip
+def service_links(services: list[dict]) -> dict[str, str]:
+    """The Docker-links-style variables a kubelet sets for Services (its
+    getServiceEnvVarMap/FromServices): headless and IP-less Services have none."""
+    env: dict[str, str] = {}
+    for service in sorted(services, key=lambda s: s["metadata"]["name"]):
+        spec = service["spec"]
+        ip = spec.get("clusterIP")
+        ports = spec.get("ports") or []
+        if not ip or ip == "None" or not ports:
+            continue
+        name = service["metadata"]["name"].upper().replace("-", "_")
+        env[f"{name}_SERVICE_HOST"] = ip
+        env[f"{name}_SERVICE_PORT"] = str(ports[0]["port"])
+        for port in ports:
+            if port.get("name"):
+                env[f"{name}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(
+                    port["port"])  # fmt: skip
+        first = ports[0]
+        env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
+        for port in ports:
+            protocol = port.get("protocol", "TCP")
+            prefix = f"{name}_PORT_{port['port']}_{protocol.upper()}"
+            env[prefix] = f"{protocol.lower()}://{ip}:{port['port']}"
+            env[f"{prefix}_PROTO"] = protocol.lower()
+            env[f"{prefix}_PORT"] = str(port["port"])
+            env[f"{prefix}_ADDR"] = ip
+    return env
+
+
+async def container_env(pod: dict, container: dict, objects: PodObjects, place: PodPlace,
+                        services: list[dict] | None = None) -> dict[str, str]:  # fmt: skip
+    """``services``: the Services of the pod's namespace now (the caller lists them when
+    ``enableServiceLinks`` is on; ``PodObjects.services``)."""
     host, port = place.api_host, str(place.api_port)
-    env: dict[str, str] = {
+    env: dict[str, str] = {}
+    if pod["spec"].get("enableServiceLinks", True):
+        env.update(service_links([s for s in services or []
+                                  if (s["metadata"].get("namespace"), s["metadata"]["name"])
+                                  != ("default", "kubernetes")]))  # fmt: skip
+    env |= {
         "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
         "KUBERNETES_SERVICE_PORT_HTTPS": port, "KUBERNETES_PORT": f"tcp://{host}:{port}",
         "HOSTNAME": pod["spec"].get("hostname") or pod["metadata"]["name"],

@@ -48,6 +48,12 @@ class PodObjects:
             return None
         return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
 
+    async def services(self) -> list[dict]:
+        """The Services of the pod's namespace now (not cached: service links are taken
+        at each container start). The Node authorizer lets a node read every Service."""
+        listing = await self.client.get(f"/api/v1/namespaces/{self.namespace}/services")
+        return listing.get("items") or []
+
     async def claim(self, name: str) -> dict | None:
         return await self._get("persistentvolumeclaims", name)
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from .. import clusterdns
 from . import processes
 from .client import STRATEGIC, ApiError, quote
 from .env import ConfigError, PodPlace, container_env
@@ -266,7 +267,9 @@ class PodWorker:
             return 0
         while not self.stopping:
             try:
-                env = await container_env(self.pod, spec, self.objects, self.place)
+                links = self.pod["spec"].get("enableServiceLinks", True)
+                services = await self.objects.services() if links else []
+                env = await container_env(self.pod, spec, self.objects, self.place, services)
             except (ConfigError, ApiError) as error:
                 run.state = {"waiting": {"reason": "CreateContainerConfigError",
                                          "message": str(error)}}  # fmt: skip
@@ -354,6 +357,8 @@ class PodWorker:
             await self._probed(spec, run, ctx, asyncio.Event().wait())
             return None
         env = {**command.env, processes.MARK: self.mark}
+        if self.agent.dns_file is not None:  # Service names resolve as in a pod
+            env = clusterdns.process_env(env, self.agent.dns_file, self.namespace, self.ip)
         try:
             with run.log_path.open("ab") as output:
                 run.process = await asyncio.create_subprocess_exec(
