@@ -27,9 +27,10 @@ def run_helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess:
     return subprocess.run([helm(), *args, str(chart)], capture_output=True, text=True)
 
 
-def render(*values: Path, chart: Path = CHART, sets: tuple[str, ...] = ()) -> list[dict]:
+def render(*values: Path, chart: Path = CHART, sets: tuple[str, ...] = (),
+           namespace: str = NAMESPACE) -> list[dict]:  # fmt: skip
     """Every object `helm template` makes (raises with helm's message if it fails)."""
-    args = ["template", RELEASE, "--namespace", NAMESPACE]
+    args = ["template", RELEASE, "--namespace", namespace]
     for path in values:
         args += ["--values", str(path)]
     for assignment in sets:

@@ -353,13 +353,13 @@ def test_the_hub_accepts_the_values_file_the_chart_gives_it(rendered, tmp_path):
         values = load_values(path)  # validates against the one schema, chart-only keys too
         c = hub_config(values)
         assert c.ConfigurableHTTPProxy.should_start is False, name
-        assert c.ConfigurableHTTPProxy.api_url == "http://aglais-proxy-api:8001"
-        assert c.JupyterHub.hub_connect_url == "http://aglais-hub:8081"
+        assert c.ConfigurableHTTPProxy.api_url == "http://aglais-proxy-api.science.svc:8001"
+        assert c.JupyterHub.hub_connect_url == "http://aglais-hub.science.svc:8081"
         assert c.JupyterHub.spawner_class == "spawners.zeppelin.spawner.ZeppelinSpawner"
         services = [s["name"] for s in listed(c.JupyterHub.services)]
         assert ("idle-culler" in services) is (name != "culler-off"), name
         if values["reservations"]["enabled"]:
-            assert values["reservations"]["url"] == "http://aglais-reservations:8090"
+            assert values["reservations"]["url"] == "http://aglais-reservations.science.svc:8090"
 
 
 def test_hub_pod_reads_the_values_secret_and_keeps_sqlite_on_a_claim(rendered):
@@ -386,8 +386,8 @@ def test_hub_pod_reads_the_values_secret_and_keeps_sqlite_on_a_claim(rendered):
 def test_proxy_sends_everything_to_the_hub_and_is_public_only_through_its_service(rendered):
     objects = rendered["production"]
     proxy = named(objects, "Deployment", "-proxy")["spec"]["template"]["spec"]["containers"][0]
-    assert "--default-target=http://aglais-hub:8081" in proxy["command"]
-    assert "--error-target=http://aglais-hub:8081/aglais/hub/error" in proxy["command"]
+    assert "--default-target=http://aglais-hub.science.svc:8081" in proxy["command"]
+    assert "--error-target=http://aglais-hub.science.svc:8081/aglais/hub/error" in proxy["command"]
     assert named(objects, "Service", "-proxy-api")["spec"]["type"] == "ClusterIP"
     public = named(objects, "Service", "-proxy-public")
     assert public["spec"]["ports"][0]["targetPort"] == "http"
@@ -418,7 +418,7 @@ def test_reservation_service_runs_as_a_hub_service_with_its_own_database(rendere
     (container,) = pod["spec"]["containers"]
     assert container["command"] == ["aglais-hub", "reservations", "serve"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["JUPYTERHUB_API_URL"] == "http://aglais-hub:8081/hub/api"
+    assert env["JUPYTERHUB_API_URL"] == "http://aglais-hub.science.svc:8081/hub/api"
     assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/services/reservations/"
     assert env["JUPYTERHUB_CLIENT_ID"] == "service-reservations"
     assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "/services/reservations/oauth_callback"
@@ -501,3 +501,34 @@ def test_notes_tell_the_url_and_the_redirect_uri_to_register(tmp_path):
     text = notes(CI["minimal"], tmp_path / "m")
     assert "port-forward service/aglais-proxy-public 8000:80" in text
     assert "http://127.0.0.1:8000/hub/oauth_callback" in text
+
+
+DEV_VALUES = Path(__file__).resolve().parent.parent / "config" / "devcluster-chart-values.yaml"
+
+
+def test_the_development_identity_provider_is_the_hubs_own_client_and_off_by_default(rendered):
+    assert all(not o["metadata"]["name"].endswith("-idp") for o in rendered["minimal"])
+    objects = render(DEV_VALUES, namespace="aglais")
+    idp = named(objects, "Deployment", "-idp")["spec"]["template"]["spec"]
+    (container,) = idp["containers"]
+    assert container["command"] == ["node", "/srv/aglais/devidp/server.mjs"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ISSUER"]["value"] == "http://aglais-idp.aglais.svc:5556" == yaml.safe_load(
+        DEV_VALUES.read_text())["auth"]["issuer"]
+    assert env["REDIRECT_URIS"]["value"] == "http://aglais-proxy-public.aglais.svc/hub/oauth_callback"
+    # one client secret, generated into the platform's Secret, for the provider and the hub
+    assert env["CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "aglais-secrets", "key": "oauth-client-secret"}
+    hub = named(objects, "Deployment", "-hub")["spec"]["template"]["spec"]["containers"][0]
+    hub_env = {e["name"]: e for e in hub["env"]}
+    assert hub_env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "oauth-client-secret"
+    assert len(secret_data(named(objects, "Secret", "-secrets"))["oauth-client-secret"]) == 64
+    users = json.loads(secret_data(named(objects, "Secret", "-idp-users"))["users.json"])
+    assert users["alice"]["password"] == "alice" and "admins" in users["admin"]["groups"]
+    assert named(objects, "Service", "-idp")["spec"]["ports"][0]["port"] == 5556
+
+
+def test_the_development_identity_provider_refuses_an_issuer_that_is_not_its_own():
+    with pytest.raises(RuntimeError, match=r"auth.issuer must be the development provider's "
+                       r"URL, http://aglais-idp.science.svc:5556 \(it is http://aglais-idp.aglais"):
+        render(DEV_VALUES)  # rendered into "science", the values name "aglais"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -167,3 +168,52 @@ def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_pat
     assert "dev-cluster: stopped" in output.read_text()
     print(f"startup {startup:.1f}s, stop {took:.1f}s, all {time.monotonic() - started:.1f}s")
 
+
+def test_dev_cluster_install_chart_prints_a_url_logins_and_hosts_lines_that_work(
+    cluster_bin, tmp_path
+):
+    """`dev-cluster --install-chart`: what it prints is enough for a first login, with the
+    names resolved only from the /etc/hosts lines it printed (as a browser would)."""
+    from aglais_hub.testing.clusterdns import _patch
+    from aglais_hub.testing.hubclient import HubClient
+
+    root, output = tmp_path / "root", tmp_path / "output"
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["AGLAIS_CLUSTER_BIN"] = str(cluster_bin)
+    with output.open("wb") as out:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "aglais_hub.cli", "dev-cluster", "--nodes", "2",
+             "--node-cpu", "16", "--node-memory", "64Gi", "--root", str(root),
+             "--install-chart"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)  # fmt: skip
+    facts: dict = {}
+    try:
+        text = _wait_for_line(command, output, "chart installed", 200)
+        facts = json.loads((root / STATE_FILE).read_text())
+        text = _wait_for_line(command, output, "helm:", 10)
+        url = text.split("hub:", 1)[1].split()[0]
+        assert url == "http://aglais-proxy-public.aglais.svc/", text
+        logins = dict(re.findall(r"^ {4}(\w+) +password (\S+)$", text, re.M))
+        assert logins.get("alice") == "alice", text
+        hosts: dict[str, list[str]] = {}
+        for ip, *names in (line.split() for line in re.findall(
+                r"^ {4}(127\.\d+\.\d+\.\d+ .+)$", text, re.M)):  # fmt: skip
+            hosts.update({name: [ip] for name in names})
+        assert {"aglais-proxy-public.aglais.svc", "aglais-idp.aglais.svc"} <= set(hosts), text
+        before = _patch.install(hosts.get)  # /etc/hosts as the output says
+        try:
+            alice = HubClient(url)
+            alice.login("alice", logins["alice"])
+            assert alice.whoami()["name"] == "alice"
+        finally:
+            _patch.restore(before)
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(60) == 0, output.read_text()
+        assert processes.find(f"{facts['cluster_id']}/") == []  # the chart's pods ended too
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+        if facts:
+            processes.kill_all(f"{facts['cluster_id']}/")

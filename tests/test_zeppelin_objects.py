@@ -50,6 +50,12 @@ def test_everything_lives_in_the_users_own_namespace(alice):
             assert obj["metadata"]["namespace"] == "aglais-alice", kind
 
 
+def test_the_users_namespace_enforces_pod_security_restricted(alice):
+    labels = alice["Namespace"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "latest"
+
+
 def test_spark_driver_rights_are_namespaced_and_minimal(alice):
     role, binding = alice["Role"], alice["RoleBinding"]
     rules = {tuple(r["resources"]): set(r["verbs"]) for r in role["rules"]}

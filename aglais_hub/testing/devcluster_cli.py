@@ -10,6 +10,14 @@ writes the same facts (pids and ports too) to ``ROOT/dev-cluster.json``. On Ctrl
 SIGTERM or SIGHUP it stops every process it started and exits 0; when one of them dies
 by itself it stops the rest and exits 1.
 
+``--install-chart`` then installs the Helm chart (chart/aglais) with the real ``helm``:
+release "aglais" in namespace "aglais" (labelled for Pod Security ``restricted``), with
+config/devcluster-chart-values.yaml and any ``-f VALUES`` after it (the development
+identity provider with demo users; users reach the platform at the proxy's Service, as
+no Ingress controller runs here). It waits until the release is ready and prints the
+URL, the logins and the /etc/hosts lines a browser on this machine needs to resolve the
+Service names (the node agents' processes resolve them by themselves).
+
 ``--fault-proxy`` also starts the fault proxy (aglais_hub.testing.faultproxy) in front of
 the API server and prints its URL (for token kubeconfigs: a client certificate cannot
 pass it), its control API's URL and a curl line that adds a rule.
@@ -53,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: a new one under the temp dir, kept afterwards)")  # fmt: skip
     parser.add_argument("--startup-timeout", type=float, default=120, metavar="SECONDS",
                         help="how long starting may take (default: 120)")  # fmt: skip
+    parser.add_argument("--install-chart", action="store_true",
+                        help="helm install chart/aglais into the cluster (release and "
+                        "namespace aglais) and print its URL and logins")  # fmt: skip
+    parser.add_argument("-f", "--values", type=Path, action="append", default=[],
+                        help="with --install-chart: a values file over "
+                        "config/devcluster-chart-values.yaml (repeatable)")  # fmt: skip
     parser.add_argument("--fault-proxy", action="store_true",
                         help="also start the fault proxy in front of the API server (for "
                         "token clients; rules through its control API)")  # fmt: skip
@@ -89,6 +103,7 @@ def _readyz(cluster: DevCluster) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .chartrelease import ChartError
     from .controlplane import build
     from .controlplane.cluster import ControlPlaneError
     from .devcluster import DevCluster, DevClusterError
@@ -128,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         code = _serve(cluster, args, time.monotonic() - started)
     except _Stop:
         pass
-    except (ApiError, OSError) as error:
+    except (ApiError, OSError, ChartError) as error:
         _say(f"dev-cluster: {error}", sys.stderr)
         code = 1
     finally:
@@ -152,6 +167,26 @@ def _faults_text(cluster: DevCluster) -> str:
             f"CA {cluster.ca_file})\n"
             f"  faults:      {control}/faults   (GET lists, DELETE clears)\n"
             f"  try:         curl -X POST {control}/faults -d '{rule}'\n")  # fmt: skip
+
+
+def _install_chart(cluster: DevCluster, values: list[Path]) -> None:
+    from .chartrelease import DEV_VALUES, ChartRelease
+    from .clusterdns import hosts_lines
+
+    release = ChartRelease(cluster, [DEV_VALUES, *(v.expanduser().resolve() for v in values)])
+    _say(f"dev-cluster: helm install {release.release} chart/aglais --namespace "
+         f"{release.namespace} --wait (the hub's first start takes a minute)",
+         sys.stderr)  # fmt: skip
+    release.install()
+    logins = "\n".join(f"    {name:8} password {user['password']}"
+                       for name, user in release.logins.items())  # fmt: skip
+    _say(f"chart installed: release {release.release} in namespace {release.namespace}\n"
+         f"  hub:         {release.url}\n"
+         f"  logins (the development identity provider):\n{logins}\n"
+         f"  a browser on this machine needs these names in /etc/hosts:\n"
+         + "".join(f"    {line}\n" for line in hosts_lines(cluster.dns_file, release.namespace))
+         + f"  helm:        helm --kubeconfig {cluster.kubeconfig} -n {release.namespace} status "
+         f"{release.release}")  # fmt: skip
 
 
 def _serve(cluster: DevCluster, args: argparse.Namespace, took: float) -> int:
@@ -179,6 +214,8 @@ def _serve(cluster: DevCluster, args: argparse.Namespace, took: float) -> int:
          f"  try:         kubectl --kubeconfig {kubeconfig} get nodes\n"
          f"{_faults_text(cluster)}"
          f"{READY_LINE} in {took:.0f}s; Ctrl-C (or SIGTERM) stops it.")  # fmt: skip
+    if args.install_chart:
+        _install_chart(cluster, args.values)
     while True:
         time.sleep(1)
         for name, process in cluster.children().items():

@@ -83,6 +83,7 @@ class ServerSpec:
     driver_port: int = 7078
     block_manager_port: int = 7079
     run_as_user: int = 1000
+    pod_security: str = "restricted"  # the Pod Security level enforced on the namespace
     flavour: str = "zeppelin"
     activity_interval: int = 60
     reservations_port: int = 0  # the auth proxy asks the reservation service for notices
@@ -123,6 +124,8 @@ def _meta(spec: ServerSpec, name: str, component: str, namespaced: bool = True,
 
 def namespace(spec: ServerSpec) -> dict:
     meta = _meta(spec, spec.namespace, "user-namespace", namespaced=False, shared=True)
+    meta["labels"].update({"pod-security.kubernetes.io/enforce": spec.pod_security,
+                           "pod-security.kubernetes.io/enforce-version": "latest"})  # fmt: skip
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 

@@ -92,6 +92,7 @@ def server_spec(values: Mapping, username: str, tier: Tier, server_name: str = "
         driver_port=k8s["driverPort"],
         block_manager_port=k8s["blockManagerPort"],
         run_as_user=k8s["runAsUser"],
+        pod_security=k8s["podSecurity"],
         flavour=flavour,
         activity_interval=k8s["activityInterval"],
         reservations_port=values["reservations"]["port"]

@@ -16,6 +16,12 @@ Test images every registry knows (by their tag, on any image name):
   listening only after ``SLOW_START_SECONDS`` (as its JVM takes its time); its auth
   proxy starts at once.
 
+The chart's own images run from this checkout: ``*aglais/hub*`` (the hub, the reservation
+service and the development identity provider: the manifest's command with this venv's
+``jupyterhub``/``aglais-hub``, the repo's ``node`` programs, and the image's own files,
+``HUB_IMAGE_FILES``, at their places in the repo) and ``*configurable-http-proxy*`` (the
+repo's ``node_modules`` proxy, with the manifest's arguments).
+
 Tests may register more builders (``register``, or the agent's ``--image``) and more
 unpullable patterns (``unpullable``). What is real: the processes (the auth proxy,
 PySpark, executor JVMs from pyspark's jars, JupyterLab); what is ours: the mapping, the
@@ -25,6 +31,7 @@ translation of container paths to host directories, and the Zeppelin stand-in.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import sys
@@ -74,13 +81,15 @@ class ContainerContext:
                 return directory / container_path[len(mount) :].lstrip("/")
         return None
 
-    def local_paths(self, text: str) -> str:
-        """Container paths under a volume mount, rewritten to their host directories
-        (in one pass, so a rewritten path is never rewritten again)."""
-        if not self.mounts:
+    def local_paths(self, text: str, image_files: dict[str, Path] | None = None) -> str:
+        """Container paths under a volume mount (or among the image's own ``image_files``),
+        rewritten to their host paths (in one pass, so a rewritten path is never rewritten
+        again)."""
+        places = {**(image_files or {}), **self.mounts}
+        if not places:
             return text
-        mounts = sorted((m.rstrip("/") or "/" for m in self.mounts), key=len, reverse=True)
-        directories = {m.rstrip("/") or "/": d for m, d in self.mounts.items()}
+        mounts = sorted((m.rstrip("/") or "/" for m in places), key=len, reverse=True)
+        directories = {m.rstrip("/") or "/": d for m, d in places.items()}
         # only where a mount path starts a path (not inside a longer path)
         pattern = (r"(?<![\w./-])(" + "|".join(re.escape(m) for m in mounts)
                    + r")(?=/|$|\s|:|;|'|\")")  # fmt: skip
@@ -198,6 +207,83 @@ def jupyterlab_flavour(ctx: ContainerContext) -> LocalCommand:
             f"--ServerApp.root_dir={root}", "--IdentityProvider.token=",
             "--ServerApp.password=", *extra]  # fmt: skip
     return LocalCommand(argv, env, root)
+
+
+# This checkout: the hub image is built from it (images/hub/Dockerfile).
+REPO = Path(__file__).resolve().parents[3]
+# The hub image's own files (images/hub/Dockerfile, WORKDIR /srv/aglais) where this checkout
+# has them; tests/test_nodeagent_images.py keeps the two in step.
+HUB_IMAGE_FILES = {
+    "/srv/aglais/jupyterhub_config.py": REPO / "config" / "jupyterhub_config.py",
+    "/srv/aglais/devidp": REPO / "aglais_hub" / "devidp",
+    "/srv/aglais/node_modules": REPO / "node_modules",
+}
+HUB_IMAGE_CMD = ["jupyterhub", "-f", "/srv/aglais/jupyterhub_config.py"]
+
+
+def image_program(name: str) -> str:
+    """A program of the hub image's PATH (its Python environment, then node_modules/.bin)
+    as this machine has it: this venv's, then the repo's node_modules, then PATH."""
+    if "/" in name:
+        return name
+    for directory in (Path(sys.executable).parent, REPO / "node_modules" / ".bin"):
+        if (directory / name).exists():
+            return str(directory / name)
+    return name
+
+
+def service_account_kubeconfig(ctx: ContainerContext) -> Path | None:
+    """The pod's own service-account token and CA as a kubeconfig (None without a token).
+
+    In a pod, in-cluster clients find the token at SERVICE_ACCOUNT_DIR; that directory does
+    not exist on this machine, so the same two files (read from the volume, so a rotated
+    token is seen) are named in a kubeconfig that the clients' fallback reads."""
+    account = ctx.host_path(SERVICE_ACCOUNT_DIR)
+    if account is None or not (account / "token").is_file():
+        return None
+    host = ctx.env.get("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    port = ctx.env.get("KUBERNETES_SERVICE_PORT", "443")
+    namespace = ctx.pod["metadata"]["namespace"]
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "pod",
+        "clusters": [{"name": "cluster", "cluster": {
+            "server": f"https://{host}:{port}", "certificate-authority": str(account / "ca.crt")}}],
+        "users": [{"name": "pod", "user": {"tokenFile": str(account / "token")}}],
+        "contexts": [{"name": "pod", "context": {
+            "cluster": "cluster", "user": "pod", "namespace": namespace}}],
+    }  # fmt: skip
+    path = ctx.pod_dir / f"{ctx.container['name']}.serviceaccount.kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def hub_image(ctx: ContainerContext) -> LocalCommand:
+    """The hub image: the manifest's command and args (the image's CMD without one) with
+    its programs and files from this checkout; binds to all addresses bind the pod IP."""
+    argv = ctx.command + ctx.args or list(HUB_IMAGE_CMD)
+    argv = [ctx.local_paths(ctx.bind_here(a), HUB_IMAGE_FILES) for a in argv]
+    argv[0] = image_program(argv[0])
+    env = {k: ctx.local_paths(ctx.bind_here(v), HUB_IMAGE_FILES) for k, v in ctx.env.items()}
+    env = {**ctx.host_env(), **env, "HOME": str(ctx.pod_dir), "PYTHONUNBUFFERED": "1"}
+    programs = [Path(sys.executable).parent, REPO / "node_modules" / ".bin"]
+    env["PATH"] = os.pathsep.join([*map(str, programs), env.get("PATH", "")])
+    env.setdefault("AGLAIS_VALUES", ctx.local_paths("/etc/aglais/values.yaml"))
+    kubeconfig = service_account_kubeconfig(ctx)
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    workdir = ctx.host_path(ctx.container.get("workingDir") or "") or ctx.pod_dir
+    workdir.mkdir(parents=True, exist_ok=True)
+    return LocalCommand(argv, env, workdir)
+
+
+def http_proxy_image(ctx: ContainerContext) -> LocalCommand:
+    """configurable-http-proxy's image: the repo's proxy with the manifest's arguments; an
+    empty --ip/--api-ip (all addresses) is the pod IP here."""
+    argv = ctx.command + ctx.args or ["configurable-http-proxy"]
+    argv = [re.sub(r"^(--(?:api-)?ip)=$", rf"\1={ctx.pod_ip}", ctx.bind_here(a)) for a in argv]
+    argv[0] = image_program(argv[0])
+    env = {**ctx.host_env(), "HOME": str(ctx.pod_dir)}
+    return LocalCommand(argv, env, ctx.pod_dir)
 
 
 def spark_api_properties(ctx: ContainerContext) -> dict[str, str]:
@@ -346,6 +432,8 @@ def default_registry() -> ImageRegistry:
     registry.register("local/*", run_as_given)
     registry.register("*spark*", spark_executor)
     registry.register("*singleuser*", jupyterhub_singleuser)
+    registry.register("*aglais/hub*", hub_image)
+    registry.register("*configurable-http-proxy*", http_proxy_image)
     registry.register("*aglais/zeppelin*", aglais_notebook)
     registry.register(f"*aglais/zeppelin:{SLOW_TAG}", slow_notebook)
     registry.register(f"*:{CRASHING_TAG}", crashing)

@@ -12,6 +12,7 @@
 {{- define "aglais.proxy.public" -}}{{ include "aglais.fullname" . }}-proxy-public{{- end -}}
 {{- define "aglais.reservations.name" -}}{{ include "aglais.fullname" . }}-reservations{{- end -}}
 {{- define "aglais.reservations.dbClaim" -}}{{ include "aglais.fullname" . }}-reservations-db{{- end -}}
+{{- define "aglais.devIdp.name" -}}{{ include "aglais.fullname" . }}-idp{{- end -}}
 {{- define "aglais.valuesSecret" -}}{{ include "aglais.fullname" . }}-values{{- end -}}
 {{- define "aglais.tlsSecret" -}}{{ .Values.ingress.tls.secretName | default (printf "%s-tls" (include "aglais.fullname" .)) }}{{- end -}}
 {{/* Cluster-scoped names carry the namespace: two releases may share a name. */}}
@@ -41,11 +42,13 @@ app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
 {{- end -}}
 
-{{/* In-cluster URLs. */}}
-{{- define "aglais.hub.url" -}}http://{{ include "aglais.hub.name" . }}:8081{{- end -}}
-{{- define "aglais.proxy.apiUrl" -}}http://{{ include "aglais.proxy.api" . }}:8001{{- end -}}
+{{/* In-cluster URLs, by <service>.<namespace>.svc: users' pods run in namespaces of their own,
+where a bare Service name would not resolve. */}}
+{{- define "aglais.svcHost" -}}{{ .name }}.{{ .root.Release.Namespace }}.svc{{- end -}}
+{{- define "aglais.hub.url" -}}http://{{ include "aglais.svcHost" (dict "root" . "name" (include "aglais.hub.name" .)) }}:8081{{- end -}}
+{{- define "aglais.proxy.apiUrl" -}}http://{{ include "aglais.svcHost" (dict "root" . "name" (include "aglais.proxy.api" .)) }}:8001{{- end -}}
 {{- define "aglais.reservations.url" -}}
-{{- .Values.reservations.url | default (printf "http://%s:%d" (include "aglais.reservations.name" .) (int .Values.reservations.port)) -}}
+{{- .Values.reservations.url | default (printf "http://%s:%d" (include "aglais.svcHost" (dict "root" . "name" (include "aglais.reservations.name" .))) (int .Values.reservations.port)) -}}
 {{- end -}}
 {{- define "aglais.reservations.prefix" -}}{{ .Values.hub.baseUrl }}services/reservations/{{- end -}}
 
@@ -113,4 +116,18 @@ podSelector:
 - ports:
     - {protocol: UDP, port: 53}
     - {protocol: TCP, port: 53}
+{{- end -}}
+
+{{/* The issuer the development identity provider serves, and the check that auth.issuer is it. */}}
+{{- define "aglais.devIdp.issuer" -}}
+http://{{ include "aglais.svcHost" (dict "root" . "name" (include "aglais.devIdp.name" .)) }}:{{ .Values.devIdentityProvider.port }}
+{{- end -}}
+{{- define "aglais.devIdp.checked" -}}
+{{- $issuer := include "aglais.devIdp.issuer" . -}}
+{{- if ne (trimSuffix "/" .Values.auth.issuer) $issuer -}}
+{{- fail (printf "devIdentityProvider.enabled: auth.issuer must be the development provider's URL, %s (it is %s)" $issuer .Values.auth.issuer) -}}
+{{- end -}}
+{{- if not (include "aglais.publicUrl" .) -}}
+{{- fail "devIdentityProvider.enabled: set hub.publicUrl (or an Ingress host): the provider must know the hub's OAuth callback URL" -}}
+{{- end -}}
 {{- end -}}

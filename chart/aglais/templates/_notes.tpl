@@ -12,6 +12,8 @@ Aglais Hub is installed as release {{ .Release.Name }} in namespace {{ .Release.
 {{- if .Values.ingress.tls.enabled }}
    (TLS certificate from Secret {{ include "aglais.tlsSecret" . }}{{ if or .Values.ingress.certManager.issuer .Values.ingress.certManager.clusterIssuer }}, issued by cert-manager{{ end }})
 {{- end }}
+{{- else if .Values.hub.publicUrl }}
+     {{ $url }}{{ .Values.hub.baseUrl }}   (hub.publicUrl: the proxy's Service, or what forwards to it)
 {{- else if eq .Values.proxy.service.type "LoadBalancer" }}
      kubectl -n {{ .Release.Namespace }} get service {{ include "aglais.proxy.public" . }}
    and open http://<EXTERNAL-IP>{{ .Values.hub.baseUrl }} (set hub.publicUrl to that URL).
@@ -20,11 +22,21 @@ Aglais Hub is installed as release {{ .Release.Name }} in namespace {{ .Release.
    and open http://127.0.0.1:8000{{ .Values.hub.baseUrl }}
 {{- end }}
 
+{{- if .Values.devIdentityProvider.enabled }}
+
+2. Log in at the development identity provider ({{ .Values.auth.issuer }}, never for
+   production) as one of its users (devIdentityProvider.users):
+{{- range $name, $user := .Values.devIdentityProvider.users }}
+     {{ $name }}{{ if $user.groups }} (groups: {{ join ", " $user.groups }}){{ end }}
+{{- end }}
+{{- else }}
+
 2. Next step: register this redirect URI for client "{{ .Values.auth.clientId }}" at
    {{ .Values.auth.issuer }}:
      {{ $callback }}
 {{- if and (not .Values.auth.clientSecret) (not .Values.secrets.existingSecret) }}
    and give the client secret: helm upgrade {{ .Release.Name }} ... --set auth.clientSecret=...
+{{- end }}
 {{- end }}
 
 3. Watch the hub start:

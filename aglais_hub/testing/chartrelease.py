@@ -1,0 +1,116 @@
+"""The Helm chart installed for real on the testing cluster (ours: the driver; helm, the
+chart and the cluster are the real ones).
+
+``ChartRelease(cluster, values=[...])`` runs the real ``helm`` binary (``make helm``)
+against the cluster's admin kubeconfig: ``install()`` creates the release namespace
+labelled for Pod Security ``restricted`` (as docs/deploy.md tells admins to) and
+``helm install --wait``s the chart; ``upgrade(*values, set=...)``, ``uninstall()`` and
+``status()`` do what they say. ``url`` is the proxy's public Service as users reach it
+(no Ingress controller runs on this cluster: the Service is the front door), and
+``logins`` the development identity provider's users.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..chart import CHART, PROJECT_ROOT, find_helm
+from .devcluster import DevCluster
+from .nodeagent.client import ApiError, Credentials, request_sync
+
+DEV_VALUES = PROJECT_ROOT / "config" / "devcluster-chart-values.yaml"
+POD_SECURITY = {"pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest"}  # fmt: skip
+
+
+class ChartError(RuntimeError):
+    """helm failed; the message is helm's own output."""
+
+
+@dataclass
+class ChartRelease:
+    cluster: DevCluster
+    values: list[Path] = field(default_factory=lambda: [DEV_VALUES])
+    release: str = "aglais"
+    namespace: str = "aglais"
+    timeout: str = "5m"
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        helm = find_helm()
+        if helm is None:
+            raise ChartError("helm not found: run `make helm`")
+        command = [helm, "--kubeconfig", str(self.cluster.kubeconfig),
+                   "--namespace", self.namespace, *args]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise ChartError(f"helm {' '.join(args[:2])} failed:\n{done.stderr or done.stdout}")
+        return done
+
+    def _values_args(self, extra: tuple[Path, ...], sets: dict[str, str]) -> list[str]:
+        args = [a for path in (*self.values, *extra) for a in ("--values", str(path))]
+        return args + [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
+
+    def create_namespace(self) -> None:
+        """The release namespace, labelled for Pod Security restricted (idempotent)."""
+        credentials = Credentials.from_kubeconfig(self.cluster.kubeconfig)
+        body = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": self.namespace, "labels": POD_SECURITY}}  # fmt: skip
+        try:
+            request_sync(credentials, "POST", "/api/v1/namespaces", body)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            request_sync(credentials, "PATCH", f"/api/v1/namespaces/{self.namespace}",
+                         {"metadata": {"labels": POD_SECURITY}},
+                         content_type="application/merge-patch+json")  # fmt: skip
+
+    def install(self, *values: Path, sets: dict[str, str] | None = None) -> str:
+        self.create_namespace()
+        args = ["--wait", "--timeout", self.timeout, *self._values_args(values, sets or {})]
+        done = self.helm("install", self.release, str(CHART), *args)
+        return done.stdout
+
+    def upgrade(self, *values: Path, sets: dict[str, str] | None = None) -> str:
+        args = ["--wait", "--timeout", self.timeout, *self._values_args(values, sets or {})]
+        done = self.helm("upgrade", self.release, str(CHART), *args)
+        return done.stdout
+
+    def uninstall(self) -> str:
+        return self.helm("uninstall", self.release, "--wait", "--timeout", self.timeout).stdout
+
+    def status(self) -> dict:
+        return json.loads(self.helm("status", self.release, "--output", "json").stdout)
+
+    def merged_values(self) -> dict:
+        merged: dict = {}
+        for path in self.values:
+            _merge(merged, yaml.safe_load(path.read_text()) or {})
+        return merged
+
+    @property
+    def url(self) -> str:
+        """The hub's public URL (hub.publicUrl of the values: the proxy's Service by name)."""
+        return self.merged_values()["hub"]["publicUrl"].rstrip("/") + "/"
+
+    @property
+    def logins(self) -> dict[str, dict]:
+        from ..config import load_schema
+
+        users = self.merged_values().get("devIdentityProvider", {}).get("users")
+        if users is None:
+            schema = load_schema()["properties"]["devIdentityProvider"]
+            users = schema["properties"]["users"]["default"]
+        return users
+
+
+def _merge(into: dict, other: dict) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

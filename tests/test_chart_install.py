@@ -1,0 +1,375 @@
+"""The Helm chart installed for real, end to end: `helm install` on the real control plane,
+then what a first admin and a first user would do, through the chart's own proxy, hub,
+reservation service and development identity provider, each running as a pod of the
+testing cluster (aglais_hub/testing/nodeagent/images.py runs the chart's images from this
+checkout). Zeppelin is still the stand-in (issue 12 is blocked: Central has no Zeppelin 0.12),
+its %pyspark paragraphs real PySpark on executor pods.
+
+The steps run in file order on one release and say which step they are; a step after a
+failed one fails at once, naming the step that broke (never skipped).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aglais_hub.chart import PROJECT_ROOT, find_helm
+from aglais_hub.testing import clusterdns
+from aglais_hub.testing.chartrelease import ChartRelease
+from aglais_hub.testing.devcluster import DevCluster
+from aglais_hub.testing.hubclient import HubClient
+from aglais_hub.testing.nodeagent.client import ApiError, Credentials, request_sync
+
+pytestmark = [pytest.mark.e2e, pytest.mark.controlplane]
+
+NS = "aglais"
+SUM_NOTE = {"name": "gaia-sum", "paragraphs": [{"text": "%pyspark\nprint(spark.range(0, 10**6, "
+                                                        "numPartitions=8).selectExpr('sum(id)')"
+                                                        ".first()[0])"}]}  # fmt: skip
+COMPONENTS = ("hub", "proxy", "reservations", "idp")
+
+
+@pytest.fixture(scope="module")
+def dev(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
+    with DevCluster(tmp_path_factory.mktemp("chart"), nodes=2, node_cpu="16",
+                    node_memory="64Gi", bin_dir=cluster_bin, fault_proxy=False) as cluster:  # fmt: skip
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def release(dev):
+    release = ChartRelease(dev)
+    with clusterdns.resolving(dev.dns_file):  # this test process resolves Service names too
+        yield release
+        release.helm("uninstall", release.release, "--wait", check=False)
+
+
+class Steps:
+    """Which step of the story failed first (later steps fail naming it)."""
+
+    failed: str | None = None
+
+
+@pytest.fixture(autouse=True)
+def step(request):
+    if Steps.failed:
+        pytest.fail(f"an earlier step failed: {Steps.failed}")
+    print(f"\nstep: {request.node.name}")
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        Steps.failed = request.node.name
+
+
+def docs_commands() -> list[str]:
+    """The helm and kubectl lines of docs/deploy.md's "Try it on one machine"."""
+    text = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    section = text.split("## Try it on one machine", 1)[1].split("\n## ", 1)[0]
+    lines = [line.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)
+             for line in block.splitlines()]  # fmt: skip
+    return [line for line in lines if line.startswith(("helm ", "kubectl "))]
+
+
+DOCS_RUN: set[str] = set()
+
+
+def run_docs(dev: DevCluster, start: str) -> str:
+    """Run the docs' one command line that starts with ``start``, as an admin would (its
+    kubeconfig in KUBECONFIG, in the repository), and return what it printed."""
+    (line,) = [c for c in docs_commands() if c.startswith(start)]
+    argv = shlex.split(line)
+    argv[0] = find_helm() if argv[0] == "helm" else str(Path(sys.executable).parent / "kubectl")
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          env={**os.environ, "KUBECONFIG": str(dev.kubeconfig)}, timeout=600)  # fmt: skip
+    assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+    DOCS_RUN.add(line)
+    return done.stdout
+
+
+class Cluster:
+    """The cluster as its admin sees it."""
+
+    def __init__(self, dev: DevCluster):
+        self.credentials = Credentials.from_kubeconfig(dev.kubeconfig)
+
+    def get(self, path: str) -> dict | None:
+        try:
+            return request_sync(self.credentials, "GET", path)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def items(self, path: str) -> list[dict]:
+        return (self.get(path) or {}).get("items", [])
+
+
+def wait_for(check, what: str, timeout: float = 120, every: float = 1):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def ready_components(kube: Cluster) -> dict[str, str]:
+    """component → name of its Ready pod, in the release namespace."""
+    ready = {}
+    for pod in kube.items(f"/api/v1/namespaces/{NS}/pods"):
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if conditions.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp"):
+            ready[pod["metadata"]["labels"].get("component", "")] = pod["metadata"]["name"]
+    return ready
+
+
+def secrets_of(kube: Cluster) -> dict[str, bytes]:
+    secret = kube.get(f"/api/v1/namespaces/{NS}/secrets/aglais-secrets")
+    assert secret is not None, "the platform's Secret is missing"
+    return {k: base64.b64decode(v) for k, v in secret["data"].items()}
+
+
+class Story:
+    """What the steps share."""
+
+    alice: HubClient
+    note_id: str
+    secrets: dict[str, bytes]
+    hub_pod: str
+    alice_pod_uid: str
+    booked_server: str
+
+
+def test_helm_install_makes_hub_proxy_reservations_and_provider_ready(dev, release):
+    output = release.install()
+    assert "STATUS: deployed" in output, output
+    # helm's notes: where to go and whom to log in as
+    assert "http://aglais-proxy-public.aglais.svc/" in output, output
+    assert "alice (groups: users)" in output and "register this redirect" not in output, output
+    kube = Cluster(dev)
+    ready = ready_components(kube)
+    assert set(COMPONENTS) <= set(ready), ready
+    namespace = kube.get(f"/api/v1/namespaces/{NS}")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    Story.hub_pod = ready["hub"]
+    Story.secrets = secrets_of(kube)
+
+
+def test_the_docs_commands_show_the_release_and_its_pods(dev, release):
+    assert "STATUS: deployed" in run_docs(dev, "helm --namespace aglais status")
+    listed = run_docs(dev, "kubectl --namespace aglais get")
+    assert re.search(r"pod/aglais-hub-\S+\s+1/1\s+Running", listed), listed
+    assert "service/aglais-proxy-public" in listed and "aglais-hub-db" in listed, listed
+
+
+def test_alice_logs_in_through_the_charts_proxy_and_identity_provider(release):
+    alice = HubClient(release.url)
+    alice.login("alice", release.logins["alice"]["password"])
+    assert alice.whoami()["name"] == "alice"
+    Story.alice = alice
+
+
+def test_the_idle_culler_runs_inside_the_hub(release):
+    admin = HubClient(release.url)
+    admin.login("admin", release.logins["admin"]["password"])
+    token = admin.new_token()
+    services = admin.session.get(admin.url("hub/api/services"),
+                                 headers={"Authorization": f"token {token}"}, timeout=30).json()  # fmt: skip
+    assert "idle-culler" in services, services
+    assert services["idle-culler"].get("pid"), services["idle-culler"]
+
+
+def test_alice_starts_her_server_which_the_hub_spawns_with_the_charts_service_account(dev):
+    event = Story.alice.start_server(timeout=180)
+    assert event.get("ready"), event
+    kube = Cluster(dev)
+    pod = kube.get("/api/v1/namespaces/aglais-alice/pods/zeppelin-alice")
+    assert pod is not None and pod["status"]["phase"] == "Running"
+    Story.alice_pod_uid = pod["metadata"]["uid"]
+    claim = kube.get("/api/v1/namespaces/aglais-alice/persistentvolumeclaims/claim-alice")
+    assert claim["status"]["phase"] == "Bound"
+
+
+def test_a_pyspark_note_runs_on_executor_pods_in_her_namespace(dev):
+    alice = Story.alice
+    wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, "Zeppelin")
+    note_id = alice.session.post(alice.url("user/alice/api/notebook"), json=SUM_NOTE,
+                                 timeout=60).json()["body"]  # fmt: skip
+    paragraph = alice.get(f"user/alice/api/notebook/{note_id}").json()["body"]["paragraphs"][0]
+    result = alice.session.post(alice.url(f"user/alice/api/notebook/run/{note_id}/{paragraph['id']}"),
+                                timeout=300).json()["body"]  # fmt: skip
+    assert result["code"] == "SUCCESS", result
+    assert result["msg"][0]["data"].strip() == "499999500000"
+    executors = Cluster(dev).items("/api/v1/namespaces/aglais-alice/pods?labelSelector=spark-role%3Dexecutor")
+    assert executors, "the paragraph ran without executor pods"
+    Story.note_id = note_id
+
+
+def test_bob_is_refused_at_alices_server(release):
+    bob = HubClient(release.url)
+    bob.login("bob", release.logins["bob"]["password"])
+    assert bob.get("user/alice/api/notebook").status_code == 403
+    assert bob.get("user/alice/_aglais/usage").status_code == 403
+
+
+def test_alice_books_a_size_and_starts_the_booked_server_in_its_window(release):
+    alice = Story.alice
+    token = alice.new_token()
+    now = time.time()
+    window = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (now, now + 3600)]
+    answer = alice.session.post(alice.url("services/reservations/api/reservations"),
+                                json={"size": "small", "start": window[0], "end": window[1],
+                                      "title": "Chart check"},
+                                headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    server = answer.json()["server_name"]
+    assert server.startswith("r")
+    event = alice.start_server(server, timeout=180)
+    assert event.get("ready"), event
+    Story.booked_server = server
+
+
+def test_upgrade_with_the_same_values_keeps_every_secret_and_alices_login(dev, release):
+    run_docs(dev, "helm --namespace aglais upgrade")  # the docs' upgrade, same values
+    kube = Cluster(dev)
+    assert secrets_of(kube) == Story.secrets  # byte for byte
+    assert set(Story.secrets) >= {"crypt-key", "cookie-secret", "proxy-token",
+                                  "reservations-api-token", "gate-token", "culler-api-token",
+                                  "oauth-client-secret"}  # fmt: skip
+    assert Story.alice.whoami()["name"] == "alice"
+
+
+def test_upgrade_with_a_changed_value_rolls_the_hub_and_running_servers_survive(dev, release):
+    release.upgrade(sets={"culler.timeout": "7200"})
+    kube = Cluster(dev)
+    ready = wait_for(lambda: (r := ready_components(kube)).get("hub") not in (None, Story.hub_pod)
+                     and r, "a new hub pod")  # fmt: skip
+    assert ready["hub"] != Story.hub_pod
+    pod = kube.get("/api/v1/namespaces/aglais-alice/pods/zeppelin-alice")
+    assert pod is not None and pod["metadata"]["uid"] == Story.alice_pod_uid
+    alice = Story.alice
+    assert alice.whoami()["name"] == "alice"
+    wait_for(lambda: alice.get("user/alice/api/notebook").status_code == 200,
+             "her server through the proxy after the hub's restart")  # fmt: skip
+    servers = alice.get("hub/api/users/alice").json()["servers"]
+    assert servers[""]["ready"] and servers[Story.booked_server]["ready"], servers
+    assert secrets_of(kube) == Story.secrets
+
+
+RELEASE_KINDS = {
+    "deployments": "/apis/apps/v1", "services": "/api/v1", "secrets": "/api/v1",
+    "configmaps": "/api/v1", "serviceaccounts": "/api/v1", "pods": "/api/v1",
+    "roles": "/apis/rbac.authorization.k8s.io/v1",
+    "rolebindings": "/apis/rbac.authorization.k8s.io/v1",
+    "networkpolicies": "/apis/networking.k8s.io/v1",
+    "persistentvolumeclaims": "/api/v1", "resourcequotas": "/api/v1",
+}  # fmt: skip
+# What stays in a user's namespace after servers stop and the release goes (docs/deploy.md,
+# "Uninstalling"), and what Kubernetes itself puts in every namespace.
+USER_NAMESPACE_STAYS = {
+    "persistentvolumeclaims/claim-alice", "serviceaccounts/spark-driver", "roles/spark-driver",
+    "rolebindings/spark-driver", "resourcequotas/tier-quota", "networkpolicies/aglais-user",
+}  # fmt: skip
+IN_EVERY_NAMESPACE = {"serviceaccounts/default", "configmaps/kube-root-ca.crt"}
+
+
+def release_objects(kube: Cluster) -> list[str]:
+    """Every object of the release left in its namespace, and its cluster-wide RBAC."""
+    selector = "labelSelector=app.kubernetes.io%2Finstance%3Daglais"
+    found = [f"{kind}/{o['metadata']['name']}" for kind, prefix in RELEASE_KINDS.items()
+             for o in kube.items(f"{prefix}/namespaces/{NS}/{kind}?{selector}")]  # fmt: skip
+    for kind in ("clusterroles", "clusterrolebindings"):
+        found += [f"{kind}/{o['metadata']['name']}"
+                  for o in kube.items(f"/apis/rbac.authorization.k8s.io/v1/{kind}?{selector}")]  # fmt: skip
+    return found
+
+
+def test_uninstall_removes_the_release_and_leaves_users_their_claims(dev, release):
+    """As docs/deploy.md says: stop every server (the admin panel's "Stop All"), then
+    helm uninstall; users' namespaces stay with their claims and nothing running."""
+    admin = HubClient(release.url)
+    admin.login("admin", release.logins["admin"]["password"])
+    headers = {"Authorization": f"token {admin.new_token()}"}
+    for name in (Story.booked_server, ""):
+        answer = admin.session.delete(admin.url(f"hub/api/users/alice/servers/{name}"),
+                                      headers=headers, timeout=60)  # fmt: skip
+        assert answer.status_code in (202, 204), answer.text
+    kube = Cluster(dev)
+    wait_for(lambda: not kube.items("/api/v1/namespaces/aglais-alice/pods"),
+             "alice's pods to go")  # fmt: skip
+    assert release_objects(kube), "the release had no objects to remove"
+    run_docs(dev, "helm --namespace aglais uninstall")
+    wait_for(lambda: not release_objects(kube), "every object of the release to go", timeout=60)
+    left = {f"{kind}/{o['metadata']['name']}" for kind, prefix in RELEASE_KINDS.items()
+            for o in kube.items(f"{prefix}/namespaces/aglais-alice/{kind}")}  # fmt: skip
+    assert left == USER_NAMESPACE_STAYS | IN_EVERY_NAMESPACE
+
+
+def test_a_reinstall_finds_alices_notes_on_her_claim(dev, release):
+    release.install()
+    alice = HubClient(release.url)
+    alice.login("alice", release.logins["alice"]["password"])
+    event = alice.start_server(timeout=180)
+    assert event.get("ready"), event
+    wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, "Zeppelin")
+    notes = alice.get("user/alice/api/notebook").json()["body"]
+    assert {"id": Story.note_id, "name": "gaia-sum"} in notes
+
+
+def test_every_command_of_the_docs_one_machine_section_ran():
+    commands = docs_commands()
+    assert len(commands) >= 4, commands
+    assert set(commands) == DOCS_RUN
+
+
+def test_the_hub_and_the_bookings_on_postgresql_through_the_charts_external_urls(dev, release):
+    """hub.db.url / reservations.db.url without a password, the full URLs in the chart's
+    Secret (secrets.*DbUrl): no SQLite claims; the hub and the bookings live in the
+    PostgreSQL server the tests started (on this machine's loopback, which the pods share)."""
+    import psycopg
+
+    from tests.conftest import fresh_postgres
+
+    admin = HubClient(release.url)
+    admin.login("admin", release.logins["admin"]["password"])
+    answer = admin.session.delete(admin.url("hub/api/users/alice/server"),
+                                  headers={"Authorization": f"token {admin.new_token()}"})  # fmt: skip
+    assert answer.status_code in (202, 204), answer.text
+    kube = Cluster(dev)
+    wait_for(lambda: not kube.items("/api/v1/namespaces/aglais-alice/pods"), "alice's pod to go")
+    release.uninstall()
+    wait_for(lambda: not release_objects(kube), "the SQLite release to go", timeout=60)
+    with fresh_postgres() as hub_db, fresh_postgres() as bookings_db:
+        bookings_url = bookings_db.replace("postgresql://", "postgresql+psycopg://", 1)
+        release.install(sets={"hub.db.url": hub_db, "secrets.hubDbUrl": hub_db,
+                              "reservations.db.url": bookings_url,
+                              "secrets.reservationsDbUrl": bookings_url})  # fmt: skip
+        claims = kube.items(f"/api/v1/namespaces/{NS}/persistentvolumeclaims")
+        assert not claims, [c["metadata"]["name"] for c in claims]
+        alice = HubClient(release.url)
+        alice.login("alice", release.logins["alice"]["password"])
+        with psycopg.connect(hub_db) as db:
+            assert ("alice",) in db.execute("SELECT name FROM users").fetchall()
+        with psycopg.connect(bookings_db) as db:
+            tables = {row[0] for row in db.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}  # fmt: skip
+            assert {"alembic_version", "bookings"} <= tables, tables
+        old_hub = ready_components(kube)["hub"]
+        release.upgrade(sets={"hub.db.url": hub_db, "secrets.hubDbUrl": hub_db,
+                              "reservations.db.url": bookings_url,
+                              "secrets.reservationsDbUrl": bookings_url,
+                              "culler.timeout": "7200"})  # fmt: skip
+        wait_for(lambda: ready_components(kube).get("hub") not in (None, old_hub), "a new hub")
+        assert alice.whoami()["name"] == "alice"  # the new hub knows her from PostgreSQL
+        release.uninstall()  # before the databases are dropped
