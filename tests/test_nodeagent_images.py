@@ -117,3 +117,49 @@ def test_a_crashing_image_exits_1_at_once(tmp_path):
     done = subprocess.run(command.argv, env=command.env, capture_output=True, text=True,
                           timeout=30)  # fmt: skip
     assert done.returncode == 1 and "crashed at start" in done.stdout
+
+
+def test_the_hub_images_files_are_where_the_dockerfile_puts_them():
+    """HUB_IMAGE_FILES (image path → repo path) says what images/hub/Dockerfile copies
+    where: each image path is made by the Dockerfile from that repo path."""
+    from aglais_hub.testing.nodeagent.images import HUB_IMAGE_FILES, REPO
+
+    dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
+    assert "WORKDIR /srv/aglais" in dockerfile
+    assert len(HUB_IMAGE_FILES) == 3
+    for image_path, repo_path in HUB_IMAGE_FILES.items():
+        assert repo_path.exists(), repo_path
+        relative = repo_path.relative_to(REPO).as_posix()
+        if relative == "node_modules":  # `npm ci` in WORKDIR /srv/aglais
+            assert "RUN npm ci" in dockerfile and image_path == "/srv/aglais/node_modules"
+            continue
+        assert f"/src/aglais-hub/{relative} " in dockerfile, relative  # cp SOURCE DEST
+        destination = dockerfile.split(f"/src/aglais-hub/{relative} ", 1)[1].split()[0]
+        assert image_path in (destination, destination.rstrip("/") + "/" + Path(relative).name)
+
+
+def test_the_hub_image_runs_the_manifests_command_with_its_token_as_a_kubeconfig(tmp_path):
+    from aglais_hub.testing.nodeagent.images import REPO, hub_image
+
+    account, values, data = tmp_path / "sa", tmp_path / "values", tmp_path / "data"
+    for directory in (account, values, data):
+        directory.mkdir()
+    (account / "token").write_text(_token("system:serviceaccount:aglais:aglais-hub"))
+    (account / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    container = {"name": "hub", "image": "ghcr.io/aglais/hub:0.1.0",
+                 "command": ["jupyterhub", "-f", "/srv/aglais/jupyterhub_config.py"],
+                 "workingDir": "/srv/jupyterhub"}  # fmt: skip
+    env = {**API, "AGLAIS_VALUES": "/etc/aglais/values.yaml", "AGLAIS_RESERVATIONS_IP": "0.0.0.0"}
+    mounts = {SERVICE_ACCOUNT_DIR: account, "/etc/aglais": values, "/srv/jupyterhub": data}
+    pod = {"metadata": {"name": "aglais-hub-1", "namespace": "aglais"}}
+    ctx = ContainerContext(pod, container, "127.10.0.7", env, mounts, tmp_path)
+    command = hub_image(ctx)
+    assert command.argv[0].endswith("/jupyterhub") and Path(command.argv[0]).exists()
+    assert command.argv[1:] == ["-f", str(REPO / "config" / "jupyterhub_config.py")]
+    assert command.cwd == data
+    assert command.env["AGLAIS_VALUES"] == str(values / "values.yaml")
+    assert command.env["AGLAIS_RESERVATIONS_IP"] == "127.10.0.7"  # all addresses: the pod's
+    kubeconfig = json.loads(Path(command.env["KUBECONFIG"]).read_text())
+    assert kubeconfig["users"][0]["user"] == {"tokenFile": str(account / "token")}
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.5:6443"
+    assert kubeconfig["contexts"][0]["context"]["namespace"] == "aglais"
