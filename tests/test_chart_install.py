@@ -171,6 +171,8 @@ def test_the_docs_commands_show_the_release_and_its_pods(dev, release):
     listed = run_docs(dev, "kubectl --namespace aglais get")
     assert re.search(r"pod/aglais-hub-\S+\s+1/1\s+Running", listed), listed
     assert "service/aglais-proxy-public" in listed and "aglais-hub-db" in listed, listed
+    logs = run_docs(dev, "kubectl --namespace aglais logs")  # through the API server
+    assert "JupyterHub is now running" in logs or "Hub API listening" in logs, logs[-2000:]
 
 
 def test_alice_logs_in_through_the_charts_proxy_and_identity_provider(release):

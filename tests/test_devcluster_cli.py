@@ -15,9 +15,11 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -130,6 +132,20 @@ def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_pat
                                 ("Started", "Started container web")]:  # fmt: skip
             assert any(reason in line and message in line for line in described.splitlines()), (
                 reason, described)  # fmt: skip
+
+        # kubectl logs: the API server asks the node agent's kubelet API
+        assert "serving" in kubectl_run("logs", "web").stdout
+        assert len(kubectl_run("logs", "web", "--tail=1").stdout.splitlines()) == 1
+        missing = kubectl_run("logs", "web", "-c", "nope", check=False)
+        assert missing.returncode != 0 and "nope" in missing.stderr, missing.stderr
+        # and only the API server's kubelet client may ask the node itself
+        direct = ssl.create_default_context()
+        direct.check_hostname, direct.verify_mode = False, ssl.CERT_NONE
+        direct.load_cert_chain(root / "pki" / "admin.crt", root / "pki" / "admin.key")
+        url = f"https://{facts['nodes'][node]}:10250/containerLogs/default/web/web"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, context=direct, timeout=10)
+        assert refused.value.code == 403
 
         kubectl_run("delete", "pod", "web", "--wait", "--timeout=60s")
         gone = kubectl_run("get", "pod", "web", check=False)

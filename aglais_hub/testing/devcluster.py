@@ -413,7 +413,8 @@ class DevCluster:
                 "--root", str(self.root / "nodes" / name), "--shared-dir",
                 str(self.root / "shared"), "--ip-prefix", str(self.address_base + index),
                 "--cluster-id", self.cluster_id, "--cpu", self.node_cpu,
-                "--memory", self.node_memory, "--dns-file", str(self.dns_file)]  # fmt: skip
+                "--memory", self.node_memory, "--dns-file", str(self.dns_file),
+                "--client-ca", str(self.ca_file)]  # fmt: skip
         for image in self.images:
             args += ["--image", image]
         self.agents[name] = self._spawn(f"nodeagent-{name}", args)

@@ -48,6 +48,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 # any ClusterIP without privileges.
 SERVICE_CIDR = "127.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+KUBELET_CLIENT = "kube-apiserver-kubelet-client"  # kubeadm's name; the node agents check it
 # Our additions to the API server's default admission plugins (which already include
 # NamespaceLifecycle, LimitRanger, ServiceAccount, DefaultStorageClass, ResourceQuota,
 # PodSecurity, StorageObjectInUseProtection and the webhooks): named so they stay on.
@@ -233,6 +234,10 @@ def apiserver_args(pki: Path, etcd_url: str, port: int,
         f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
         f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
         f"--service-cluster-ip-range={service_cidr}",
+        # kubectl logs: the node agents' kubelet API, at each Node's own loopback address
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -376,6 +381,9 @@ class ControlPlane:
             cert, key = ca.issue(name, dns=dns, ips=ips, server=True)
             _write(self.pki / f"{name}.crt", cert)
             _write(self.pki / f"{name}.key", key, secret=True)
+        cert, key = ca.issue(KUBELET_CLIENT, client=True)  # the API server toward kubelets
+        _write(self.pki / "apiserver-kubelet-client.crt", cert)
+        _write(self.pki / "apiserver-kubelet-client.key", key, secret=True)
         front_proxy = CertificateAuthority.create("aglais-testing-front-proxy-ca")
         _write(self.pki / "front-proxy-ca.crt", front_proxy.cert_pem)
         cert, key = front_proxy.issue("front-proxy-client", client=True)

@@ -16,16 +16,16 @@ resolves env (downward API, configMapKeyRef, secretKeyRef, envFrom); runs readin
 probes; writes pods/status; records the Events a kubelet records; and on deletion sends
 SIGTERM, waits the grace period, SIGKILLs and deletes with grace 0.
 
-What it is not: there is no container isolation (no namespaces, cgroups, users,
-limits, read-only mounts), no network model beyond distinct loopback addresses
-(NetworkPolicy is not enforced; Services route through the testing cluster's service
-proxy and names resolve through its DNS stand-in, aglais_hub.testing.clusterdns, which
-every process it starts loads; in-pod clients reach the API server at
-KUBERNETES_SERVICE_HOST/PORT, its own loopback address), no
-kubelet API (``kubectl logs/exec/port-forward`` do not work; logs are files in the
-pod's directory), no image pulls (but test images that fail to pull, see ``images``),
-no liveness/startup probes, no lifecycle hooks, no eviction or node pressure, no
-static pods, no CSI or device plugins.
+What it is not: there is no container isolation (no namespaces, cgroups, users, limits,
+read-only mounts), no network model beyond distinct loopback addresses (NetworkPolicy is
+not enforced; Services route through the testing cluster's service proxy and names
+resolve through its DNS stand-in, aglais_hub.testing.clusterdns, which every process it
+starts loads; in-pod clients reach the API server at KUBERNETES_SERVICE_HOST/PORT, its
+own loopback address), of the kubelet API only container logs (``kubeletapi``: ``kubectl
+logs`` works, ``exec``/``cp``/``port-forward`` do not; logs are also files in the pod's
+directory), no image pulls (but test images that fail to pull, see ``images``), no
+liveness/startup probes, no lifecycle hooks, no eviction or node pressure, no static
+pods, no CSI or device plugins.
 
 ``python -m aglais_hub.testing.nodeagent --kubeconfig K --name N --root DIR`` runs one;
 aglais_hub.testing.devcluster starts them with the control plane.

@@ -35,6 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dns-file", type=Path,
                         help="the service proxy's DNS file: pod processes resolve Service "
                              "names from it (aglais_hub.testing.clusterdns)")  # fmt: skip
+    parser.add_argument("--client-ca", type=Path,
+                        help="serve the kubelet API (kubectl logs) to clients this CA signed")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -51,7 +53,7 @@ async def serve(args: argparse.Namespace) -> None:
     agent = NodeAgent(client, spec, args.root, shared_dir=args.shared_dir or args.root / "shared",
                       api_host=server.hostname, api_port=server.port or 443, registry=registry,
                       cluster_id=args.cluster_id, ip_prefix=args.ip_prefix,
-                      dns_file=args.dns_file)  # fmt: skip
+                      dns_file=args.dns_file, client_ca=args.client_ca)  # fmt: skip
     await run_until_signalled(agent.run(), agent.stop)
 
 

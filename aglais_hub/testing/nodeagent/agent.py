@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-from . import processes
+from aiohttp import web
+
+from . import kubeletapi, processes
 from .client import ApiClient, ApiError, list_and_watch
 from .events import EventRecorder
 from .images import ImageRegistry
 from .node import NodeKeeper, NodeSpec
-from .pods import PodWorker
+from .pods import ContainerRun, PodWorker
 
 log = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed")
@@ -64,7 +67,8 @@ class AddressPool:
 class NodeAgent:
     def __init__(self, client: ApiClient, spec: NodeSpec, root: Path, *, shared_dir: Path,
                  api_host: str, api_port: int, registry: ImageRegistry, cluster_id: str,
-                 ip_prefix: int, dns_file: Path | None = None):  # fmt: skip
+                 ip_prefix: int, dns_file: Path | None = None,
+                 client_ca: Path | None = None):  # fmt: skip
         self.client = client
         self.spec = spec
         self.root = Path(root)
@@ -73,6 +77,8 @@ class NodeAgent:
         self.registry = registry
         self.cluster_id = cluster_id
         self.dns_file = dns_file  # the service proxy's; None: no cluster DNS for pods
+        self.client_ca = client_ca  # signs the API server's kubelet client; None: no kubelet API
+        self.kubelet_api: web.AppRunner | None = None
         self.addresses = AddressPool(ip_prefix)
         self.events = EventRecorder(client, spec.name)
         self.keeper = NodeKeeper(client, spec)
@@ -90,6 +96,10 @@ class NodeAgent:
         left = processes.kill_all(self.mark_prefix)
         if left:
             log.warning("killed %d processes an earlier agent left behind", len(left))
+        if self.client_ca is not None:  # before registering: the Node names its port
+            self.kubelet_api = await kubeletapi.serve(self.container_log, self.spec.address,
+                                                      self.client_ca)  # fmt: skip
+            self.spec.kubelet_port = kubeletapi.KUBELET_PORT
         await self.keeper.register()
         log.info("node %s registered at %s", self.spec.name, self.spec.address)
         self.tasks = [
@@ -119,7 +129,27 @@ class NodeAgent:
         await asyncio.gather(*(worker.kill() for worker in self.workers.values()))
         self.workers.clear()
         processes.kill_all(self.mark_prefix)
+        if self.kubelet_api is not None:
+            await self.kubelet_api.cleanup()
         await self.client.close()
+
+    def container_log(self, namespace: str, pod: str, container: str
+                      ) -> tuple[Path, Callable[[], bool], int] | None:  # fmt: skip
+        """What the kubelet API serves for ``kubectl logs``: the container's log file,
+        whether it still runs, how often it restarted (None: no such container here)."""
+        for worker in self.workers.values():
+            if (worker.namespace, worker.name) != (namespace, pod):
+                continue
+            run = worker.containers.get(container) or worker.init_containers.get(container)
+            if run is None:
+                return None
+
+            def running(worker: PodWorker = worker, run: ContainerRun = run) -> bool:
+                alive = run.process is not None and run.process.returncode is None
+                return alive and self.workers.get(worker.uid) is worker
+
+            return run.log_path, running, run.restarts
+        return None
 
     # -- pods ----------------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 ``register`` creates the Node (or takes over an existing one of the same name) with its
 capacity, allocatable resources, addresses, nodeInfo and conditions; ``heartbeat`` renews
-the Lease in ``kube-node-lease`` and refreshes the conditions. There is no kubelet API
-behind the node (no logs, exec or metrics), and no real resource accounting: the node
-reports what it is told.
+the Lease in ``kube-node-lease`` and refreshes the conditions. The kubelet API behind the
+node serves container logs only (``kubeletapi``: no exec, attach, port-forward or
+metrics), and there is no real resource accounting: the node reports what it is told.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class NodeSpec:
     cpu: str = "8"
     memory: str = "32Gi"
     pods: str = "110"
+    kubelet_port: int = 0  # where its kubelet API listens (0: none)
     boot_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # one per agent run
 
     def resources(self) -> dict:
@@ -71,7 +72,7 @@ class NodeSpec:
             "conditions": self.conditions(transition),
             "addresses": [{"type": "InternalIP", "address": self.address},
                           {"type": "Hostname", "address": self.name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, self.name).hex,
                 "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_URL, self.name)),
