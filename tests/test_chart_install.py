@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aglais_hub.chart import PROJECT_ROOT, find_helm
 from aglais_hub.testing import clusterdns
@@ -63,7 +64,11 @@ class Steps:
 def step(request):
     if Steps.failed:
         pytest.fail(f"an earlier step failed: {Steps.failed}")
-    print(f"\nstep: {request.node.name}")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:  # in make test's output, not captured
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"chart install step: {request.node.name}")
     yield
     report = getattr(request.node, "rep_call", None)
     if report is None or report.failed:
@@ -242,6 +247,35 @@ def test_alice_books_a_size_and_starts_the_booked_server_in_its_window(release):
     Story.booked_server = server
 
 
+def docs_blocks(heading: str) -> list[str]:
+    text = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", section, re.S)
+
+
+def test_the_docs_backups_run_as_written_and_hold_the_platforms_state(dev, tmp_path):
+    """docs/deploy.md's "Backups": the Secret, then each SQLite database through
+    kubectl exec and kubectl cp (the node agents' kubelet API), in a shell as an admin."""
+    import sqlite3
+
+    blocks = docs_blocks("Backups")
+    assert len(blocks) == 2, blocks
+    tools = os.pathsep.join([str(Path(sys.executable).parent), str(Path(find_helm()).parent)])
+    env = {**os.environ, "KUBECONFIG": str(dev.kubeconfig),
+           "PATH": tools + os.pathsep + os.environ["PATH"]}  # fmt: skip
+    for block in blocks:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
+    kept = yaml.safe_load((tmp_path / "aglais-secrets.yaml").read_text())
+    assert {k: base64.b64decode(v) for k, v in kept["data"].items()} == Story.secrets
+    with sqlite3.connect(tmp_path / "hub.sqlite") as hub:
+        assert ("alice",) in hub.execute("SELECT name FROM users").fetchall()
+    with sqlite3.connect(tmp_path / "reservations.sqlite") as bookings:
+        rows = bookings.execute("SELECT user, title FROM bookings").fetchall()
+        assert ("alice", "Chart check") in rows, rows
+
+
 def test_upgrade_with_the_same_values_keeps_every_secret_and_alices_login(dev, release):
     run_docs(dev, "helm --namespace aglais upgrade")  # the docs' upgrade, same values
     kube = Cluster(dev)
@@ -375,3 +409,31 @@ def test_the_hub_and_the_bookings_on_postgresql_through_the_charts_external_urls
         wait_for(lambda: ready_components(kube).get("hub") not in (None, old_hub), "a new hub")
         assert alice.whoami()["name"] == "alice"  # the new hub knows her from PostgreSQL
         release.uninstall()  # before the databases are dropped
+
+
+def test_an_admins_own_secret_serves_the_release_and_outlives_it(dev, release, tmp_path):
+    """docs/deploy.md's "Secrets": the admin's `kubectl create secret` (its placeholders
+    filled in, the optional database URL left out) and secrets.existingSecret: the chart
+    makes no Secret, every pod reads the admin's, and uninstall leaves it."""
+    kube = Cluster(dev)  # the previous release's pods may still be going
+    wait_for(lambda: not release_objects(kube), "the previous release to go", timeout=60)
+    (block,) = docs_blocks("Secrets")
+    kept = [line for line in block.splitlines() if "# optional" not in line]
+    command = " ".join(line.strip().rstrip("\\").strip() for line in kept)
+    assert command.startswith("kubectl -n aglais create secret generic aglais-secrets"), command
+    command = command.replace("<client secret>", base64.b16encode(os.urandom(16)).decode())
+    tools = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
+                          env={**os.environ, "KUBECONFIG": str(dev.kubeconfig), "PATH": tools},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    mine = secrets_of(kube)
+    assert len(mine["crypt-key"]) == 64 and mine["crypt-key"] != Story.secrets["crypt-key"]
+    release.install(sets={"secrets.existingSecret": "aglais-secrets"})
+    alice = HubClient(release.url)
+    alice.login("alice", release.logins["alice"]["password"])  # the provider's secret is mine
+    assert alice.whoami()["name"] == "alice"
+    assert secrets_of(kube) == mine  # the chart wrote nothing into it
+    release.uninstall()
+    wait_for(lambda: not release_objects(kube), "the release to go", timeout=60)
+    assert secrets_of(kube) == mine  # the admin's, not Helm's: it stays

@@ -51,7 +51,9 @@ def _pod(name: str) -> dict:
         "containers": [{
             "name": "web", "image": "local/python", "command": ["python", "-c", SERVER],
             "ports": [{"name": "http", "containerPort": 8080}],
-            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}}],
+            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
         "terminationGracePeriodSeconds": 5}}  # fmt: skip
 
 
@@ -138,6 +140,23 @@ def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_pat
         assert len(kubectl_run("logs", "web", "--tail=1").stdout.splitlines()) == 1
         missing = kubectl_run("logs", "web", "-c", "nope", check=False)
         assert missing.returncode != 0 and "nope" in missing.stderr, missing.stderr
+        # kubectl exec (a WebSocket the API server passes to the node agent) and cp
+        said = kubectl_run("exec", "web", "--", "python", "-c",
+                           "import os; print('hello from', os.environ['HOSTNAME'])")  # fmt: skip
+        assert said.stdout == "hello from web\n", said
+        failed = kubectl_run("exec", "web", "--", "python", "-c", "raise SystemExit(3)",
+                             check=False)  # fmt: skip
+        assert failed.returncode == 3, failed
+        upper = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "exec", "-i", "web",
+                                "--", "python", "-c", "import sys; print(sys.stdin.read().upper())"],
+                               input="stdin reaches it", capture_output=True, text=True,
+                               timeout=60, env=env)  # fmt: skip
+        assert upper.stdout == "STDIN REACHES IT\n", upper
+        kubectl_run("exec", "web", "--", "python", "-c",
+                    "open('/scratch/note.txt', 'w').write('kept on the volume')")  # fmt: skip
+        copied = tmp_path / "copied.txt"
+        kubectl_run("cp", "web:/scratch/note.txt", str(copied))
+        assert copied.read_text() == "kept on the volume"
         # and only the API server's kubelet client may ask the node itself
         direct = ssl.create_default_context()
         direct.check_hostname, direct.verify_mode = False, ssl.CERT_NONE

@@ -21,11 +21,11 @@ read-only mounts), no network model beyond distinct loopback addresses (NetworkP
 not enforced; Services route through the testing cluster's service proxy and names
 resolve through its DNS stand-in, aglais_hub.testing.clusterdns, which every process it
 starts loads; in-pod clients reach the API server at KUBERNETES_SERVICE_HOST/PORT, its
-own loopback address), of the kubelet API only container logs (``kubeletapi``: ``kubectl
-logs`` works, ``exec``/``cp``/``port-forward`` do not; logs are also files in the pod's
-directory), no image pulls (but test images that fail to pull, see ``images``), no
-liveness/startup probes, no lifecycle hooks, no eviction or node pressure, no static
-pods, no CSI or device plugins.
+own loopback address), of the kubelet API only container logs and exec (``kubeletapi``:
+``kubectl logs``, ``exec`` and ``cp`` work, ``attach`` and ``port-forward`` do not; logs
+are also files in the pod's directory), no image pulls (but test images that fail to
+pull, see ``images``), no liveness/startup probes, no lifecycle hooks, no eviction or
+node pressure, no static pods, no CSI or device plugins.
 
 ``python -m aglais_hub.testing.nodeagent --kubeconfig K --name N --root DIR`` runs one;
 aglais_hub.testing.devcluster starts them with the control plane.

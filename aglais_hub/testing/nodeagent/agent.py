@@ -23,7 +23,7 @@ from aiohttp import web
 from . import kubeletapi, processes
 from .client import ApiClient, ApiError, list_and_watch
 from .events import EventRecorder
-from .images import ImageRegistry
+from .images import ImageRegistry, exec_command
 from .node import NodeKeeper, NodeSpec
 from .pods import ContainerRun, PodWorker
 
@@ -98,7 +98,7 @@ class NodeAgent:
             log.warning("killed %d processes an earlier agent left behind", len(left))
         if self.client_ca is not None:  # before registering: the Node names its port
             self.kubelet_api = await kubeletapi.serve(self.container_log, self.spec.address,
-                                                      self.client_ca)  # fmt: skip
+                                                      self.client_ca, self.exec_in)  # fmt: skip
             self.spec.kubelet_port = kubeletapi.KUBELET_PORT
         await self.keeper.register()
         log.info("node %s registered at %s", self.spec.name, self.spec.address)
@@ -149,6 +149,26 @@ class NodeAgent:
                 return alive and self.workers.get(worker.uid) is worker
 
             return run.log_path, running, run.restarts
+        return None
+
+    async def exec_in(self, namespace: str, pod: str, container: str,
+                      command: list[str]) -> asyncio.subprocess.Process | None:  # fmt: skip
+        """`kubectl exec`: ``command`` as a local process in a running container's
+        environment (images.exec_command), killed with the pod (None: not running here)."""
+        for worker in self.workers.values():
+            if (worker.namespace, worker.name) != (namespace, pod) or worker.stopping:
+                continue
+            run = worker.containers.get(container)
+            if run is None or run.context is None or run.process is None \
+                    or run.process.returncode is not None:  # fmt: skip
+                return None
+            local = exec_command(run.context, command, run.exec_env, run.exec_cwd)
+            process = await asyncio.create_subprocess_exec(
+                *local.argv, env=local.env, cwd=str(local.cwd or worker.directory),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True)  # fmt: skip
+            worker.pgids.add(process.pid)
+            return process
         return None
 
     # -- pods ----------------------------------------------------------------------------

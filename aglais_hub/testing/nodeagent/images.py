@@ -425,6 +425,23 @@ def crashing(ctx: ContainerContext) -> LocalCommand:
     return LocalCommand([sys.executable, "-c", code], ctx.host_env(), ctx.pod_dir)
 
 
+def exec_command(ctx: ContainerContext, argv: list[str], env: dict[str, str],
+                 cwd: Path | None) -> LocalCommand:  # fmt: skip
+    """``kubectl exec``'s command in a container, as a local process in its environment:
+    container paths under its volumes point at their host directories, ``python`` is this
+    interpreter, and ``tar`` names what it archives by the container paths (so that
+    ``kubectl cp``, which runs ``tar cf - PATH``, finds the names it asked for)."""
+    args = [ctx.local_paths(a) for a in argv]
+    if args[0] in ("python", "python3"):
+        args[0] = sys.executable
+    if args[0] == "tar":
+        places = sorted(ctx.mounts.items(), key=lambda m: -len(str(m[1])))
+        # after the rest: tar's first argument may be old-style bundled options ("cf")
+        args += [f"--transform=s|^{str(host).lstrip('/')}|{mount.strip('/')}|"
+                 for mount, host in places]  # fmt: skip
+    return LocalCommand(args, dict(env), cwd)
+
+
 def default_registry() -> ImageRegistry:
     """Mappings every testing cluster starts with (tests may register more), and the
     test images of the module docstring."""

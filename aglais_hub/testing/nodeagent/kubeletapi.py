@@ -1,7 +1,7 @@
-"""The node agent's kubelet API (ours): the one part of a kubelet's HTTPS API that the API
-server proxies ``kubectl logs`` to, ``GET /containerLogs/{namespace}/{pod}/{container}``,
-on the node's own address at the kubelet's port (10250; each node has an address of its
-own, so the port never collides).
+"""The node agent's kubelet API (ours): the parts of a kubelet's HTTPS API that the API
+server proxies ``kubectl logs`` and ``kubectl exec`` (and so ``kubectl cp``) to, on the
+node's own address at the kubelet's port (10250; each node has an address of its own, so
+the port never collides).
 
 TLS with a serving certificate the agent makes for itself at start (the API server checks
 a kubelet's certificate only with --kubelet-certificate-authority, which the testing
@@ -15,8 +15,16 @@ Query parameters as a kubelet reads them: ``follow`` (until the container stops 
 client goes), ``tailLines``, ``limitBytes``; ``previous`` answers 400 when the container
 has not restarted (the agent keeps one file per container across restarts, so the
 previous run's lines are inside the current answer), ``timestamps`` and ``sinceSeconds``
-are ignored (lines are stored as written). Not served: exec, attach, port-forward,
-metrics, stats (404).
+are ignored (lines are stored as written).
+
+``/exec/{namespace}/{pod}/{container}?command=...&stdin=&stdout=&stderr=`` is a WebSocket
+in Kubernetes' channel protocol (``v5.channel.k8s.io``, or v4): one byte of channel
+(0 stdin, 1 stdout, 2 stderr, 3 the final Status, 255 closes a stream) before each
+message. The API server sends it here instead of translating to SPDY because the Node
+declares ``ExtendWebSocketsToKubelet`` (Kubernetes 1.36+). The command runs as a local
+process in the container's environment (``Exec``, from the agent). No TTY, no resize.
+
+Not served: attach, port-forward, metrics, stats (404).
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import json
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -94,7 +103,71 @@ def _number(request: web.Request, name: str) -> int | None:
     return int(value)
 
 
-def app(find: Finder) -> web.Application:
+# (namespace, pod, container, command) → a started process with pipes (None: no such container)
+Exec = Callable[[str, str, str, list[str]], "Awaitable[asyncio.subprocess.Process | None]"]
+CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, ERROR, CLOSE = 0, 1, 2, 3, 255
+
+
+def exit_status(code: int) -> dict:
+    """The Status a kubelet sends on the error channel when the command ends."""
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {"metadata": {}, "status": "Failure",
+            "message": f"command terminated with non-zero exit code: {code}",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}  # fmt: skip
+
+
+async def _exec(request: web.Request, run: Exec) -> web.StreamResponse:
+    namespace, pod, container = (request.match_info[k] for k in ("ns", "pod", "container"))
+    command = request.query.getall("command", [])
+    if not command:
+        raise web.HTTPBadRequest(text="you must specify at least 1 command")
+    socket = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS)
+    if not socket.can_prepare(request).ok:
+        raise web.HTTPBadRequest(text="exec needs a WebSocket (v5.channel.k8s.io)")
+    try:
+        process = await run(namespace, pod, container, command)
+    except OSError as error:
+        process, failure = None, str(error)
+    else:
+        failure = f'container "{container}" in pod "{pod}" is not running on this node'
+    await socket.prepare(request)
+    if process is None:
+        status = {"metadata": {}, "status": "Failure", "message": failure,
+                  "reason": "InternalError"}  # fmt: skip
+        await socket.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
+        await socket.close()
+        return socket
+
+    async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
+        while stream is not None and (chunk := await stream.read(65536)):
+            await socket.send_bytes(bytes([channel]) + chunk)
+
+    async def feed() -> None:
+        async for message in socket:
+            if message.type != web.WSMsgType.BINARY or not message.data:
+                continue
+            channel, data = message.data[0], message.data[1:]
+            if channel == STDIN and process.stdin is not None:
+                process.stdin.write(data)
+                await process.stdin.drain()
+            elif channel == CLOSE and data[:1] == bytes([STDIN]) and process.stdin is not None:
+                process.stdin.close()
+        if process.returncode is None:  # the client went: so does the command
+            process.kill()
+
+    feeding = asyncio.ensure_future(feed())
+    await asyncio.gather(pump(process.stdout, STDOUT), pump(process.stderr, STDERR))
+    code = await process.wait()
+    await socket.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code)).encode())
+    feeding.cancel()
+    await socket.close()
+    return socket
+
+
+def app(find: Finder, run: Exec | None = None) -> web.Application:
     async def container_logs(request: web.Request) -> web.StreamResponse:
         if _client_name(request) != KUBELET_CLIENT:
             raise web.HTTPForbidden(text="only the API server's kubelet client may read logs")
@@ -126,14 +199,23 @@ def app(find: Finder) -> web.Application:
         await response.write_eof()
         return response
 
+    async def container_exec(request: web.Request) -> web.StreamResponse:
+        if _client_name(request) != KUBELET_CLIENT:
+            raise web.HTTPForbidden(text="only the API server's kubelet client may exec")
+        if run is None:
+            raise web.HTTPNotFound()
+        return await _exec(request, run)
+
     application = web.Application()
     application.router.add_get("/containerLogs/{ns}/{pod}/{container}", container_logs)
+    for method in ("GET", "POST"):  # a kubelet takes both
+        application.router.add_route(method, "/exec/{ns}/{pod}/{container}", container_exec)
     return application
 
 
-async def serve(find: Finder, address: str, client_ca: Path,
+async def serve(find: Finder, address: str, client_ca: Path, run: Exec | None = None,
                 port: int = KUBELET_PORT) -> web.AppRunner:  # fmt: skip
-    runner = web.AppRunner(app(find), access_log=None)
+    runner = web.AppRunner(app(find, run), access_log=None)
     await runner.setup()
     context = serving_context(address, client_ca)
     await web.TCPSite(runner, address, port, ssl_context=context).start()

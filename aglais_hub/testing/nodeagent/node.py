@@ -3,7 +3,7 @@
 ``register`` creates the Node (or takes over an existing one of the same name) with its
 capacity, allocatable resources, addresses, nodeInfo and conditions; ``heartbeat`` renews
 the Lease in ``kube-node-lease`` and refreshes the conditions. The kubelet API behind the
-node serves container logs only (``kubeletapi``: no exec, attach, port-forward or
+node serves container logs and exec (``kubeletapi``: no attach, port-forward or
 metrics), and there is no real resource accounting: the node reports what it is told.
 """
 
@@ -73,6 +73,8 @@ class NodeSpec:
             "addresses": [{"type": "InternalIP", "address": self.address},
                           {"type": "Hostname", "address": self.name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+            # exec reaches the agent as a WebSocket, not translated to SPDY (kubeletapi)
+            **({"declaredFeatures": ["ExtendWebSocketsToKubelet"]} if self.kubelet_port else {}),
             "nodeInfo": {
                 "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, self.name).hex,
                 "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_URL, self.name)),

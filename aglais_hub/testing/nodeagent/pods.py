@@ -66,6 +66,10 @@ class ContainerRun:
     ready: bool = False
     started: bool = False
     container_id: str = ""
+    # what `kubectl exec` runs in: the container's context and its process's env and cwd
+    context: ContainerContext | None = None
+    exec_env: dict[str, str] = field(default_factory=dict)
+    exec_cwd: Path | None = None
 
     @property
     def field_path(self) -> str:
@@ -359,6 +363,7 @@ class PodWorker:
         env = {**command.env, processes.MARK: self.mark}
         if self.agent.dns_file is not None:  # Service names resolve as in a pod
             env = clusterdns.process_env(env, self.agent.dns_file, self.namespace, self.ip)
+        run.context, run.exec_env, run.exec_cwd = ctx, env, command.cwd or self.directory
         try:
             with run.log_path.open("ab") as output:
                 run.process = await asyncio.create_subprocess_exec(
