@@ -90,9 +90,9 @@ def test_helm_lint(name):
 
 @pytest.mark.parametrize("version", ["1.30.0", kubernetes_validate.latest_version()])
 def test_every_rendered_object_is_valid_kubernetes(rendered, version):
-    for name, obj in every_object(rendered):
-        if obj["kind"] in CRD_KINDS:
-            continue
+    objects = [(name, obj) for name, obj in every_object(rendered) if obj["kind"] not in CRD_KINDS]
+    assert len(objects) >= 10 * len(rendered)  # every render makes its objects
+    for name, obj in objects:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as error:
@@ -117,6 +117,7 @@ def test_service_monitors_scrape_the_metrics_of_the_hub_and_the_reservation_serv
 
 def test_no_container_runs_privileged_or_as_root(rendered):
     for name, objects in rendered.items():
+        assert len(list(containers(objects))) >= 2, name  # the hub and the proxy at least
         for workload, pod, container in containers(objects):
             context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
             where = f"{name}: {workload}/{container['name']}"
@@ -136,16 +137,19 @@ def test_root_only_when_a_value_asks_for_it():
 
 def test_every_container_has_resource_requests(rendered):
     for name, objects in rendered.items():
+        assert len(list(containers(objects))) >= 2, name
         for workload, _, container in containers(objects):
             requests = container.get("resources", {}).get("requests", {})
             assert {"cpu", "memory"} <= set(requests), f"{name}: {workload}/{container['name']}"
 
 
 def test_no_rbac_rule_uses_a_wildcard(rendered):
-    for name, obj in every_object(rendered):
-        for rule in obj.get("rules", []) if obj["kind"] in ("Role", "ClusterRole") else []:
-            for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
-                assert "*" not in rule.get(field, []), f"{name}: {obj['metadata']['name']} {rule}"
+    rules = [(name, obj, rule) for name, obj in every_object(rendered)
+             if obj["kind"] in ("Role", "ClusterRole") for rule in obj.get("rules", [])]  # fmt: skip
+    assert len({name for name, _, _ in rules}) == len(rendered)  # every render has a role
+    for name, obj, rule in rules:
+        for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+            assert "*" not in rule.get(field, []), f"{name}: {obj['metadata']['name']} {rule}"
 
 
 def test_no_secret_value_in_a_config_map_or_a_plain_env_value(rendered):
@@ -153,6 +157,8 @@ def test_no_secret_value_in_a_config_map_or_a_plain_env_value(rendered):
         platform = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith(
             "-secrets")]  # fmt: skip
         secrets = [v for s in platform for v in secret_data(s).values()]
+        # the generated ones at least, unless the admin brings the Secret
+        assert len(secrets) >= 6 or name == "existing-secret", name
         outside = [o for o in objects if o not in platform]
         plain = [env["value"] for _, _, c in containers(objects) for env in c.get("env", [])
                  if "value" in env]  # fmt: skip
@@ -179,12 +185,13 @@ def test_every_secret_env_var_comes_from_the_platforms_secret(rendered):
                   "AGLAIS_GATE_TOKEN", "AGLAIS_CULLER_API_TOKEN", "JUPYTERHUB_API_TOKEN",
                   "AGLAIS_RESERVATIONS_DB_URL"}  # fmt: skip
     for name, objects in rendered.items():
-        for workload, _, container in containers(objects):
-            for env in container.get("env", []):
-                if env["name"] in secret_env:
-                    ref = env["valueFrom"]["secretKeyRef"]
-                    assert ref["name"] in ("aglais-secrets", "aglais-secrets-from-vault"), (
-                        f"{name}: {workload} {env['name']}")  # fmt: skip
+        found = [(workload, env) for workload, _, container in containers(objects)
+                 for env in container.get("env", []) if env["name"] in secret_env]  # fmt: skip
+        assert len(found) >= 6, name  # the hub's and the reservation service's at least
+        for workload, env in found:
+            ref = env["valueFrom"]["secretKeyRef"]
+            assert ref["name"] in ("aglais-secrets", "aglais-secrets-from-vault"), (
+                f"{name}: {workload} {env['name']}")  # fmt: skip
 
 
 def test_hub_is_one_replica_replaced_on_upgrade(rendered):

@@ -400,4 +400,5 @@ def test_the_service_restarts_without_losing_bookings(hub: ReservationHub, alice
             pass
         time.sleep(0.5)
     hub.wait_for_service()
+    assert hub.service_pid() != old, "the service was never restarted"
     assert alice.get(f"reservations/{booking['id']}").json() == booking
