@@ -15,13 +15,13 @@ from pathlib import Path
 from traitlets.config import Config
 
 from .culler import add_culler
+from .quotas import TIER_PROFILE
 
 SPAWNER_CLASSES = {
     "local-spark": "spawners.local_spark.LocalSparkSpawner",
     "zeppelin": "spawners.zeppelin.spawner.ZeppelinSpawner",
 }
 SPAWNER_CONFIG_NAMES = {"local-spark": "LocalSparkSpawner", "zeppelin": "ZeppelinSpawner"}
-TIER_PROFILE = "tier"  # the spawn form's default: the size the user's tier gives
 AUTHENTICATOR_CLASS = "authenticators.aglais.AglaisOAuthenticator"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -63,7 +63,8 @@ def tier_from_values(name: str, spec: Mapping) -> Tier:
 
 
 MEMORY_OVERHEAD = 384 * 2**20  # Spark's minimum memory overhead per JVM
-MEMORY_OVERHEAD_FACTOR = 0.1  # Spark's spark.executor.memoryOverheadFactor
+# The size name (spawn-form profile) meaning "what the user's tier gives", not a named size.
+TIER_PROFILE = "tier"
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,15 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Dict, Enum, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
-from aglais_hub.quotas import ClusterSize, Tier, sized, smallest_size, tier_from_values
+from aglais_hub.quotas import (
+    TIER_PROFILE,
+    ClusterSize,
+    Tier,
+    sized,
+    smallest_size,
+    tier_from_values,
+)
 from aglais_hub.reservations.gate import alias_refusal, booking_id
-from aglais_hub.reservations.settings import TIER_SIZE
 from aglais_hub.text import display_text
 from authenticators.aglais import AUTH_STATE_KEY
 
@@ -116,7 +122,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
 
     def offered_profiles(self) -> list[str]:
         """The profiles a spawn may name: the tier's own size, then the values' sizes."""
-        return [TIER_SIZE, *self.sizes]
+        return [TIER_PROFILE, *self.sizes]
 
     def check_request(self) -> None:
         """Refuse malformed spawn options and server names that imitate a booking's

@@ -32,7 +32,7 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 
 from aglais_hub.hubconfig import NOTICES_SCOPE
-from aglais_hub.quotas import resolve_tier
+from aglais_hub.quotas import TIER_PROFILE, resolve_tier
 
 from . import metrics
 from .gate import (
@@ -51,7 +51,7 @@ from .notices import notices
 from .policy import Resources, iso, least_free
 from .rules import Refused, check_idempotency_key, check_user_name, parse_id, parse_time
 from .scheduler import stop_booking_servers
-from .settings import TIER_SIZE, Settings
+from .settings import Settings
 
 log = logging.getLogger("aglais.reservations")
 TIMELINE_DAYS = 7
@@ -200,7 +200,7 @@ class Service:
         """What a spawn of ``profile`` holds. The hub's server list carries user_options
         as users sent them (any JSON): anything but a size's name counts as the tier's."""
         offer = self.settings.offers.get(profile) if isinstance(profile, str) else None
-        if offer is None or profile == TIER_SIZE:
+        if offer is None or profile == TIER_PROFILE:
             offer = self.settings.tier_offer(self.settings.tiers[tier_name])
         return offer.need
 
@@ -613,7 +613,7 @@ class SpawnCheckHandler(ApiHandler):
             return self.refuse(403, "Only the hub asks spawn-check.")
         try:
             # every field's type and size checked: a 422 naming it, never a 500
-            asked = spawn_request(self.body(), [TIER_SIZE, *self.service.settings.offers])
+            asked = spawn_request(self.body(), [TIER_PROFILE, *self.service.settings.offers])
         except Refused as refused:
             return self.refuse(refused.status, refused.message)
         try:

@@ -6,11 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from aglais_hub.quotas import ClusterSize, Tier, parse_quantity, tier_from_values
+from aglais_hub.quotas import TIER_PROFILE, ClusterSize, Tier, parse_quantity, tier_from_values
 
 from .policy import Overhead, Resources, footprint, resources_from_values
-
-TIER_SIZE = "tier"  # the unbooked spawn form's default: the size the user's tier gives
 
 
 @dataclass(frozen=True)
@@ -59,14 +57,8 @@ class Settings:
     def tier_offer(self, tier: Tier) -> Offer:
         """The size an unbooked server gets from the tier alone."""
         size = ClusterSize.from_tier(tier)
-        return Offer(TIER_SIZE, f"{tier.display_name} tier", "", size, None,
+        return Offer(TIER_PROFILE, f"{tier.display_name} tier", "", size, None,
                      footprint(size, self.overhead))  # fmt: skip
-
-    def smallest(self, tier: Tier) -> Offer:
-        """The smallest size this tier may use (by cores, then memory)."""
-        usable = [o for o in self.offers.values() if self.may_use(tier, o)]
-        usable.append(self.tier_offer(tier))
-        return min(usable, key=lambda o: (o.need.millicores, o.need.memory))
 
 
 def settings_from_values(values: Mapping) -> Settings:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from kubespawner.slugs import multi_slug, safe_slug
 
-from aglais_hub.quotas import ClusterSize, Tier, resolve_tier, tier_from_values
+from aglais_hub.quotas import TIER_PROFILE, ClusterSize, Tier, resolve_tier, tier_from_values
 
 from .objects import DataVolume, ServerSpec
 
@@ -45,7 +45,7 @@ def tier_for_groups(values: Mapping, groups: Iterable[str]) -> Tier:
 
 def cluster_size(values: Mapping, tier: Tier, profile: str | None) -> tuple[ClusterSize, str]:
     """The size a server gets (the tier's own, or a named size) and its flavour."""
-    if not profile or profile == "tier":
+    if not profile or profile == TIER_PROFILE:
         return ClusterSize.from_tier(tier), "zeppelin"
     sizes = values.get("sizes") or {}
     if profile not in sizes:
