@@ -4,15 +4,14 @@ chart and the cluster are the real ones).
 ``ChartRelease(cluster, values=[...])`` runs the real ``helm`` binary (``make helm``)
 against the cluster's admin kubeconfig: ``install()`` creates the release namespace
 labelled for Pod Security ``restricted`` (as docs/deploy.md tells admins to) and
-``helm install --wait``s the chart; ``upgrade(*values, set=...)``, ``uninstall()`` and
-``status()`` do what they say. ``url`` is the proxy's public Service as users reach it
+``helm install --wait``s the chart; ``upgrade(*values, sets=...)`` and ``uninstall()`` do
+what they say. ``url`` is the proxy's public Service as users reach it
 (no Ingress controller runs on this cluster: the Service is the front door), and
 ``logins`` the development identity provider's users.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,22 +68,19 @@ class ChartRelease:
                          {"metadata": {"labels": POD_SECURITY}},
                          content_type="application/merge-patch+json")  # fmt: skip
 
+    def _chart(self, verb: str, values: tuple[Path, ...], sets: dict[str, str] | None) -> str:
+        args = ["--wait", "--timeout", self.timeout, *self._values_args(values, sets or {})]
+        return self.helm(verb, self.release, str(CHART), *args).stdout
+
     def install(self, *values: Path, sets: dict[str, str] | None = None) -> str:
         self.create_namespace()
-        args = ["--wait", "--timeout", self.timeout, *self._values_args(values, sets or {})]
-        done = self.helm("install", self.release, str(CHART), *args)
-        return done.stdout
+        return self._chart("install", values, sets)
 
     def upgrade(self, *values: Path, sets: dict[str, str] | None = None) -> str:
-        args = ["--wait", "--timeout", self.timeout, *self._values_args(values, sets or {})]
-        done = self.helm("upgrade", self.release, str(CHART), *args)
-        return done.stdout
+        return self._chart("upgrade", values, sets)
 
     def uninstall(self) -> str:
         return self.helm("uninstall", self.release, "--wait", "--timeout", self.timeout).stdout
-
-    def status(self) -> dict:
-        return json.loads(self.helm("status", self.release, "--output", "json").stdout)
 
     def merged_values(self) -> dict:
         merged: dict = {}

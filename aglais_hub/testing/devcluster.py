@@ -53,6 +53,7 @@ from typing import IO
 
 import yaml
 
+from .clusterdns import DnsFile
 from .controlplane.cluster import ControlPlane
 from .faultproxy import FaultProxy
 from .nodeagent import processes
@@ -187,12 +188,9 @@ class DevCluster:
         headless) its first port's listener accepts connections."""
         deadline = time.monotonic() + timeout
         last: object = "not in the DNS file"
+        dns = DnsFile(self.dns_file)
         while time.monotonic() < deadline:
-            try:
-                entry = json.loads(self.dns_file.read_text())["services"].get(
-                    f"{namespace}/{name}")  # fmt: skip
-            except (OSError, ValueError, KeyError) as error:
-                entry, last = None, error
+            entry = dns.services().get(f"{namespace}/{name}")
             if entry and not entry["ips"]:
                 last = "no ready endpoint"
             elif entry and not entry["clusterIP"]:

@@ -261,8 +261,7 @@ class ServiceProxy:
             return []
         if listener.key == "default/kubernetes":
             return [self.api]
-        return [(ip, port) for ip, port in endpoints(service, list(self.pods.values()),
-                                                       listener.port)]  # fmt: skip
+        return endpoints(service, list(self.pods.values()), listener.port)
 
     def _accepted(self, address: tuple[str, int], reader: asyncio.StreamReader,
                   writer: asyncio.StreamWriter) -> None:  # fmt: skip

@@ -26,13 +26,18 @@ def make(find: Callable[[str], list[str] | None]) -> dict[str, Callable]:
     def not_found(host: str) -> socket.gaierror:
         return socket.gaierror(socket.EAI_NONAME, f"Name or service not known: {host}")
 
+    def cluster_addresses(host: str | None) -> list[str] | None:
+        """The cluster's addresses of ``host``; None: not a cluster name (the real
+        resolver's turn); a cluster name that does not exist raises, as NXDOMAIN does."""
+        ips = find(host) if host else None
+        if ips is not None and not ips:
+            raise not_found(host)
+        return ips
+
     def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: ANN001, ANN202, A002
-        name = _decoded(host)
-        ips = find(name) if name else None
+        ips = cluster_addresses(_decoded(host))
         if ips is None:
             return REAL_GETADDRINFO(host, port, family, type, proto, flags)
-        if not ips:
-            raise not_found(name)
         answers = []
         for ip in ips:  # numeric: the real function only fills in the tuples
             answers += REAL_GETADDRINFO(ip, port, family, type, proto,
@@ -40,20 +45,12 @@ def make(find: Callable[[str], list[str] | None]) -> dict[str, Callable]:
         return answers
 
     def gethostbyname(host):  # noqa: ANN001, ANN202
-        ips = find(host) if isinstance(host, str) else None
-        if ips is None:
-            return REAL_GETHOSTBYNAME(host)
-        if not ips:
-            raise not_found(host)
-        return ips[0]
+        ips = cluster_addresses(host if isinstance(host, str) else None)
+        return REAL_GETHOSTBYNAME(host) if ips is None else ips[0]
 
     def gethostbyname_ex(host):  # noqa: ANN001, ANN202
-        ips = find(host) if isinstance(host, str) else None
-        if ips is None:
-            return REAL_GETHOSTBYNAME_EX(host)
-        if not ips:
-            raise not_found(host)
-        return host, [], list(ips)
+        ips = cluster_addresses(host if isinstance(host, str) else None)
+        return REAL_GETHOSTBYNAME_EX(host) if ips is None else (host, [], list(ips))
 
     return {"getaddrinfo": getaddrinfo, "gethostbyname": gethostbyname,
             "gethostbyname_ex": gethostbyname_ex}  # fmt: skip

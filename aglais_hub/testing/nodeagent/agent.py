@@ -133,43 +133,45 @@ class NodeAgent:
             await self.kubelet_api.cleanup()
         await self.client.close()
 
+    def _worker(self, namespace: str, pod: str) -> PodWorker | None:
+        """The worker of the pod ``namespace/pod`` on this node, if any."""
+        for worker in self.workers.values():
+            if (worker.namespace, worker.name) == (namespace, pod):
+                return worker
+        return None
+
     def container_log(self, namespace: str, pod: str, container: str
                       ) -> tuple[Path, Callable[[], bool], int] | None:  # fmt: skip
         """What the kubelet API serves for ``kubectl logs``: the container's log file,
         whether it still runs, how often it restarted (None: no such container here)."""
-        for worker in self.workers.values():
-            if (worker.namespace, worker.name) != (namespace, pod):
-                continue
-            run = worker.containers.get(container) or worker.init_containers.get(container)
-            if run is None:
-                return None
+        worker = self._worker(namespace, pod)
+        run = None if worker is None else (worker.containers.get(container)
+                                           or worker.init_containers.get(container))  # fmt: skip
+        if worker is None or run is None:
+            return None
 
-            def running(worker: PodWorker = worker, run: ContainerRun = run) -> bool:
-                alive = run.process is not None and run.process.returncode is None
-                return alive and self.workers.get(worker.uid) is worker
+        def running(worker: PodWorker = worker, run: ContainerRun = run) -> bool:
+            alive = run.process is not None and run.process.returncode is None
+            return alive and self.workers.get(worker.uid) is worker
 
-            return run.log_path, running, run.restarts
-        return None
+        return run.log_path, running, run.restarts
 
     async def exec_in(self, namespace: str, pod: str, container: str,
                       command: list[str]) -> asyncio.subprocess.Process | None:  # fmt: skip
         """`kubectl exec`: ``command`` as a local process in a running container's
         environment (images.exec_command), killed with the pod (None: not running here)."""
-        for worker in self.workers.values():
-            if (worker.namespace, worker.name) != (namespace, pod) or worker.stopping:
-                continue
-            run = worker.containers.get(container)
-            if run is None or run.context is None or run.process is None \
-                    or run.process.returncode is not None:  # fmt: skip
-                return None
-            local = exec_command(run.context, command, run.exec_env, run.exec_cwd)
-            process = await asyncio.create_subprocess_exec(
-                *local.argv, env=local.env, cwd=str(local.cwd or worker.directory),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True)  # fmt: skip
-            worker.pgids.add(process.pid)
-            return process
-        return None
+        worker = self._worker(namespace, pod)
+        run = None if worker is None or worker.stopping else worker.containers.get(container)
+        if run is None or run.context is None or run.process is None \
+                or run.process.returncode is not None:  # fmt: skip
+            return None
+        local = exec_command(run.context, command, run.exec_env, run.exec_cwd)
+        process = await asyncio.create_subprocess_exec(
+            *local.argv, env=local.env, cwd=str(local.cwd or worker.directory),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True)  # fmt: skip
+        worker.pgids.add(process.pid)
+        return process
 
     # -- pods ----------------------------------------------------------------------------
 

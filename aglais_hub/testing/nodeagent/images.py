@@ -219,6 +219,8 @@ HUB_IMAGE_FILES = {
     "/srv/aglais/node_modules": REPO / "node_modules",
 }
 HUB_IMAGE_CMD = ["jupyterhub", "-f", "/srv/aglais/jupyterhub_config.py"]
+# The hub image's PATH (its Python environment, then node_modules/.bin) on this machine
+HUB_IMAGE_PATH = (Path(sys.executable).parent, REPO / "node_modules" / ".bin")
 
 
 def image_program(name: str) -> str:
@@ -226,7 +228,7 @@ def image_program(name: str) -> str:
     as this machine has it: this venv's, then the repo's node_modules, then PATH."""
     if "/" in name:
         return name
-    for directory in (Path(sys.executable).parent, REPO / "node_modules" / ".bin"):
+    for directory in HUB_IMAGE_PATH:
         if (directory / name).exists():
             return str(directory / name)
     return name
@@ -265,8 +267,7 @@ def hub_image(ctx: ContainerContext) -> LocalCommand:
     argv[0] = image_program(argv[0])
     env = {k: ctx.local_paths(ctx.bind_here(v), HUB_IMAGE_FILES) for k, v in ctx.env.items()}
     env = {**ctx.host_env(), **env, "HOME": str(ctx.pod_dir), "PYTHONUNBUFFERED": "1"}
-    programs = [Path(sys.executable).parent, REPO / "node_modules" / ".bin"]
-    env["PATH"] = os.pathsep.join([*map(str, programs), env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([*map(str, HUB_IMAGE_PATH), env.get("PATH", "")])
     env.setdefault("AGLAIS_VALUES", ctx.local_paths("/etc/aglais/values.yaml"))
     kubeconfig = service_account_kubeconfig(ctx)
     if kubeconfig is not None:

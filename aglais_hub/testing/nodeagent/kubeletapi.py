@@ -168,9 +168,13 @@ async def _exec(request: web.Request, run: Exec) -> web.StreamResponse:
 
 
 def app(find: Finder, run: Exec | None = None) -> web.Application:
-    async def container_logs(request: web.Request) -> web.StreamResponse:
+    @web.middleware
+    async def only_the_api_server(request: web.Request, handler: Callable) -> web.StreamResponse:
         if _client_name(request) != KUBELET_CLIENT:
-            raise web.HTTPForbidden(text="only the API server's kubelet client may read logs")
+            raise web.HTTPForbidden(text="only the API server's kubelet client may ask a node")
+        return await handler(request)
+
+    async def container_logs(request: web.Request) -> web.StreamResponse:
         namespace, pod, container = (request.match_info[k] for k in ("ns", "pod", "container"))
         found = find(namespace, pod, container)
         if found is None:
@@ -200,13 +204,11 @@ def app(find: Finder, run: Exec | None = None) -> web.Application:
         return response
 
     async def container_exec(request: web.Request) -> web.StreamResponse:
-        if _client_name(request) != KUBELET_CLIENT:
-            raise web.HTTPForbidden(text="only the API server's kubelet client may exec")
         if run is None:
             raise web.HTTPNotFound()
         return await _exec(request, run)
 
-    application = web.Application()
+    application = web.Application(middlewares=[only_the_api_server])
     application.router.add_get("/containerLogs/{ns}/{pod}/{container}", container_logs)
     for method in ("GET", "POST"):  # a kubelet takes both
         application.router.add_route(method, "/exec/{ns}/{pod}/{container}", container_exec)

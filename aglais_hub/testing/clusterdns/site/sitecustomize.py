@@ -47,16 +47,16 @@ def _install() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     package = os.path.dirname(here)
     path = os.environ.get("AGLAIS_CLUSTER_DNS_FILE")
+    pod_ip = os.environ.get("AGLAIS_POD_IP")
+    if path or pod_ip:
+        patch = _load("_aglais_clusterdns_patch", os.path.join(package, "_patch.py"))
     if path:
         resolver = _load("_aglais_clusterdns_resolver", os.path.join(package, "resolver.py"))
-        patch = _load("_aglais_clusterdns_patch", os.path.join(package, "_patch.py"))
         dns_file = resolver.DnsFile(path)
         namespace = os.environ.get("AGLAIS_POD_NAMESPACE") or None
         patch.install(lambda host: dns_file.lookup(host, namespace))
         sys.meta_path.insert(0, _ThreadedAiohttp())
-    pod_ip = os.environ.get("AGLAIS_POD_IP")
     if pod_ip:  # binds to all addresses bind the pod's own
-        patch = _load("_aglais_clusterdns_patch", os.path.join(package, "_patch.py"))
         patch.install_pod_address(pod_ip)
     # the next sitecustomize on the path (a distribution's or a virtualenv's)
     others = [p for p in sys.path if os.path.abspath(p or ".") != here]
