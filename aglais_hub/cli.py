@@ -45,26 +45,25 @@ def cmd_values_reference(args: argparse.Namespace) -> int:
 def cmd_render_pod(args: argparse.Namespace) -> int:
     import yaml
 
-    from spawners.zeppelin.objects import build_objects
-    from spawners.zeppelin.spec import ProfileRefused, server_spec, tier_for_groups
+    from spawners.zeppelin.dryrun import ProfileRefused, render_server
 
     try:
         values = load_values(args.values)
     except ValuesError as error:
         print(error, file=sys.stderr)
         return 1
+    if values["spawner"]["kind"] != "zeppelin":
+        print(f"render-pod renders the zeppelin spawner's objects; {args.values} has "
+              f"spawner.kind {values['spawner']['kind']!r}", file=sys.stderr)  # fmt: skip
+        return 1
     groups = [g for g in (args.groups or "").split(",") if g]
-    tier = tier_for_groups(values, groups)
-    # what the hub would pass; tokens are made per spawn, so placeholders stand in
-    prefix = f"/user/{args.user}/{args.server + '/' if args.server else ''}"
-    env = {"JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_USER": args.user,
-           "JUPYTERHUB_API_TOKEN": "<made by the hub at spawn time>"}  # fmt: skip
     try:
-        spec = server_spec(values, args.user, tier, args.server or "", args.profile, env)
+        rendered = render_server(values, args.user, groups, args.server or "", args.profile,
+                                 args.booked)  # fmt: skip
     except ProfileRefused as refused:
         print(f"refused: {refused}", file=sys.stderr)
         return 2
-    sys.stdout.write(yaml.safe_dump_all(build_objects(spec), sort_keys=False))
+    sys.stdout.write(yaml.safe_dump_all(rendered, sort_keys=False))
     return 0
 
 
@@ -103,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--groups", default="", help="the user's groups, comma separated")
     render.add_argument("--server", default="", help="a named server")
     render.add_argument("--profile", help="a size from the values' sizes")
+    render.add_argument("--booked", metavar="SIZE",
+                        help="render the server of a booking of this size")  # fmt: skip
     render.set_defaults(func=cmd_render_pod)
 
     from .testing import devcluster_cli

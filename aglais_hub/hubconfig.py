@@ -14,8 +14,10 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from spawners.zeppelin.spec import kubernetes_settings
+
 from .culler import add_culler
-from .quotas import TIER_PROFILE
+from .offering import TIER_PROFILE, offering_from_values
 
 SPAWNER_CLASSES = {
     "local-spark": "spawners.local_spark.LocalSparkSpawner",
@@ -116,7 +118,7 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
     """
     environ = {} if environ is None else environ
     hub, auth, spawner = values["hub"], values["auth"], values["spawner"]
-    tiers = values["tiers"]
+    offering = offering_from_values(values)  # tiers and sizes, typed once for everyone
     c = Config()
 
     c.JupyterHub.ip = hub["ip"]
@@ -151,28 +153,29 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
     a.allowed_groups = set(auth["allowedGroups"])
     a.allow_all = auth["allowAll"]
     a.tier_groups = dict(auth["tierGroups"])
-    a.tier_ranks = {name: tier["rank"] for name, tier in tiers.items()}
+    a.tier_ranks = offering.ranks
     a.default_tier = auth["defaultTier"]
     a.refresh_pre_spawn = auth["refreshBeforeSpawn"]
     a.tls_verify = auth["tlsVerify"]
 
     s = c[SPAWNER_CONFIG_NAMES[spawner["kind"]]]
-    s.tiers = tiers
-    s.default_tier = auth["defaultTier"]
+    s.offering = offering
     s.start_timeout = spawner["startTimeout"]
     s.http_timeout = spawner["httpTimeout"]
     if spawner["kind"] == "zeppelin":
         # pods outlive a hub restart (an upgrade must not stop everyone's work)
         c.JupyterHub.cleanup_servers = False
-        s.values = values
+        k8s = spawner["kubernetes"]
+        s.kubernetes = kubernetes_settings(values)
+        # KubeSpawner's own templates: it expands every object name from them
+        s.user_namespace_template = k8s["namespaceTemplate"]
+        s.pod_name_template = k8s["podNameTemplate"]
         s.profile_list = [
             {"display_name": "My tier's cluster", "slug": TIER_PROFILE, "default": True,
              "description": "The driver and executors your tier gives you."},
-            *({"display_name": size.get("displayName") or name, "slug": name,
-               "description": size.get("description", "")}
-              for name, size in values["sizes"].items()),
+            *({"display_name": size.display_name, "slug": name,
+               "description": size.description} for name, size in offering.sizes.items()),
         ]  # fmt: skip
-    s.sizes = values["sizes"]
     if values["reservations"]["enabled"]:
         r = values["reservations"]
         parts = reservation_services(values, environ)
@@ -198,3 +201,4 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
     # The pass-through comes last so it can override anything above.
     c.merge(Config(hub["config"]))
     return c
+

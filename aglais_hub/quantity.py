@@ -40,6 +40,21 @@ def parse(quantity: str | int | float) -> Decimal:
     return value * _SUFFIX[suffix]
 
 
+def parse_quantity(quantity: str | int) -> int:
+    """Bytes (or units) in a Kubernetes quantity: ``parse_quantity("2Gi") == 2147483648``."""
+    if isinstance(quantity, int):
+        return quantity
+    try:
+        return int(parse(quantity))
+    except ValueError:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}") from None
+
+
+def spark_memory(quantity: str | int) -> str:
+    """A quantity in Spark's notation, rounded down to whole MiB (at least 1m)."""
+    return f"{max(1, parse_quantity(quantity) // 2**20)}m"
+
+
 def format_cpu(value: Decimal) -> str:
     millis = int(value * 1000)
     return f"{millis // 1000}" if millis % 1000 == 0 else f"{millis}m"

@@ -9,7 +9,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from traitlets import Bool, Dict, Int, List, Unicode, default
 
-from aglais_hub.quotas import resolve_tier
+from aglais_hub.offering import resolve_tier
 
 from .claims import (
     claim_at,

@@ -12,17 +12,10 @@ import time
 from collections.abc import AsyncIterator
 
 from jupyterhub.spawner import SpawnException
-from traitlets import Dict, Enum, Float, Unicode
+from traitlets import Enum, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from aglais_hub.quotas import (
-    TIER_PROFILE,
-    ClusterSize,
-    Tier,
-    sized,
-    smallest_size,
-    tier_from_values,
-)
+from aglais_hub.offering import TIER_PROFILE, ClusterSize, Offering, Tier, sized
 from aglais_hub.reservations.gate import alias_refusal, booking_id
 from aglais_hub.text import display_text
 from authenticators.aglais import AUTH_STATE_KEY
@@ -30,6 +23,19 @@ from authenticators.aglais import AUTH_STATE_KEY
 from .gate import UNREACHABLE_POLICIES, GateRefused, GateUnreachable, SpawnGateClient
 
 SPAWNER_OWN_OPTIONS = ("applied",)  # user_options keys only the spawner writes
+
+
+class SpawnRefused(SpawnException):
+    """A spawn refused for a reason the user can act on, in their words.
+
+    The spawn page shows an exception's ``jupyterhub_message`` where it has one, else
+    ``str()``, which for JupyterHub 6's SpawnException puts the status, class and reason
+    label before the words ("503 SpawnException(reason=capacity): ..."); this one
+    shows just the words."""
+
+    def __init__(self, message: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)
+        self.jupyterhub_message = message
 
 
 def checked_user_options(options: object, offered: list[str]) -> dict:
@@ -60,15 +66,12 @@ def checked_user_options(options: object, offered: list[str]) -> dict:
 class AglaisSpawnerMixin(LoggingConfigurable):
     """Tier lookup and per-tier limits for Aglais spawners (mix in before the Spawner)."""
 
-    tiers = Dict(
+    offering = Instance(
+        Offering,
         config=True,
-        help="Tier name → limits, as in the values file's `tiers` (defaults filled in).",
+        help="The tiers, sizes and Spark overhead of the values file, typed (the hub's "
+        "config builds it once with aglais_hub.offering.offering_from_values).",
     )
-    default_tier = Unicode(
-        "basic", config=True, help="Tier used when the user's auth_state names none."
-    )
-
-    sizes = Dict(config=True, help="The values file's `sizes` (for the smallest size).")
     reservations_url = Unicode(
         "",
         config=True,
@@ -97,20 +100,25 @@ class AglaisSpawnerMixin(LoggingConfigurable):
     _gate_messages: list[str]
     _gate_open = False
 
+    @default("offering")
+    def _offering_default(self) -> Offering:
+        raise SpawnRefused("The hub's tiers and sizes are not configured; ask an "
+                             "administrator.", reason="config")  # fmt: skip
+
     async def user_tier(self) -> Tier:
         """The user's tier from auth_state (set at login), else the default tier."""
+        tiers, fallback = self.offering.tiers, self.offering.default_tier
         auth_state = await self.user.get_auth_state() or {}
-        name = (auth_state.get(AUTH_STATE_KEY) or {}).get("tier") or self.default_tier
-        if name not in self.tiers:
-            self.log.warning(
-                "Tier %r of %s is not configured; using %r", name, self.user.name, self.default_tier
-            )
-            name = self.default_tier
-        if name not in self.tiers:
-            raise SpawnException(
+        name = (auth_state.get(AUTH_STATE_KEY) or {}).get("tier") or fallback
+        if name not in tiers:
+            self.log.warning("Tier %r of %s is not configured; using %r", name, self.user.name,
+                             fallback)  # fmt: skip
+            name = fallback
+        if name not in tiers:
+            raise SpawnRefused(
                 f"The hub has no tier {name!r} configured; ask an administrator.", reason="config"
             )
-        return tier_from_values(name, self.tiers[name])
+        return tiers[name]
 
     def other_active_servers(self) -> list[str]:
         """This user's other servers that are running or starting, named for people."""
@@ -122,7 +130,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
 
     def offered_profiles(self) -> list[str]:
         """The profiles a spawn may name: the tier's own size, then the values' sizes."""
-        return [TIER_PROFILE, *self.sizes]
+        return [TIER_PROFILE, *self.offering.sizes]
 
     def check_request(self) -> None:
         """Refuse malformed spawn options and server names that imitate a booking's
@@ -131,10 +139,10 @@ class AglaisSpawnerMixin(LoggingConfigurable):
             self.user_options = checked_user_options(self.user_options,
                                                      self.offered_profiles())  # fmt: skip
         except ValueError as error:
-            raise SpawnException(str(error), reason="options", status_code=400) from None
+            raise SpawnRefused(str(error), reason="options", status_code=400) from None
         refusal = alias_refusal(self.name) if self.reservations_url else None
         if refusal:
-            raise SpawnException(refusal, reason="booking", status_code=400)
+            raise SpawnRefused(refusal, reason="booking", status_code=400)
 
     async def prepare_start(self) -> Tier:
         """Resolve the tier and refuse a start that breaks its limits, saying why."""
@@ -144,7 +152,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
         if len(others) >= tier.concurrent_servers:
             plural = "" if tier.concurrent_servers == 1 else "s"
             verb = "is" if len(others) == 1 else "are"
-            raise SpawnException(
+            raise SpawnRefused(
                 f"Your tier '{tier.display_name}' allows {tier.concurrent_servers} running "
                 f"server{plural} at a time, and {', '.join(others)} {verb} already running. "
                 "Stop one from the home page, then start this one again.",
@@ -194,7 +202,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
             except GateRefused as error:  # an error answer: refused, never the fallback
                 self.log.warning("Spawn gate error for %s: %s", self._log_name, error.message)
                 status = 503 if error.status >= 500 else 403
-                raise SpawnException(error.message, reason="booking" if booked else "capacity",
+                raise SpawnRefused(error.message, reason="booking" if booked else "capacity",
                                      status_code=status) from None  # fmt: skip
             if answer.allowed:
                 self._gate_say(answer.reason)
@@ -211,13 +219,13 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                     return size
                 return None
             if not answer.queued:
-                raise SpawnException(answer.reason, reason="booking" if booked else "capacity",
+                raise SpawnRefused(answer.reason, reason="booking" if booked else "capacity",
                                      status_code=403 if booked else 429)  # fmt: skip
             self._gate_say(answer.reason)
             if time.monotonic() > deadline:
                 await gate.withdraw(self.user.name, self.name or "")
                 minutes = self.queue_timeout / 60
-                raise SpawnException(
+                raise SpawnRefused(
                     f"The shared cluster stayed full for {minutes:g} minutes, so this start "
                     "gave up. Try again later, or book a cluster on the reservations page.",
                     reason="capacity", status_code=503,
@@ -227,20 +235,22 @@ class AglaisSpawnerMixin(LoggingConfigurable):
     def _gate_unreachable(self, tier: Tier, booked: bool, error: str) -> ClusterSize | None:
         self.log.warning("Reservation service unreachable for %s: %s", self._log_name, error)
         if booked:
-            raise SpawnException(
+            raise SpawnRefused(
                 "The reservation service is not answering, so booked servers cannot start "
                 "right now. Try again in a minute; tell an administrator if it persists.",
                 reason="booking", status_code=503,
             )  # fmt: skip
         if self.when_unreachable == "refuse":
-            raise SpawnException(
+            raise SpawnRefused(
                 "The reservation service is not answering, so no server can start right now. "
                 "Try again in a minute.", reason="capacity", status_code=503,
             )  # fmt: skip
         if self.when_unreachable == "allow":
             return None
-        ranks = {name: spec["rank"] for name, spec in self.tiers.items()}
-        size = smallest_size(tier, self.sizes, ranks)
+        size = self.offering.smallest_size(tier)
+        # shown in the hub's server model, as a booking's size is: what this start got
+        applied = {"booking": None, "fallback": "smallest", **size.as_limits()}
+        self.user_options = {**(self.user_options or {}), "applied": applied}
         self._gate_say("The reservation service is not answering: starting with the smallest "
                        "size while it is away.")  # fmt: skip
         return size

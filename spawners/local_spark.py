@@ -9,24 +9,43 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
 from traitlets import Int, List, Unicode, default
 
-from aglais_hub.quotas import ClusterSize, Tier, local_spark_cores, spark_memory, with_size
+from aglais_hub.flavours import AUTO, FLAVOURS, Flavour, LocalStart, UnknownFlavour, auto_flavour
+from aglais_hub.flavours import flavour as flavour_named
+from aglais_hub.offering import ClusterSize, ProfileRefused, Tier, local_spark_cores, with_size
+from aglais_hub.quantity import spark_memory
 
-from .base import AglaisSpawnerMixin
+from .base import AglaisSpawnerMixin, SpawnRefused
 from .sparkconf import format_spark_defaults, local_spark_defaults
-from .zeppelin.spec import ProfileRefused, cluster_size
 
 
-def choose_notebook(setting: str, zeppelin_home: str | None) -> str:
-    """Which notebook to run: the setting, with ``auto`` meaning Zeppelin if installed."""
-    if setting == "auto":
-        return "zeppelin" if zeppelin_home else "jupyterlab"
-    return setting
+def choose_notebook(setting: str, environ: Mapping[str, str]) -> str:
+    """Which notebook to run: the setting, with ``auto`` meaning the registry's choice
+    for the hub's environment ``environ`` (`auto_flavour`: Zeppelin if installed, else
+    JupyterLab)."""
+    if setting != AUTO:
+        return setting
+    return auto_flavour(environ).name
+
+
+def local_start(flavour: Flavour) -> LocalStart:
+    """How this spawner runs ``flavour``; SpawnException for one without a hub login of
+    its own (Zeppelin): it must sit behind the auth proxy, which the Zeppelin spawner
+    brings. Never expose it bare."""
+    if flavour.local is not None:
+        return flavour.local
+    runnable = " or ".join(f.name for f in FLAVOURS.values() if f.local is not None)
+    unset = f" (or unset {flavour.auto_env})" if flavour.auto_env else ""
+    raise SpawnRefused(
+        f"{flavour.title} needs the Aglais auth proxy, which this hub does not run yet. "
+        f"Set spawner.localSpark.notebook to {runnable}{unset}.",
+        reason="config",
+    )
 
 
 class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
@@ -66,10 +85,22 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
     launch_summary: str = ""
     profile_size: ClusterSize | None = None  # the spawn's named size (the tier's by default)
 
+    def notebook_flavour(self) -> Flavour:
+        """The flavour this spawner runs: ``notebook``, with ``auto`` decided here."""
+        return flavour_named(choose_notebook(self.notebook, os.environ))
+
+    def _planned_start(self) -> LocalStart:
+        """The flavour's LocalStart, for the defaults of ``cmd`` and ``default_url``; for
+        a flavour that cannot run here any that can (start() refuses it before a run)."""
+        try:
+            return local_start(self.notebook_flavour())
+        except (UnknownFlavour, SpawnException):
+            return auto_flavour({}).local  # type: ignore[return-value]
+
     @default("cmd")
     def _cmd_default(self) -> list[str]:
         # The hub's own interpreter, so the server and its kernel see pyspark.
-        return [sys.executable, "-m", "jupyterhub.singleuser"]
+        return [sys.executable, "-m", self._planned_start().module]
 
     @default("args")
     def _args_default(self) -> list[str]:
@@ -78,7 +109,7 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
 
     @default("default_url")
     def _default_url_default(self) -> str:
-        return "/lab"
+        return self._planned_start().url
 
     @default("home_dir")
     def _default_home_dir(self) -> str:
@@ -104,24 +135,20 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
     def check_options(self, tier: Tier) -> None:
         """The named size (``profile``) this tier may use, as the Zeppelin spawner: the
         spawn gate counts that size, so that size is what runs."""
-        values = {"sizes": self.sizes, "tiers": self.tiers}
         try:
-            self.profile_size, _ = cluster_size(values, tier, self.user_options.get("profile"))
+            profile = self.user_options.get("profile")
+            self.profile_size, _ = self.offering.server_size(tier, profile)
         except ProfileRefused as refused:
-            raise SpawnException(str(refused), reason="profile", status_code=403) from None
+            raise SpawnRefused(str(refused), reason="profile", status_code=403) from None
 
     async def start(self) -> tuple[str, int]:
         self.launch_summary = ""
         tier = await self.prepare_start()
-        flavour = choose_notebook(self.notebook, os.environ.get("ZEPPELIN_HOME"))
-        if flavour == "zeppelin":
-            # Zeppelin has no hub login of its own; it must sit behind the in-pod
-            # auth proxy, which the Zeppelin spawner brings. Never expose it bare.
-            raise SpawnException(
-                "Zeppelin needs the Aglais auth proxy, which this hub does not run yet. "
-                "Set spawner.localSpark.notebook to jupyterlab (or unset ZEPPELIN_HOME).",
-                reason="config",
-            )
+        try:
+            flavour = self.notebook_flavour()
+        except UnknownFlavour as unknown:
+            raise SpawnRefused(str(unknown), reason="config") from None
+        local_start(flavour)  # refuses a flavour this spawner cannot run
         if self.gate_size is not None:  # a booking (or the gate's fallback) sets the size
             tier = with_size(tier, self.gate_size)
         elif self.profile_size is not None:
@@ -134,7 +161,7 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
         Path(self.home_dir).mkdir(parents=True, exist_ok=True)
         self.notebook_dir = self.home_dir
         self.launch_summary = (
-            f"Starting JupyterLab with Spark local[{cores}] and "
+            f"Starting {flavour.title} with Spark local[{cores}] and "
             f"{spark_memory(tier.driver_memory)} driver memory (tier {tier.display_name})"
         )
         self.log.info("%s for %s", self.launch_summary, self._log_name)

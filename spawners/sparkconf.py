@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aglais_hub.quotas import Tier, spark_memory
+from aglais_hub.offering import Tier
+from aglais_hub.quantity import spark_memory
 
 
 def local_spark_defaults(tier: Tier, cores: int) -> dict[str, str]:

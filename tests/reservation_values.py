@@ -1,7 +1,7 @@
 """Values shared by the reservation tests: a platform of 8 cores and 64 GiB.
 
-``small`` holds 3 cores (driver + 2 executors), so two fit side by side and a third
-does not; ``large`` needs tier power; ``tiny`` holds 1 core.
+``small`` holds 3.1 cores (driver, 2 executors, auth proxy), so two fit side by side and a third
+does not; ``large`` needs tier power; ``tiny`` holds 1.1 cores.
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def test_values_map_onto_traitlets(tmp_path):
     assert c.AglaisOAuthenticator.oauth_callback_url == (
         "https://hub.example.org/aglais/hub/oauth_callback"
     )
-    assert c.LocalSparkSpawner.tiers["basic"]["driverMemory"] == "1Gi"
+    assert c.LocalSparkSpawner.offering.tiers["basic"].driver_memory == 2**30
     # the pass-through wins over the mapped values
     assert c.JupyterHub.port == 9999
     assert c.LocalSparkSpawner.max_cores == 3

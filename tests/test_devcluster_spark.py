@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 import tests.test_controlplane as controlplane_tests
+from aglais_hub.offering import ClusterSize, Tier
 from aglais_hub.podproxy.sparkrights import NEEDED_VERBS, account_of, spark_rights_problem
-from aglais_hub.quotas import ClusterSize, Tier
 from aglais_hub.testing.nodeagent import processes
 from spawners.zeppelin import objects
 from tests.test_controlplane import eventually
@@ -73,7 +73,7 @@ def hub() -> Iterator[str]:
 def server_spec(namespace: str, hub_api: str, image: str = "ghcr.io/aglais/zeppelin:test"
                 ) -> objects.ServerSpec:  # fmt: skip
     """alice's server, small: executors of 1 core and 512 MiB, at most two."""
-    tier = Tier("basic", 0, "Basic", 2**30, 2, 1, 512 * MiB, 1, 1024 * MiB, 1, 0)
+    tier = Tier("basic", 0, "Basic", 2**30, 2, 1, 512 * MiB, 1, 1024 * MiB, 1)
     env = {"JUPYTERHUB_API_URL": hub_api, "JUPYTERHUB_USER": "alice",
            "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/", "JUPYTERHUB_API_TOKEN": "server-token",
            "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-alice",
@@ -81,7 +81,8 @@ def server_spec(namespace: str, hub_api: str, image: str = "ghcr.io/aglais/zeppe
     return objects.ServerSpec(
         username="alice", server_name="", namespace=namespace, pod_name="zeppelin-alice",
         pvc_name="claim-alice", tier=tier, size=ClusterSize.from_tier(tier),
-        zeppelin_image=image, spark_image="ghcr.io/aglais/spark:3.5.9", env=env)  # fmt: skip
+        settings=objects.KubernetesSettings(image, "ghcr.io/aglais/spark:3.5.9"),
+        env=env)  # fmt: skip
 
 
 def start_server(api, spec: objects.ServerSpec, role: dict) -> dict:

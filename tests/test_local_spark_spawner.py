@@ -18,4 +18,4 @@ from spawners.local_spark import choose_notebook
     ],
 )
 def test_choose_notebook(setting, zeppelin_home, chosen):
-    assert choose_notebook(setting, zeppelin_home) == chosen
+    assert choose_notebook(setting, {"ZEPPELIN_HOME": zeppelin_home or ""}) == chosen

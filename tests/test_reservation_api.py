@@ -128,7 +128,8 @@ def test_sizes_lists_resources_and_footprints(alice: Api) -> None:
     body = alice.get("sizes").json()
     sizes = {s["name"]: s for s in body["sizes"]}
     assert set(sizes) == {"small", "tiny", "large"}
-    assert sizes["small"]["executors"] == 2 and sizes["small"]["footprint"]["cores"] == 3
+    # driver, two executors and the auth proxy's tenth of a core
+    assert sizes["small"]["executors"] == 2 and sizes["small"]["footprint"]["cores"] == 3.1
     assert sizes["large"]["min_tier"] == "power"
     assert body["capacity"] == {"cores": 8, "memory": 64 * 2**30}
 
@@ -228,7 +229,7 @@ def test_over_capacity_is_409_naming_the_full_interval(alice: Api, bob: Api, adm
     assert response.status_code == 409
     message = response.json()["message"]
     assert f"from {iso(start + timedelta(hours=1))} to {iso(start + timedelta(hours=2))}" in message
-    assert "needs 3 cores" in message
+    assert "needs 3.1 cores" in message
 
 
 def test_extend_rechecks_capacity_shorten_always_works(alice: Api, bob: Api, admin: Api) -> None:
@@ -283,8 +284,8 @@ def test_capacity_counts_what_still_fits(alice: Api, bob: Api) -> None:
     book(bob, start, 2)
     window = {"start": iso(start), "end": iso(start + timedelta(hours=4))}
     body = alice.get("capacity", params=window).json()
-    assert body["sizes"]["small"]["bookable"] == 1  # 8 - 3 = 5 cores: one more small
-    assert body["free"]["cores"] == 5
+    assert body["sizes"]["small"]["bookable"] == 1  # 8 - 3.1 = 4.9 cores: one more small
+    assert body["free"]["cores"] == 4.9
     pieces = [(p["start"], p["sizes"]["small"]) for p in body["timeline"]]
     assert pieces == [(iso(start), 1), (iso(start + timedelta(hours=2)), 2)]
     assert (

@@ -56,8 +56,9 @@ def webhook() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def rplatform(tmp_path_factory: pytest.TempPathFactory, webhook: str) -> Iterator[Platform]:
-    """7 cores: two standard-tier servers (3 cores each) fit, a third waits."""
-    values = reservation_values(capacity={"cores": 7, "memory": "64Gi"}, webhookUrl=webhook)
+    """7.2 cores: two standard-tier servers (3.1 cores each, with the auth proxy) fit, a
+    third waits; the large size (7.1 cores) fits alone."""
+    values = reservation_values(capacity={"cores": 7.2, "memory": "64Gi"}, webhookUrl=webhook)
     values["auth"]["allowedGroups"] = ["users", "power"]
     platform = Platform(tmp_path_factory.mktemp("reservations-e2e"), values)
     for name in ("carol", "dave"):

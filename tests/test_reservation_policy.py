@@ -9,17 +9,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aglais_hub.quotas import ClusterSize
+from aglais_hub.offering import ClusterSize, Overhead, Resources, footprint
 from aglais_hub.reservations.ledger import Caller, Ledger
-from aglais_hub.reservations.policy import (
-    Overhead,
-    Resources,
-    Span,
-    first_conflict,
-    footprint,
-    free_timeline,
-    usage_segments,
-)
+from aglais_hub.reservations.policy import Span, first_conflict, free_timeline, usage_segments
 from aglais_hub.reservations.rules import Refused
 from aglais_hub.reservations.settings import settings_from_values
 from aglais_hub.reservations.store import Store
@@ -50,9 +42,12 @@ def test_footprint_counts_driver_executors_and_spark_overhead() -> None:
     size = ClusterSize(executors=2, executor_cores=2, executor_memory=4 * GiB,
                        driver_cores=1, driver_memory=1 * GiB)  # fmt: skip
     need = footprint(size, Overhead(0.1, 384 * 2**20))
-    assert need.millicores == 5000
-    # 1 GiB + 384 MiB (the minimum) for the driver; 4 GiB + 409.6 MiB for each executor
-    assert need.memory == (GiB + 384 * 2**20) + 2 * (4 * GiB + int(4 * GiB * 0.1))
+    # the auth proxy's 100m and 128 MiB, then the driver and two executors
+    assert need.millicores == 100 + 5000
+    # 1 GiB + 384 MiB (the minimum) for the driver; 4 GiB + 409 MiB (10%, in whole MiB,
+    # as Spark counts it) for each executor
+    MiB = 2**20
+    assert need.memory == 128 * MiB + (GiB + 384 * MiB) + 2 * (4 * GiB + 409 * MiB)
 
 
 def test_conflict_names_the_whole_full_stretch() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from aglais_hub.offering import Resources
 from aglais_hub.reservations.gate import (
     ABANDONED_AFTER,
     SpawnQueue,
@@ -13,7 +14,6 @@ from aglais_hub.reservations.gate import (
     booking_id,
     imitated_booking,
 )
-from aglais_hub.reservations.policy import Resources
 from aglais_hub.reservations.rules import ID_MAX
 
 SMALL = Resources(3000, 4 * 2**30)

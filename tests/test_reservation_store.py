@@ -82,7 +82,8 @@ def test_third_overlapping_small_is_refused_with_the_full_interval(ledger: Ledge
         book(ledger, ADMIN, 0 * H, 6)
     assert refused.value.status == 409
     assert "from 2026-12-01T11:00:00Z to 2026-12-01T12:00:00Z" in refused.value.message
-    assert "2 cores" in refused.value.message
+    # 8 cores less two smalls of 3.1 (driver, executors and the auth proxy) each
+    assert "at most 1.8 cores" in refused.value.message
 
 
 def test_cancelling_frees_capacity(ledger: Ledger) -> None:
@@ -221,6 +222,27 @@ def test_scheduler_transitions_at_each_moment() -> None:
     # a service that was down for the whole booking catches up in one tick
     assert due("pending", NOW + 3 * H) == ["complete", "stop"]
     assert due("cancelled", NOW) == ["stop"]
+
+
+def test_the_gate_gauges_and_scheduler_read_and_mark_through_the_ledger(ledger: Ledger) -> None:
+    """The queries the service and the scheduler make (none opens a session of its own)."""
+    running = book(ledger, ALICE, 0 * H, 1, size="tiny")  # 09:00-10:00: active now
+    later = book(ledger, BOB, 2 * H, 1)  # 11:00-12:00: pending
+    gone = ledger.cancel(BOB, book(ledger, BOB, 4 * H, 1).id)
+    assert ledger.booking(later.id).user == "bob" and ledger.booking(10**6) is None
+    assert ledger.held_resources(NOW) == [running.need]
+    assert ledger.held_resources(NOW + 2 * H) == [later.need]  # pending counts once started
+    assert ledger.counts_by_state() == {"active": 1, "pending": 1, "cancelled": 1}
+    assert sorted(b.id for b in ledger.due(NOW)) == [running.id, gone.id]
+    assert [b.id for b in ledger.active()] == [running.id]
+    later_clock = Ledger(ledger.store, ledger.settings, clock=lambda: NOW + H)
+    done = later_clock.record(running.id, state="completed")
+    assert (done.state, done.updated_at, done.stopped_at) == ("completed", NOW + H, None)
+    later_clock.mark_stopped(gone.id)
+    stopped = ledger.booking(gone.id)
+    assert (stopped.stopped_at, stopped.updated_at) == (NOW + H, NOW)  # only stopped_at
+    assert [b.id for b in ledger.due(NOW + H)] == [running.id]  # completed, not yet stopped
+    assert ledger.active() == []
 
 
 def test_an_idempotency_key_books_once(ledger: Ledger) -> None:

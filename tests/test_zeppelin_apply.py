@@ -12,18 +12,22 @@ from types import SimpleNamespace
 import pytest
 
 from aglais_hub.config import apply_defaults
+from aglais_hub.offering import ClusterSize, offering_from_values
 from aglais_hub.testing.platform import demo_values
 from spawners.zeppelin import apply, objects
 from spawners.zeppelin.spawner import ZeppelinSpawner
-from spawners.zeppelin.spec import server_spec, tier_for_groups
+from spawners.zeppelin.spec import ServerNames, kubernetes_settings, server_spec
 
 
 @pytest.fixture(scope="module")
 def spec() -> objects.ServerSpec:
     values = apply_defaults(demo_values(spawner={"kind": "zeppelin"},
                                         auth={"defaultTier": "standard"}))  # fmt: skip
-    tier = tier_for_groups(values, [])
-    return server_spec(values, "alice", tier, "", None, env={}, pvc_name="claim-alice")
+    offering = offering_from_values(values)
+    tier = offering.tier_for_groups([])
+    names = ServerNames("aglais-alice", "zeppelin-alice", "claim-alice")
+    return server_spec(kubernetes_settings(values), names, "alice", "", tier,
+                       ClusterSize.from_tier(tier), "zeppelin", {}, {}, offering.overhead)
 
 
 def test_a_digest_is_the_content_not_the_order_of_keys(spec):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from aglais_hub.config import load_values
-from spawners.zeppelin.spec import ProfileRefused, cluster_size, expand, tier_for_groups
+from aglais_hub.offering import ProfileRefused, offering_from_values
 
 REPO = Path(__file__).resolve().parents[1]
 VALUES = REPO / "config" / "examples" / "kubernetes.yaml"
@@ -75,7 +75,9 @@ def test_quota_comes_from_the_tier(alice):
     # standard: 2 servers × (driver 1 cpu + 4 executors × 2 cpu + proxy 100m)
     assert hard["requests.cpu"] == hard["limits.cpu"] == f"{2 * (1000 + 8000 + 100)}m"
     gib, mib = 2**30, 2**20
-    per_server = 4 * gib + 128 * mib + 4 * (4 * gib + max(384 * mib, 4 * gib // 10))
+    # each 4 GiB JVM (driver and executors) with Spark's overhead: 10%, in whole MiB
+    jvm = 4 * gib + 409 * mib
+    per_server = jvm + 128 * mib + 4 * jvm
     assert int(hard["requests.memory"]) == 2 * per_server
     assert hard["pods"] == str(2 * (1 + 4))
     assert hard["requests.storage"] == str(10 * gib)
@@ -117,8 +119,9 @@ def test_pod_runs_the_auth_proxy_in_front_of_zeppelin(alice):
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["spec"]["securityContext"]["runAsUser"] == 1000
-    # the tier's driver size
-    assert zeppelin["resources"]["limits"] == {"cpu": "1000m", "memory": str(4 * 2**30)}
+    # the tier's driver: its 4 GiB heap (spark.driver.memory) and Spark's overhead
+    assert zeppelin["resources"]["limits"] == {"cpu": "1000m",
+                                               "memory": str(4 * 2**30 + 409 * 2**20)}  # fmt: skip
 
 
 def test_spark_configuration(alice):
@@ -191,24 +194,29 @@ def test_named_servers_and_profiles(tmp_path):
 
 
 def test_profile_policy_and_names_match_kubespawner():
-    values = load_values(VALUES)
-    standard = tier_for_groups(values, ["gaia-users"])
+    offering = offering_from_values(load_values(VALUES))
+    standard = offering.tier_for_groups(["gaia-users"])
     with pytest.raises(ProfileRefused, match="There is no size 'huge'"):
-        cluster_size(values, standard, "huge")
-    assert tier_for_groups(values, ["gaia-users", "gaia-power"]).name == "power"
-    # the same names KubeSpawner's own expansion makes ("safe" slug scheme)
+        offering.server_size(standard, "huge")
+    assert offering.tier_for_groups(["gaia-users", "gaia-power"]).name == "power"
+    # the names KubeSpawner's own expansion makes ("safe" slug scheme)
     from types import SimpleNamespace
 
     from kubespawner import KubeSpawner
 
-    for user, server in [("alice", ""), ("Alice.Smith@uni", "My Server"), ("bob", "big"),
-                         ("a" * 40, "b" * 30)]:  # fmt: skip
+    cases = [("alice", ""), ("Alice.Smith@uni", "My Server"), ("bob", "big"),
+             ("a" * 40, "b" * 30)]  # fmt: skip
+    for user, server in cases:
+        code, docs, err = render("--user", user, "--groups", "gaia-power", "--server", server)
+        assert code == 0, err
+        made = {d["kind"]: d["metadata"]["name"] for d in docs}
         stub = SimpleNamespace(slug_scheme="safe", name=server,
-                               user=SimpleNamespace(name=user, id=1),
+                               user=SimpleNamespace(name=user, id=0),
                                _namespace_default=lambda: "default")  # fmt: skip
-        for template in ("zeppelin-{user_server}", "aglais-{username}", "claim-{username}"):
-            assert expand(template, user, server) == KubeSpawner._expand_user_properties(
-                stub, template)  # fmt: skip
+        for kind, template in [("Pod", "zeppelin-{user_server}"),
+                               ("Namespace", "aglais-{username}"),
+                               ("PersistentVolumeClaim", "claim-{username}")]:  # fmt: skip
+            assert made[kind] == KubeSpawner._expand_user_properties(stub, template), (user, kind)
 
 
 def test_spawn_page_steps_are_in_words_users_understand():

@@ -12,6 +12,8 @@ whose executors are real pods, created with the pod's own service-account token.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
+import yaml
 from kubernetes.utils import parse_quantity
 
 from aglais_hub.testing.hubaccount import HubAccount, hub_rbac
@@ -160,6 +163,96 @@ def quantity(value: object) -> int:
     return int(parse_quantity(str(value)))
 
 
+KIND_PLURALS = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts",
+                "Role": "roles", "RoleBinding": "rolebindings",
+                "ResourceQuota": "resourcequotas", "NetworkPolicy": "networkpolicies",
+                "PersistentVolumeClaim": "persistentvolumeclaims", "ConfigMap": "configmaps",
+                "Pod": "pods", "Service": "services"}  # fmt: skip
+POD_UID_PLACEHOLDER = "<the pod's uid, given by the API server>"
+
+
+def differences(rendered: object, live: object, path: str = "") -> list[str]:
+    """Where ``live`` (an object as the API server holds it) differs from ``rendered``
+    (render-pod's): every rendered field must be there with the same value. The API server
+    adds defaults (more keys, list items appended, e.g. the service-account token volume)
+    and writes quantities its own way ("4Gi" for 4294967296); a container's ``env`` is
+    compared by name, as the hub adds its own per-spawn variables."""
+    if isinstance(rendered, dict) and isinstance(live, dict):
+        found = []
+        for key, value in rendered.items():
+            if key not in live:
+                found.append(f"{path}.{key}: missing")
+            elif key == "env" and isinstance(value, list):
+                have = {e["name"]: e for e in live[key]}
+                for entry in value:
+                    if entry["name"] not in have:
+                        found.append(f"{path}.env.{entry['name']}: missing")
+                    elif "<made by the hub" not in str(entry.get("value")):
+                        found += differences(entry, have[entry["name"]],
+                                             f"{path}.env.{entry['name']}")  # fmt: skip
+            else:
+                found += differences(value, live[key], f"{path}.{key}")
+        return found
+    if isinstance(rendered, list) and isinstance(live, list):
+        if len(live) < len(rendered):
+            return [f"{path}: {len(rendered)} items rendered, {len(live)} live"]
+        return [d for i, item in enumerate(rendered)
+                for d in differences(item, live[i], f"{path}[{i}]")]  # fmt: skip
+    if rendered == live:
+        return []
+    if any(part in path for part in ("resources", "hard")):
+        try:
+            if quantity(rendered) == quantity(live):
+                return []
+        except ValueError:
+            pass
+    return [f"{path}: rendered {rendered!r}, live {live!r}"]
+
+
+def assert_render_pod_is_the_spawn(cluster: Kube, platform: Platform, user: str, groups: str,
+                                   server: str = "", *options: str) -> None:  # fmt: skip
+    """``aglais-hub render-pod`` for this user and server prints exactly the objects the
+    spawn made: each one exists on the cluster with every rendered field, and the spawn
+    made no object of those kinds in the user's namespace that the dry run does not show."""
+    done = subprocess.run([sys.executable, "-m", "aglais_hub.cli", "render-pod",
+                           str(platform.values_file), "--user", user, "--groups", groups,
+                           "--server", server, *options],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rendered = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert len(rendered) == len(KIND_PLURALS), [d["kind"] for d in rendered]
+    namespace = next(d["metadata"]["name"] for d in rendered if d["kind"] == "Namespace")
+    pod_name = next(d["metadata"]["name"] for d in rendered if d["kind"] == "Pod")
+    pod_uid = get(cluster, "pods", namespace, pod_name)["metadata"]["uid"]
+    problems = []
+    for obj in rendered:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        for owner in obj["metadata"].get("ownerReferences", []):
+            assert owner["uid"] == POD_UID_PLACEHOLDER
+            owner["uid"] = pod_uid
+        if kind == "Namespace":
+            live = cluster.call("GET", f"/api/v1/namespaces/{name}")
+        else:
+            live = get(cluster, KIND_PLURALS[kind], namespace, name)
+        if live is None:
+            problems.append(f"{kind}/{name}: rendered, not created")
+        else:
+            problems += [f"{kind}/{name}{d}" for d in differences(obj, live)]
+    # and nothing the spawn made for this server is missing from the dry run
+    shown = {(d["kind"], d["metadata"]["name"]) for d in rendered}
+    server_label = server or "default"
+    for kind, plural in KIND_PLURALS.items():
+        if kind == "Namespace":
+            continue
+        for live in cluster.list(plural, namespace, f"aglais.io/user={user}"):
+            labels = live["metadata"]["labels"]
+            if labels.get("aglais.io/server", server_label) != server_label:
+                continue  # another server's
+            if (kind, live["metadata"]["name"]) not in shown:
+                problems.append(f"{kind}/{live['metadata']['name']}: created, not rendered")
+    assert not problems, "\n".join(problems)
+
+
 # A spawn on this cluster takes seconds, and the hub waits for slow_spawn_timeout (10 s)
 # before it answers the spawn form: to see the steps, this hub answers at once.
 AT_ONCE = {"config": {"JupyterHub": {"tornado_settings": {"slow_spawn_timeout": 0}}}}
@@ -201,6 +294,8 @@ def alice_gets_her_server(cluster: Kube, platform: Platform) -> None:
                        ("configmaps", "zeppelin-alice-spark")]:  # fmt: skip
         obj = get(cluster, kind, ns, name)
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid, kind
+    # the admins' dry run shows what this spawn made
+    assert_render_pod_is_the_spawn(cluster, platform, "alice", "users")
     quota = get(cluster, "resourcequotas", ns, "tier-quota")
     assert quantity(quota["spec"]["hard"]["requests.storage"]) == 10 * 2**30  # standard
     # the resource-quota controller accounts for what runs in the namespace
@@ -376,8 +471,9 @@ def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on
     assert pods["explore"]["status"]["podIP"] != pods["bigjoin"]["status"]["podIP"]
     driver_memory = {n: p["spec"]["containers"][1]["resources"]["limits"]["memory"]
                      for n, p in pods.items()}  # fmt: skip
-    assert {n: quantity(m) for n, m in driver_memory.items()} == {"explore": 2**30,
-                                                                   "bigjoin": 4 * 2**30}  # fmt: skip
+    # the sizes' driver heaps with Spark's overhead: 1 GiB + 384 MiB, 4 GiB + 409 MiB
+    assert {n: quantity(m) for n, m in driver_memory.items()} == {
+        "explore": 2**30 + 384 * 2**20, "bigjoin": 4 * 2**30 + 409 * 2**20}  # fmt: skip
     # both share bob's one claim
     claims = {v["persistentVolumeClaim"]["claimName"] for p in pods.values()
               for v in p["spec"]["volumes"] if "persistentVolumeClaim" in v}  # fmt: skip
@@ -663,7 +759,11 @@ def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_o
     )
     ns, pod_name = "aglais-alice", f"zeppelin-alice--{server}"
     pod = get(cluster, "pods", ns, pod_name)
-    assert quantity(pod["spec"]["containers"][1]["resources"]["limits"]["memory"]) == 4 * 2**30
+    limit = quantity(pod["spec"]["containers"][1]["resources"]["limits"]["memory"])
+    assert limit == 4 * 2**30 + 409 * 2**20  # the booked 4 GiB driver and Spark's overhead
+    # the dry run of a booking of this size shows what this spawn made
+    assert_render_pod_is_the_spawn(cluster, platform, "alice", "users", server,
+                                   "--booked", "large")  # fmt: skip
     conf = get(cluster, "configmaps", ns, f"{pod_name}-spark")["data"]["spark-defaults.conf"]
     assert "spark.dynamicAllocation.maxExecutors 8\n" in conf
     assert "spark.executor.cores 2\n" in conf and "spark.executor.memory 4096m\n" in conf

@@ -20,6 +20,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .. import flavours
+
 __all__ = ["Problem", "ValuesError", "apply_defaults", "load_schema", "load_values", "validate"]
 
 
@@ -44,11 +46,38 @@ class ValuesError(ValueError):
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
+# Marks, in values.schema.yaml, an enum of flavour names, so that adding a flavour is
+# one registration (aglais_hub.flavours), not an edit here too: ``{first: [...]}`` lists
+# values before the flavours, ``sorted: true`` orders the flavours by name.
+FLAVOUR_ENUM = "x-enum-flavours"
+
+
+def _with_flavour_enums(node: Any, registered: tuple[str, ...]) -> Any:
+    """``node`` with each FLAVOUR_ENUM mark replaced, in its place, by the enum it means."""
+    if isinstance(node, list):
+        return [_with_flavour_enums(item, registered) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == FLAVOUR_ENUM:
+            names = sorted(registered) if value.get("sorted") else list(registered)
+            out["enum"] = [*value.get("first", []), *names]
+        else:
+            out[key] = _with_flavour_enums(value, registered)
+    return out
+
+
 @functools.cache
-def load_schema() -> dict:
-    """The values JSON Schema (a fresh copy is not needed: callers must not mutate it)."""
+def _schema(registered: tuple[str, ...]) -> dict:
     text = resources.files(__package__).joinpath("values.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    return _with_flavour_enums(yaml.safe_load(text), registered)
+
+
+def load_schema() -> dict:
+    """The values JSON Schema, its flavour enums those of the registered flavours (a
+    fresh copy is not needed: callers must not mutate it)."""
+    return _schema(flavours.names())
 
 
 def _resolve(schema: dict, root: dict) -> dict:

@@ -1,9 +1,10 @@
-"""The reservation service: a JupyterHub service with a REST API and a web page.
+"""The reservation service's HTTP side: a JupyterHub service with a REST API and a web page.
 
 Authenticated by hub OAuth (browsers) or ``Authorization: token <hub token>``
 (API clients). The hub's spawners call ``api/spawn-check`` with the token of the
-hub service named in ``gate_services``. Database work runs in a small thread
-pool so one slow transaction never stalls the event loop.
+hub service named in ``gate_services``. The handlers here (and the page's, in
+``page.py``) read requests and write responses; what they decide with is
+`service.Service`, whose database work runs in its thread pool.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -26,32 +25,21 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated,
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpclient import HTTPClientError
 
 from aglais_hub.hubconfig import NOTICES_SCOPE
-from aglais_hub.quotas import TIER_PROFILE, resolve_tier
+from aglais_hub.offering import TIER_PROFILE
 
 from . import metrics
-from .gate import (
-    Decision,
-    SpawnQueue,
-    alias_refusal,
-    booked_decision,
-    booking_id,
-    shared_free,
-    spawn_request,
-)
-from .hubapi import HubDirectory
-from .ledger import Caller, Ledger
-from .models import STATES, Booking
+from .gate import spawn_request
+from .ledger import Caller
+from .models import STATES
 from .notices import notices
-from .policy import Resources, iso, least_free
+from .policy import iso, least_free
 from .rules import Refused, check_idempotency_key, check_user_name, parse_id, parse_time
-from .scheduler import stop_booking_servers
-from .settings import Settings
+from .service import Service
 
 log = logging.getLogger("aglais.reservations")
 TIMELINE_DAYS = 7
@@ -113,154 +101,6 @@ def unavailable(error: BaseException) -> str | None:
     return None
 
 
-class Service:
-    """The service's state: the ledger, the hub, the queue, and the spawn gate's callers."""
-
-    def __init__(
-        self,
-        ledger: Ledger,
-        hub: HubDirectory,
-        values: dict,
-        gate_services: frozenset[str] = frozenset({"spawn-gate"}),
-    ) -> None:
-        self.ledger = ledger
-        self.hub = hub
-        self.values = values
-        self.gate_services = gate_services
-        self.queue = SpawnQueue()
-        self.notify: Callable | None = None  # webhook for booking events (server.build)
-        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="db")
-
-    @property
-    def settings(self) -> Settings:
-        return self.ledger.settings
-
-    async def db(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, partial(fn, *args, **kwargs))
-
-    def tier_of(self, groups: tuple[str, ...]) -> str:
-        auth = self.values["auth"]
-        ranks = {name: t.rank for name, t in self.settings.tiers.items()}
-        return resolve_tier(groups, auth["tierGroups"], ranks, auth["defaultTier"])
-
-    async def caller(self, model: dict) -> Caller:
-        """A Caller from the hub's user or service model."""
-        if model.get("kind") == "service":
-            return Caller(f"service:{model['name']}", admin=False)
-        user = await self.hub.user(model["name"])
-        if user is None:
-            return Caller(model["name"], admin=bool(model.get("admin")))
-        return Caller(user.name, admin=user.admin, tier=self.tier_of(user.groups))
-
-    async def owner_tier(self, caller: Caller, user: str | None) -> str | None:
-        """The tier whose rules a booking for ``user`` (default: the caller) follows."""
-        if user is not None:
-            check_user_name(user)  # a string naming a hub user (422), before any lookup
-        if not user or user == caller.name:
-            return caller.tier
-        if not caller.admin:
-            raise Refused(403, "Only administrators may book for someone else.")
-        owner = await self.hub.user(user)
-        if owner is None:
-            raise Refused(422, f"There is no hub user '{user}'.")
-        return self.tier_of(owner.groups)
-
-    # -- spawn gate ------------------------------------------------------------------------
-
-    def _booked_decision(self, user: str, server: str) -> Decision:
-        number = booking_id(server)  # canonical r<id> only, always within INTEGER's range
-        with self.ledger.store.session() as session:
-            booking = session.get(Booking, number) if number is not None else None
-        return booked_decision(user, server, booking, self.ledger.clock())
-
-    def _active_needs(self) -> list[Resources]:
-        now = self.ledger.clock()
-        query = select(Booking.millicores, Booking.memory).where(
-            Booking.state.in_(("pending", "active")), Booking.start <= now, Booking.end > now
-        )
-        with self.ledger.store.session() as session:
-            return [Resources(c, m) for c, m in session.execute(query)]
-
-    async def unbooked_running(self, exclude: set) -> tuple[list[Resources], set, float]:
-        """Footprints of unbooked servers running or starting (not the excluded ones)."""
-        listed_at, servers = await self.hub.active_servers()
-        needs, keys = [], set()
-        for server in servers:
-            key = (server.user, server.name)
-            keys.add(key)
-            if booking_id(server.name) is not None or key in exclude:
-                continue
-            needs.append(
-                self.need_of(server.user_options.get("profile"), self.tier_of(server.groups))
-            )
-        return needs, keys, listed_at
-
-    def need_of(self, profile: object, tier_name: str) -> Resources:
-        """What a spawn of ``profile`` holds. The hub's server list carries user_options
-        as users sent them (any JSON): anything but a size's name counts as the tier's."""
-        offer = self.settings.offers.get(profile) if isinstance(profile, str) else None
-        if offer is None or profile == TIER_PROFILE:
-            offer = self.settings.tier_offer(self.settings.tiers[tier_name])
-        return offer.need
-
-    async def spawn_check(
-        self, user: str, server: str, profile: str | None, withdraw: bool = False,
-        tier: str | None = None,
-    ) -> Decision:  # fmt: skip
-        """``tier`` is what the hub's spawner resolved (from auth_state); without it the
-        service resolves the tier from the user's hub groups."""
-        key = (user, server)
-        if withdraw:
-            self.queue.withdraw(key)
-            return Decision(False, "Withdrawn from the queue.")
-        if booking_id(server) is not None:
-            decision = await self.db(self._booked_decision, user, server)
-            metrics.DECISIONS.labels("booked", "allowed" if decision.allowed else "refused").inc()
-            return decision
-        refusal = alias_refusal(server)  # r07, r٧, "r7 ": neither booked nor free to use
-        if refusal is not None:
-            metrics.DECISIONS.labels("booked", "refused").inc()
-            return Decision(False, refusal)
-        if not isinstance(tier, str) or tier not in self.settings.tiers:
-            hub_user = await self.hub.user(user)
-            tier = self.tier_of(hub_user.groups if hub_user else ())
-        need = self.need_of(profile, tier)
-        active = await self.db(self._active_needs)
-        exclude = self.queue.queued_keys() | {key}
-        running, listed, listed_at = await self.unbooked_running(exclude)
-        now = time.monotonic()
-        granted = self.queue.recent_grants(now, listed, listed_at)
-        free = shared_free(self.settings.capacity, active, [*running, granted])
-        decision = self.queue.decide(key, need, free, now, capacity=self.settings.capacity)
-        if decision.waited is not None:
-            metrics.QUEUE_WAIT.observe(decision.waited)
-        metrics.QUEUE_LENGTH.set(len(self.queue.entries))
-        outcome = "allowed" if decision.allowed else ("queued" if decision.position else "refused")
-        metrics.DECISIONS.labels("unbooked", outcome).inc()
-        return decision
-
-    # -- gauges ----------------------------------------------------------------------------
-
-    def refresh_gauges(self) -> None:
-        self.queue.forget_abandoned(time.monotonic())
-        metrics.QUEUE_LENGTH.set(len(self.queue.entries))
-        with self.ledger.store.session() as session:
-            counts = dict(
-                session.execute(select(Booking.state, func.count()).group_by(Booking.state)).all()
-            )
-        for state in STATES:
-            metrics.BOOKINGS.labels(state).set(counts.get(state, 0))
-        booked = Resources()
-        for need in self._active_needs():
-            booked = booked + need
-        capacity = self.settings.capacity
-        metrics.set_resources(metrics.CAPACITY, capacity.millicores, capacity.memory)
-        metrics.set_resources(metrics.BOOKED, booked.millicores, booked.memory)
-        free = capacity - booked
-        metrics.set_resources(metrics.FREE, free.millicores, free.memory)
-
-
 # -- handlers ------------------------------------------------------------------------------
 
 
@@ -274,7 +114,9 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     not_allowed = False  # a valid login or token without the scope to use this service
 
     async def prepare(self) -> None:
-        # HubAuth's own get_current_user would block the loop on a token lookup
+        # HubAuth's own get_current_user would block the loop on a token lookup: look the
+        # token up here, asynchronously, and set current_user (tornado's way for an async
+        # lookup), which @web.authenticated and the XSRF cookie then read
         model = None
         try:
             found = await self.hub_auth.get_user(self, sync=False)
@@ -287,7 +129,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 raise
             raise web.HTTPError(503, "The hub is not answering the reservation service right "
                                      "now; try again shortly.") from error  # fmt: skip
-        self._hub_auth_user_cache = model
+        self.current_user = model
 
     def json(self, status: int, body: Any) -> None:
         self.set_status(status)
@@ -555,25 +397,8 @@ class ReservationHandler(ApiHandler):
         booking = await self.run("cancel", self.service.ledger.cancel, self.caller, number)
         if booking is None:
             return
-        await stop_cancelled(self.service, booking)
+        await self.service.stop_cancelled(booking)
         self.json(200, booking.as_json())
-
-
-async def stop_cancelled(service: Service, booking: Booking) -> None:
-    """Tell the owner (webhook) and stop the server now (the scheduler retries if this fails)."""
-    if service.notify is not None:
-        await service.notify("cancelled", booking.as_json())
-    try:
-        await stop_booking_servers(service.hub, booking)  # r<id>, and names imitating it
-    except Exception as error:
-        log.warning("Could not stop %s/%s yet: %s", booking.user, booking.server_name, error)
-        return
-
-    def mark() -> None:
-        with service.ledger.store.session() as session:
-            session.get(Booking, booking.id).stopped_at = service.ledger.clock()
-
-    await service.db(mark)
 
 
 class NoticesHandler(ApiHandler):

@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .policy import Resources, iso
+from aglais_hub.offering import Resources
+
+from .policy import iso
 from .rules import ID_MAX, NAME_MAX, Refused
 
 # A booking's server is named r<id>: ASCII digits, no leading zero, and an id the

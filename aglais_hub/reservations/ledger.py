@@ -1,8 +1,14 @@
 """Booking operations: the rules and the capacity policy applied inside the store's lock.
 
 Synchronous on purpose (the web handlers run them in a thread pool), so a test or
-a benchmark can call them from many threads at once. Every transaction goes through
-`Store.run`, which re-runs it once when the database drops the connection.
+a benchmark can call them from many threads at once. Every booking operation goes
+through `Store.run`, which re-runs it once when the database drops the connection.
+
+The ledger also holds the other queries on bookings, so no module but this one and
+the store opens a session: the spawn gate's and the gauges' reads (`booking`,
+`held_resources`, `counts_by_state`) and the scheduler's (`due`, `active`,
+`record`, `mark_stopped`). Each is one plain transaction, tried once: their callers
+already cope with a database that is away (a 503, the scheduler's next tick).
 
 A create may carry the client's idempotency key: a retry with the same key (after a
 timeout, a dropped connection, a restarted service) gets the booking the first try
@@ -17,14 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aglais_hub.quotas import Tier
+from aglais_hub.offering import Resources, Tier
 
 from .models import Booking
-from .policy import Resources, Span, first_conflict, free_timeline, iso
+from .policy import Span, first_conflict, free_timeline, iso
 from .rules import (
     ID_MAX,
     PAST_SLACK,
@@ -225,6 +231,61 @@ class Ledger:
 
         return self.store.run(work)
 
+    # -- the spawn gate's, the gauges' and the scheduler's -----------------------------
+
+    def booking(self, booking_id: int) -> Booking | None:
+        """Booking ``booking_id``, whoever owns it (the gate checks the owner itself)."""
+        with self.store.session() as session:
+            return session.get(Booking, booking_id)
+
+    def held_resources(self, at: datetime) -> list[Resources]:
+        """The footprints of the bookings pending or active at ``at`` (start <= at < end)."""
+        query = select(Booking.millicores, Booking.memory).where(
+            Booking.state.in_(("pending", "active")), Booking.start <= at, Booking.end > at
+        )
+        with self.store.session() as session:
+            return [Resources(c, m) for c, m in session.execute(query)]
+
+    def counts_by_state(self) -> dict[str, int]:
+        """How many bookings are in each state (states without any are absent)."""
+        query = select(Booking.state, func.count()).group_by(Booking.state)
+        with self.store.session() as session:
+            return dict(session.execute(query).all())
+
+    def due(self, now: datetime) -> list[Booking]:
+        """The bookings where a transition can be due at ``now`` (never the calendar's
+        future): pending ones that started, active ones, and ended ones whose server was
+        not stopped yet."""
+        query = select(Booking).where(
+            or_(
+                and_(Booking.state == "pending", Booking.start <= now),
+                Booking.state == "active",
+                and_(Booking.stopped_at.is_(None), Booking.state.in_(("completed", "cancelled"))),
+            )
+        )
+        with self.store.session() as session:
+            return list(session.scalars(query))
+
+    def active(self) -> list[Booking]:
+        """Every active booking (the scheduler keeps their servers from being culled)."""
+        with self.store.session() as session:
+            return list(session.scalars(select(Booking).where(Booking.state == "active")))
+
+    def record(self, booking_id: int, **changes: object) -> Booking:
+        """A scheduler transition: set ``changes`` and ``updated_at``; the booking after."""
+        with self.store.session() as session:
+            booking = session.get(Booking, booking_id)
+            for key, value in changes.items():
+                setattr(booking, key, value)
+            booking.updated_at = self.clock()
+        return booking
+
+    def mark_stopped(self, booking_id: int) -> None:
+        """A cancelled booking's servers were stopped now (the scheduler need not retry).
+        Unlike `record`, only ``stopped_at`` changes (``updated_at`` stays the cancel's)."""
+        with self.store.session() as session:
+            session.get(Booking, booking_id).stopped_at = self.clock()
+
     # -- helpers -------------------------------------------------------------------------
 
     @staticmethod
@@ -262,8 +323,7 @@ class Ledger:
         """The tier's rules against the user's other bookings (`rules.check_tier`)."""
         mine = [Held(b.start, b.end, b.state) for b in self.store.of_user(session, user, now)
                 if b.id != extending]  # fmt: skip
-        rules = self.settings.tier_rules[tier.name]
-        check_tier(tier, rules, start, end, now, mine, new=extending is None)
+        check_tier(tier, start, end, now, mine, new=extending is None)
 
     def _tier(self, name: str | None) -> Tier:
         """The named tier; the lowest one when unknown (never more than the user has)."""

@@ -17,10 +17,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from aglais_hub.offering import Resources
 from aglais_hub.text import display_text
 
 from .gate import booked_server_name
-from .policy import Resources, Span, iso
+from .policy import Span, iso
 
 STATES = ("pending", "active", "completed", "cancelled")
 

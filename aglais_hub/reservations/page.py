@@ -16,11 +16,14 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from jupyterhub._data import DATA_FILES_PATH
 from tornado import web
 
-from .app import BaseHandler, Service, stop_cancelled
+from aglais_hub.offering import Resources
+
+from .app import BaseHandler
 from .ledger import Caller
 from .notices import notices
-from .policy import Resources, iso, least_free
+from .policy import iso, least_free
 from .rules import BOOKING_MAX_HOURS, Refused, check_year, parse_id
+from .service import Service
 
 HERE = Path(__file__).resolve().parent
 HOURS_SHOWN = 24 * 7
@@ -159,7 +162,7 @@ class PageHandler(BaseHandler):
                     booking = await self.service.db(
                         self.service.ledger.cancel, self.caller, number
                     )
-                    await stop_cancelled(self.service, booking)
+                    await self.service.stop_cancelled(booking)
                     return self._done("cancelled", booking.id)
                 end = parse_local(self.get_body_argument("end", ""), "end")
                 booking = await self.service.db(self.service.ledger.change_end, self.caller,

@@ -1,8 +1,8 @@
 """Capacity policy: pure functions over sizes, bookings and time.
 
-A booking holds its size's footprint (driver + executors, each JVM's memory plus
-Spark's overhead) over ``[start, end + margin)``; the margin leaves time to clean
-up before the next booking. A new booking fits when, at every instant of its
+A booking holds its size's footprint (`aglais_hub.offering.footprint`: the server's
+pod and every executor pod) over ``[start, end + margin)``; the margin leaves time to
+clean up before the next booking. A new booking fits when, at every instant of its
 window, the footprints already booked plus its own plus the reserve kept for
 unbooked servers fit in the platform's capacity. The check sweeps the start and
 end events of the overlapping bookings, so it costs O(n log n) in the bookings
@@ -11,75 +11,11 @@ that overlap, not in all bookings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aglais_hub.quantity import human_bytes
-from aglais_hub.quotas import ClusterSize, parse_quantity
-
-
-@dataclass(frozen=True, order=True)
-class Resources:
-    """CPU in millicores and memory in bytes (integers, so sums are exact)."""
-
-    millicores: int = 0
-    memory: int = 0
-
-    def __add__(self, other: Resources) -> Resources:
-        return Resources(self.millicores + other.millicores, self.memory + other.memory)
-
-    def __sub__(self, other: Resources) -> Resources:
-        return Resources(self.millicores - other.millicores, self.memory - other.memory)
-
-    def __mul__(self, n: int) -> Resources:
-        return Resources(self.millicores * n, self.memory * n)
-
-    def fits_in(self, capacity: Resources) -> bool:
-        return self.millicores <= capacity.millicores and self.memory <= capacity.memory
-
-    def count_in(self, free: Resources) -> int:
-        """How many of this footprint fit in ``free`` (0 when none)."""
-        if free.millicores < 0 or free.memory < 0:
-            return 0
-        counts = []
-        if self.millicores:
-            counts.append(free.millicores // self.millicores)
-        if self.memory:
-            counts.append(free.memory // self.memory)
-        return int(min(counts)) if counts else 0
-
-    def describe(self) -> str:
-        cores = self.millicores / 1000
-        shown = f"{cores:g}" if cores == int(cores) else f"{cores:.1f}"
-        noun = "core" if shown == "1" else "cores"
-        return f"{shown} {noun} and {human_bytes(max(0, self.memory))}"
-
-    def as_json(self) -> dict:
-        return {"cores": self.millicores / 1000, "memory": self.memory}
-
-
-def resources_from_values(spec: Mapping) -> Resources:
-    """``{"cores": 16, "memory": "64Gi"}`` → Resources."""
-    return Resources(round(float(spec["cores"]) * 1000), parse_quantity(spec["memory"]))
-
-
-@dataclass(frozen=True)
-class Overhead:
-    """Spark's memory overhead on every JVM: max(factor × heap, minimum)."""
-
-    factor: float = 0.1
-    minimum: int = 384 * 2**20
-
-    def of(self, heap: int) -> int:
-        return heap + max(self.minimum, int(heap * self.factor))
-
-
-def footprint(size: ClusterSize, overhead: Overhead) -> Resources:
-    """What a server of ``size`` holds at full size: the driver and every executor."""
-    driver = Resources(size.driver_cores * 1000, overhead.of(size.driver_memory))
-    executor = Resources(size.executor_cores * 1000, overhead.of(size.executor_memory))
-    return driver + executor * size.executors
+from aglais_hub.offering import Resources
 
 
 @dataclass(frozen=True)

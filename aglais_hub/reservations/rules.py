@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aglais_hub.quotas import Tier
+from aglais_hub.offering import Tier
 from aglais_hub.text import display_text
 
 from .policy import iso
@@ -203,45 +203,46 @@ def booked_hours_in_week(mine: Iterable[Held], week: tuple[datetime, datetime]) 
     return hours(total)
 
 
-def check_tier(tier: Tier, rules: Mapping, start: datetime, end: datetime, now: datetime,
+def check_tier(tier: Tier, start: datetime, end: datetime, now: datetime,
                mine: Iterable[Held], *, new: bool = True) -> None:  # fmt: skip
-    """The tier's booking rules, for a new booking or (``new=False``) a changed end.
+    """The tier's booking rules (`Tier.booking`), for a new booking or (``new=False``) a
+    changed end.
 
     ``mine`` are the user's other bookings (for an extension: without the one extended).
     """
     mine = list(mine)
-    name = tier.display_name
-    if tier.booking_hours <= 0:
+    name, rules = tier.display_name, tier.booking
+    if rules.weekly_hours <= 0:
         raise Refused(403, f"Your tier '{name}' cannot book clusters; ask an administrator.")
-    longest = rules["bookingMaxHours"]
+    longest = rules.max_hours
     if hours(end - start) > longest:
         raise Refused(
             422,
             f"A booking of {_fmt_hours(hours(end - start))} is longer than your tier '{name}' "
             f"allows ({_fmt_hours(longest)} at most).",
         )
-    ahead = timedelta(days=rules["bookingAheadDays"])
+    ahead = timedelta(days=rules.ahead_days)
     if new and start > now + ahead:
         raise Refused(
             403,
-            f"Your tier '{name}' may book at most {rules['bookingAheadDays']:g} days ahead; "
+            f"Your tier '{name}' may book at most {rules.ahead_days:g} days ahead; "
             f"the start {iso(start)} is later than {iso(now + ahead)}.",
         )
     if new:
         live = sum(1 for held in mine if held.state in LIVE_STATES and held.end > now)
-        if live >= rules["activeBookings"]:
+        if live >= rules.active:
             raise Refused(
                 403,
                 f"You already hold {live} upcoming or running booking(s); your tier '{name}' "
-                f"allows {rules['activeBookings']}. Cancel one, or wait until one ends.",
+                f"allows {rules.active}. Cancel one, or wait until one ends.",
             )
     week = week_of(start)
     already = booked_hours_in_week(mine, week)
     wanted = hours(min(end, week[1]) - start)
-    if already + wanted > tier.booking_hours + 1e-9:
+    if already + wanted > rules.weekly_hours + 1e-9:
         raise Refused(
             403,
-            f"Your tier '{name}' may book {_fmt_hours(tier.booking_hours)} per week; you have "
+            f"Your tier '{name}' may book {_fmt_hours(rules.weekly_hours)} per week; you have "
             f"{_fmt_hours(already)} booked in the week of {week[0].date().isoformat()}, "
             f"and this booking needs {_fmt_hours(wanted)} more.",
         )

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from .gate import imitated_booking
@@ -87,20 +86,11 @@ class Scheduler:
 
     def _due(self, now: datetime) -> list[tuple[Booking, list[str]]]:
         settings = self.ledger.settings
-        # only bookings where something can be due: never the calendar's future
-        query = select(Booking).where(
-            or_(
-                and_(Booking.state == "pending", Booking.start <= now),
-                Booking.state == "active",
-                and_(Booking.stopped_at.is_(None), Booking.state.in_(("completed", "cancelled"))),
-            )
-        )
-        with self.ledger.store.session() as session:
-            return [
-                (b, d)
-                for b in session.scalars(query)
-                if (d := transitions(b, now, settings.warn, settings.grace))
-            ]
+        return [
+            (b, d)
+            for b in self.ledger.due(now)
+            if (d := transitions(b, now, settings.warn, settings.grace))
+        ]
 
     async def tick(self) -> None:
         """Apply every transition due now; stop servers whose booking is over."""
@@ -122,14 +112,14 @@ class Scheduler:
                     booking.id,
                     booking.state,
                 )
-            self._update(booking.id, stopped_at=now)
+            self.ledger.record(booking.id, stopped_at=now)
             return
         changes = {
             "activate": {"state": "active"},
             "warn": {"warned_at": now},
             "complete": {"state": "completed"},
         }[step]
-        fresh = self._update(booking.id, **changes)
+        fresh = self.ledger.record(booking.id, **changes)
         event = {"activate": "activated", "warn": "warned", "complete": "completed"}[step]
         log.info(
             "Booking %d of %s %s (%s to %s)",
@@ -141,17 +131,8 @@ class Scheduler:
         )
         await self.notify(event, fresh.as_json())
 
-    def _update(self, booking_id: int, **changes: object) -> Booking:
-        with self.ledger.store.session() as session:
-            booking = session.get(Booking, booking_id)
-            for key, value in changes.items():
-                setattr(booking, key, value)
-            booking.updated_at = self.ledger.clock()
-        return booking
-
     async def _keep_booked_servers_alive(self, now: datetime) -> None:
-        with self.ledger.store.session() as session:
-            active = list(session.scalars(select(Booking).where(Booking.state == "active")))
+        active = self.ledger.active()
         if not active:
             return
         _, servers = await self.hub.active_servers()

@@ -14,11 +14,12 @@ import os
 import signal
 from urllib.parse import urlparse
 
-from .app import BODY_HARD_MAX, Service, make_app
+from .app import BODY_HARD_MAX, make_app
 from .hubapi import HubDirectory
 from .ledger import Ledger
 from .page import PageHandler
 from .scheduler import Scheduler, webhook_notifier
+from .service import Service
 from .settings import settings_from_values
 from .store import Store
 
@@ -48,7 +49,7 @@ def build(values: dict, store: Store | None = None) -> tuple[Service, Scheduler]
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     hub = HubDirectory(os.environ["JUPYTERHUB_API_URL"], token)
     gate = frozenset(os.environ.get("AGLAIS_GATE_SERVICES", "spawn-gate").split(","))
-    service = Service(ledger, hub, values, gate_services=gate)
+    service = Service(ledger, hub, gate_services=gate)
     service.notify = webhook_notifier(settings.webhook_url)
     scheduler = Scheduler(ledger, hub, service.notify)
     return service, scheduler

@@ -40,6 +40,9 @@ CONF
     cp -n "${ZEPPELIN_HOME}/conf/shiro.ini.template" "${conf_dir}/shiro.ini" 2>/dev/null || true
 }
 
+# One branch per flavour whose registration (aglais_hub/flavours.py) starts it with this
+# script; any other flavour names its own command there and needs no branch here
+# (tests/test_flavours.py checks the two agree).
 case "${flavour}" in
     zeppelin)
         write_zeppelin_env

@@ -12,7 +12,17 @@ from typing import Any
 
 import yaml
 
-from aglais_hub.quotas import ClusterSize, Tier, spark_memory
+from aglais_hub.flavours import flavour as flavour_named
+from aglais_hub.offering import (
+    AUTH_PROXY,
+    ClusterSize,
+    Overhead,
+    Resources,
+    Tier,
+    driver_resources,
+    footprint,
+)
+from aglais_hub.quantity import spark_memory
 from spawners.sparkconf import format_spark_defaults
 
 PROXY_PORT = 8888
@@ -22,7 +32,6 @@ SPARK_CONF_DIR = "/opt/spark/conf"
 NOTEBOOK_DIR = "/home/zeppelin/notebook"
 HOME_MOUNT = "/home/zeppelin"
 HUB_API_PORT = 8081  # JupyterHub's hub_port
-PROXY_CPU, PROXY_MEMORY = "100m", 128 * 2**20
 LABEL_USER = "aglais.io/user"
 LABEL_SERVER = "aglais.io/server"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -32,17 +41,6 @@ SECURITY_CONTEXT = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-
-
-def server_cpu_millis(size: ClusterSize) -> int:
-    """CPU of one server at full size: driver, auth proxy and every executor."""
-    proxy = int(PROXY_CPU.rstrip("m"))
-    return (size.driver_cores + size.executors * size.executor_cores) * 1000 + proxy
-
-
-def server_memory(size: ClusterSize) -> int:
-    """Memory of one server at full size: driver, auth proxy and every executor pod."""
-    return size.driver_memory + PROXY_MEMORY + size.executors * size.executor_pod_memory()
 
 
 @dataclass(frozen=True)
@@ -55,19 +53,15 @@ class DataVolume:
 
 
 @dataclass(frozen=True)
-class ServerSpec:
-    """Everything that decides one server's objects."""
+class KubernetesSettings:
+    """The values file's ``spawner.kubernetes`` section, typed (see the values reference),
+    the same for every server; `spawners.zeppelin.spec.kubernetes_settings` reads it once.
 
-    username: str
-    server_name: str
-    namespace: str
-    pod_name: str
-    pvc_name: str
-    tier: Tier
-    size: ClusterSize
+    The name templates are not here: they are KubeSpawner's own traits
+    (``user_namespace_template``, ``pod_name_template``), which expand them."""
+
     zeppelin_image: str
     spark_image: str
-    env: dict[str, str] = field(default_factory=dict)
     storage_class: str = ""
     access_modes: tuple[str, ...] = ("ReadWriteOnce",)
     data_volumes: tuple[DataVolume, ...] = ()
@@ -84,9 +78,27 @@ class ServerSpec:
     block_manager_port: int = 7079
     run_as_user: int = 1000
     pod_security: str = "restricted"  # the Pod Security level enforced on the namespace
-    flavour: str = "zeppelin"
     activity_interval: int = 60
     reservations_port: int = 0  # the auth proxy asks the reservation service for notices
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything that decides one server's objects: the platform's settings and this
+    server's names, tier, size, flavour and environment."""
+
+    username: str
+    server_name: str
+    namespace: str
+    pod_name: str
+    pvc_name: str
+    tier: Tier
+    size: ClusterSize
+    settings: KubernetesSettings
+    env: dict[str, str] = field(default_factory=dict)
+    flavour: str = "zeppelin"
+    pod_labels: dict[str, str] = field(default_factory=dict)  # the hub's own, on the pod
+    overhead: Overhead = Overhead()  # Spark's memory overhead on the driver and executors
 
     @property
     def labels(self) -> dict[str, str]:
@@ -124,7 +136,7 @@ def _meta(spec: ServerSpec, name: str, component: str, namespaced: bool = True,
 
 def namespace(spec: ServerSpec) -> dict:
     meta = _meta(spec, spec.namespace, "user-namespace", namespaced=False, shared=True)
-    meta["labels"].update({"pod-security.kubernetes.io/enforce": spec.pod_security,
+    meta["labels"].update({"pod-security.kubernetes.io/enforce": spec.settings.pod_security,
                            "pod-security.kubernetes.io/enforce-version": "latest"})  # fmt: skip
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
@@ -166,9 +178,8 @@ def role_binding(spec: ServerSpec) -> dict:
 def resource_quota(spec: ServerSpec) -> dict:
     """The tier's ceiling for the whole namespace: every server and executor together."""
     tier, servers = spec.tier, spec.tier.concurrent_servers
-    per_server = ClusterSize.from_tier(tier)
-    cpu = server_cpu_millis(per_server) * servers
-    memory = server_memory(per_server) * servers
+    ceiling = footprint(ClusterSize.from_tier(tier), spec.overhead) * servers
+    cpu, memory = ceiling.millicores, ceiling.memory
     return {
         "apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": _meta(spec, "tier-quota", "quota", shared=True),
@@ -186,23 +197,23 @@ def network_policy(spec: ServerSpec) -> dict:
     """In: the hub's proxy to the auth proxy, and driver ↔ executors inside the namespace.
     Out: DNS, the Kubernetes API, the data services, and the same driver ↔ executor ports."""
     same_namespace = {"podSelector": {}}
-    spark_ports = [{"protocol": "TCP", "port": spec.driver_port},
-                   {"protocol": "TCP", "port": spec.block_manager_port}]  # fmt: skip
+    spark_ports = [{"protocol": "TCP", "port": spec.settings.driver_port},
+                   {"protocol": "TCP", "port": spec.settings.block_manager_port}]  # fmt: skip
     egress = [
         {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
             "k8s-app": "kube-dns"}}}],
          "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-        {"to": [{"ipBlock": {"cidr": c}} for c in spec.api_server_cidrs],
+        {"to": [{"ipBlock": {"cidr": c}} for c in spec.settings.api_server_cidrs],
          "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
         {"to": [same_namespace], "ports": spark_ports},
         # the auth proxy checks logins and reports activity at the hub's API (and asks
         # the reservation service, one of the platform's pods, for booking notices)
-        {"to": [spec.hub_selector], "ports": [{"protocol": "TCP", "port": HUB_API_PORT}]},
+        {"to": [spec.settings.hub_selector], "ports": [{"protocol": "TCP", "port": HUB_API_PORT}]},
     ]  # fmt: skip
-    if spec.reservations_port:
-        egress[-1]["ports"].append({"protocol": "TCP", "port": spec.reservations_port})
-    if spec.data_cidrs:
-        egress.append({"to": [{"ipBlock": {"cidr": c}} for c in spec.data_cidrs]})
+    if spec.settings.reservations_port:
+        egress[-1]["ports"].append({"protocol": "TCP", "port": spec.settings.reservations_port})
+    if spec.settings.data_cidrs:
+        egress.append({"to": [{"ipBlock": {"cidr": c}} for c in spec.settings.data_cidrs]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": _meta(spec, "aglais-user", "network-policy", shared=True),
@@ -210,7 +221,8 @@ def network_policy(spec: ServerSpec) -> dict:
             "podSelector": {"matchLabels": {LABEL_USER: spec.username}},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
-                {"from": [spec.hub_selector], "ports": [{"protocol": "TCP", "port": PROXY_PORT}]},
+                {"from": [spec.settings.hub_selector],
+                 "ports": [{"protocol": "TCP", "port": PROXY_PORT}]},
                 {"from": [same_namespace], "ports": spark_ports},
             ],
             "egress": egress,
@@ -222,19 +234,26 @@ def persistent_volume_claim(spec: ServerSpec) -> dict:
     body: dict[str, Any] = {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": _meta(spec, spec.pvc_name, "user-storage", shared=True),
-        "spec": {"accessModes": list(spec.access_modes),
+        "spec": {"accessModes": list(spec.settings.access_modes),
                  "resources": {"requests": {"storage": str(spec.tier.storage)}}},
     }  # fmt: skip
-    if spec.storage_class:
-        body["spec"]["storageClassName"] = spec.storage_class
+    if spec.settings.storage_class:
+        body["spec"]["storageClassName"] = spec.settings.storage_class
     return body
 
 
 def _data_mounts(spec: ServerSpec) -> tuple[list[dict], list[dict]]:
-    volumes = [{"name": v.name, **v.source} for v in spec.data_volumes]
+    volumes = [{"name": v.name, **v.source} for v in spec.settings.data_volumes]
     mounts = [{"name": v.name, "mountPath": v.mount_path, "readOnly": True}
-              for v in spec.data_volumes]  # fmt: skip
+              for v in spec.settings.data_volumes]  # fmt: skip
     return volumes, mounts
+
+
+def _pod_security_context(spec: ServerSpec) -> dict:
+    """The user's ids for every container of a pod (and the volume's group)."""
+    uid = spec.settings.run_as_user
+    return {"runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
 
 
 def executor_pod_template(spec: ServerSpec) -> dict:
@@ -244,11 +263,9 @@ def executor_pod_template(spec: ServerSpec) -> dict:
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"labels": {**spec.labels, LABEL_COMPONENT: "spark-executor"}},
         "spec": {
-            "securityContext": {"runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_user,
-                                "fsGroup": spec.run_as_user,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": _pod_security_context(spec),
             "automountServiceAccountToken": False,
-            "containers": [{"name": "spark-kubernetes-executor", "image": spec.spark_image,
+            "containers": [{"name": "spark-kubernetes-executor", "image": spec.settings.spark_image,
                             "securityContext": SECURITY_CONTEXT, "volumeMounts": mounts}],
             "volumes": volumes,
         },
@@ -258,24 +275,26 @@ def executor_pod_template(spec: ServerSpec) -> dict:
 def spark_properties(spec: ServerSpec) -> dict[str, str]:
     size = spec.size
     return {
-        "spark.master": f"k8s://{spec.api_server}",
+        "spark.master": f"k8s://{spec.settings.api_server}",
         "spark.submit.deployMode": "client",
         "spark.kubernetes.namespace": spec.namespace,
         "spark.kubernetes.driver.pod.name": spec.pod_name,
-        "spark.kubernetes.container.image": spec.spark_image,
+        "spark.kubernetes.container.image": spec.settings.spark_image,
         "spark.kubernetes.executor.podNamePrefix": spec.pod_name,
         "spark.kubernetes.executor.podTemplateFile": f"{SPARK_CONF_DIR}/executor-pod-template.yaml",
         "spark.kubernetes.executor.podTemplateContainerName": "spark-kubernetes-executor",
         "spark.driver.host": f"{spec.driver_service}.{spec.namespace}.svc",
         "spark.driver.bindAddress": "0.0.0.0",
-        "spark.driver.port": str(spec.driver_port),
-        "spark.driver.blockManager.port": str(spec.block_manager_port),
-        "spark.blockManager.port": str(spec.block_manager_port),
+        "spark.driver.port": str(spec.settings.driver_port),
+        "spark.driver.blockManager.port": str(spec.settings.block_manager_port),
+        "spark.blockManager.port": str(spec.settings.block_manager_port),
         "spark.driver.memory": spark_memory(size.driver_memory),
         "spark.executor.cores": str(size.executor_cores),
         # the tier's quota tracks limits.cpu: executors must state one
         "spark.kubernetes.executor.limit.cores": str(size.executor_cores),
         "spark.executor.memory": spark_memory(size.executor_memory),
+        # stated, so executor pods are the size the quota and the bookings count
+        "spark.executor.memoryOverhead": spark_memory(spec.overhead.extra(size.executor_memory)),
         "spark.dynamicAllocation.enabled": "true",
         "spark.dynamicAllocation.shuffleTracking.enabled": "true",
         "spark.dynamicAllocation.minExecutors": "0",
@@ -287,10 +306,20 @@ def spark_properties(spec: ServerSpec) -> dict[str, str]:
     }
 
 
-def spark_config_map(spec: ServerSpec) -> dict:
+def owned_by_pod(spec: ServerSpec, pod_uid: str) -> list[dict]:
+    """ownerReferences to the server's pod: the object goes when the pod does."""
+    return [{"apiVersion": "v1", "kind": "Pod", "name": spec.pod_name, "uid": pod_uid,
+             "blockOwnerDeletion": True}]  # fmt: skip
+
+
+def spark_config_map(spec: ServerSpec, pod_uid: str | None = None) -> dict:
+    """Spark's settings for the driver, owned by the pod once it exists."""
+    meta = _meta(spec, spec.config_map, "spark-config")
+    if pod_uid:
+        meta["ownerReferences"] = owned_by_pod(spec, pod_uid)
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": _meta(spec, spec.config_map, "spark-config"),
+        "metadata": meta,
         "data": {
             "spark-defaults.conf": format_spark_defaults(spark_properties(spec)),
             "executor-pod-template.yaml": yaml.safe_dump(executor_pod_template(spec),
@@ -299,8 +328,8 @@ def spark_config_map(spec: ServerSpec) -> dict:
     }  # fmt: skip
 
 
-def _resources(cpu_millis: int, memory: int) -> dict:
-    amount = {"cpu": f"{cpu_millis}m", "memory": str(memory)}
+def _resources(amount: Resources) -> dict:
+    amount = {"cpu": f"{amount.millicores}m", "memory": str(amount.memory)}
     return {"requests": dict(amount), "limits": dict(amount)}
 
 
@@ -321,21 +350,22 @@ def pod(spec: ServerSpec) -> dict:
     prefix = spec.env.get("JUPYTERHUB_SERVICE_PREFIX", f"/user/{spec.username}/")
     proxy = {
         "name": "auth-proxy",
-        "image": spec.zeppelin_image,
+        "image": spec.settings.zeppelin_image,
         "command": ["aglais-podproxy"],
         "args": ["--port", str(PROXY_PORT), "--upstream", f"http://127.0.0.1:{ZEPPELIN_PORT}",
                  "--volume", HOME_MOUNT, "--quota-bytes", str(spec.tier.storage),
-                 "--activity-interval", str(spec.activity_interval),
+                 "--activity-interval", str(spec.settings.activity_interval),
                  "--spark-ui", f"http://127.0.0.1:{SPARK_UI_PORT}"],
         "ports": [{"name": "notebook-port", "containerPort": PROXY_PORT}],
         "env": env,
-        "resources": _resources(int(PROXY_CPU.rstrip("m")), PROXY_MEMORY),
+        "resources": _resources(AUTH_PROXY),
         "securityContext": SECURITY_CONTEXT,
         "readinessProbe": {"httpGet": {"path": f"{prefix.rstrip('/')}/_aglais/health",
                                        "port": "notebook-port"},
                            "periodSeconds": 1, "failureThreshold": 3},
         "volumeMounts": [{"name": "home", "mountPath": HOME_MOUNT, "readOnly": True}],
     }  # fmt: skip
+    notebook_flavour = flavour_named(spec.flavour)  # UnknownFlavour names the known ones
     zeppelin_env = [
         {"name": "ZEPPELIN_RUN_MODE", "value": "local"},
         {"name": "ZEPPELIN_ADDR", "value": "127.0.0.1"},
@@ -348,12 +378,12 @@ def pod(spec: ServerSpec) -> dict:
         *env,
     ]
     notebook = {
-        "name": "zeppelin" if spec.flavour == "zeppelin" else "jupyterlab",
-        "image": spec.zeppelin_image,
-        "command": ["/opt/aglais/entrypoint.sh"],
-        "args": [spec.flavour],
+        "name": notebook_flavour.container,
+        "image": spec.settings.zeppelin_image,
+        "command": list(notebook_flavour.command),
+        "args": list(notebook_flavour.args),
         "env": zeppelin_env,
-        "resources": _resources(spec.size.driver_cores * 1000, spec.size.driver_memory),
+        "resources": _resources(driver_resources(spec.size, spec.overhead)),
         "securityContext": SECURITY_CONTEXT,
         "volumeMounts": [
             {"name": "home", "mountPath": HOME_MOUNT},
@@ -362,15 +392,15 @@ def pod(spec: ServerSpec) -> dict:
             *data_mounts,
         ],
     }  # fmt: skip
+    meta = _meta(spec, spec.pod_name, "singleuser-server")
+    meta["labels"].update(spec.pod_labels)
     return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": _meta(spec, spec.pod_name, "singleuser-server"),
+        "metadata": meta,
         "spec": {
             "serviceAccountName": spec.service_account,
             "automountServiceAccountToken": True,  # the Spark driver talks to the API
-            "securityContext": {"runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_user,
-                                "fsGroup": spec.run_as_user,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": _pod_security_context(spec),
             "restartPolicy": "OnFailure",
             "containers": [proxy, notebook],
             "volumes": volumes,
@@ -382,16 +412,15 @@ def driver_service(spec: ServerSpec, pod_uid: str | None = None) -> dict:
     """Headless Service naming the driver for its executors, owned by the pod."""
     meta = _meta(spec, spec.driver_service, "spark-driver")
     if pod_uid:
-        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": spec.pod_name,
-                                    "uid": pod_uid, "blockOwnerDeletion": True}]  # fmt: skip
+        meta["ownerReferences"] = owned_by_pod(spec, pod_uid)
     return {
         "apiVersion": "v1", "kind": "Service", "metadata": meta,
         "spec": {"clusterIP": "None",
                  "selector": {LABEL_USER: spec.username,
                               LABEL_SERVER: spec.labels[LABEL_SERVER],
                               LABEL_COMPONENT: "singleuser-server"},
-                 "ports": [{"name": "driver", "port": spec.driver_port},
-                           {"name": "block-manager", "port": spec.block_manager_port}]},
+                 "ports": [{"name": "driver", "port": spec.settings.driver_port},
+                           {"name": "block-manager", "port": spec.settings.block_manager_port}]},
     }  # fmt: skip
 
 
@@ -401,7 +430,8 @@ def namespace_objects(spec: ServerSpec) -> list[dict]:
             resource_quota(spec), network_policy(spec)]  # fmt: skip
 
 
-def build_objects(spec: ServerSpec) -> list[dict]:
-    """Every object of one spawn, in creation order."""
-    return [*namespace_objects(spec), persistent_volume_claim(spec), spark_config_map(spec),
-            pod(spec), driver_service(spec)]  # fmt: skip
+def build_objects(spec: ServerSpec, pod_uid: str | None = None) -> list[dict]:
+    """Every object of one spawn, in creation order, as they stand once the pod exists
+    (``pod_uid``: its uid, which the API server gives it)."""
+    return [*namespace_objects(spec), persistent_volume_claim(spec),
+            spark_config_map(spec, pod_uid), pod(spec), driver_service(spec, pod_uid)]  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aglais_hub.flavours import FLAVOURS
+
 # The scheduler says Unschedulable while a pod's claim is not bound yet; the volume
 # provisioner binds it moments later, so that is a wait, not a problem (the start
 # timeout still ends a claim that never binds).
@@ -51,10 +53,10 @@ def friendly_event(event: dict) -> str | None:
         return "Fetching the notebook image"
     if reason == "Pulled":
         return "Notebook image ready"
-    if reason == "Started" and message.endswith(" zeppelin"):
-        return "Zeppelin is starting (its Java server takes up to a minute)"
-    if reason == "Started" and message.endswith(" jupyterlab"):
-        return "JupyterLab is starting"
+    if reason == "Started":  # "Started container <name>": a flavour's notebook container?
+        for candidate in FLAVOURS.values():
+            if message.endswith(f" {candidate.container}"):
+                return candidate.starting
     if reason == "Started" and message.endswith(" auth-proxy"):
         return "The door to your server (the hub login check) is open"
     if reason in ("Created", "Killing"):

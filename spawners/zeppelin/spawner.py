@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
-from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import exponential_backoff
 from kubernetes_asyncio.client import (
     NetworkingV1Api,
@@ -19,14 +17,16 @@ from kubernetes_asyncio.client import (
 )
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
-from traitlets import Dict, Float, default
+from traitlets import Dict, Float, Instance, default
 
-from aglais_hub.quotas import Tier, parse_quantity
+from aglais_hub.offering import ClusterSize, ProfileRefused, Tier
+from aglais_hub.quantity import parse_quantity
 
-from ..base import AglaisSpawnerMixin
+from ..base import AglaisSpawnerMixin, SpawnRefused
 from . import apply, objects
+from .objects import KubernetesSettings
 from .podstatus import friendly_event, start_problem
-from .spec import ProfileRefused, cluster_size, server_spec
+from .spec import ServerNames, server_spec
 
 RETRIED = (429, 500, 502, 503, 504)  # API answers worth another try
 # after cleanup_timeout, a failed spawn's clean-up goes on in the background for this
@@ -84,15 +84,19 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
     """Each server is a pod in the user's own namespace: the auth proxy in front of
     Zeppelin, Spark executors owned by the pod, the user's claim sized by their tier.
 
-    Every manifest comes from `spawners.zeppelin.objects` (pure functions, also
-    printed by ``aglais-hub render-pod``); this class only creates them, in the stages
-    of `spawners.zeppelin.apply` (concurrently within a stage, and the user's shared
-    objects only when they changed).
+    Every manifest comes from `spawners.zeppelin.objects` (pure functions) fed by
+    `server_spec_for`, which ``aglais-hub render-pod`` calls too, so the dry run is
+    the spawn; this class only creates them, in the stages of
+    `spawners.zeppelin.apply` (concurrently within a stage, and the user's shared
+    objects only when they changed). Object names are KubeSpawner's own
+    (``user_namespace_template``, ``pod_name_template``, ``pvc_name_template``).
     """
 
-    values = Dict(
+    kubernetes = Instance(
+        KubernetesSettings,
+        allow_none=True,
         config=True,
-        help="The whole values document (spawner.kubernetes, sizes, tiers), defaults filled in.",
+        help="The values file's spawner.kubernetes, typed (the hub's config builds it).",
     )
 
     applied = Dict(help="Digests of the shared objects last written (kept in the state).")
@@ -117,14 +121,6 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
     @default("enable_user_namespaces")
     def _enable_user_namespaces_default(self) -> bool:
         return True
-
-    @default("user_namespace_template")
-    def _user_namespace_template_default(self) -> str:
-        return self.values["spawner"]["kubernetes"]["namespaceTemplate"]
-
-    @default("pod_name_template")
-    def _pod_name_template_default(self) -> str:
-        return self.values["spawner"]["kubernetes"]["podNameTemplate"]
 
     @default("pvc_name_template")
     def _pvc_name_template_default(self) -> str:
@@ -152,14 +148,10 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         tier = await self.prepare_start()
         profile = (self.user_options or {}).get("profile")
         try:
-            self.spec = server_spec(self.values, self.user.name, tier, self.name, profile,
-                                    env=self.get_env(), pvc_name=self.pvc_name)  # fmt: skip
-            if self.gate_size is not None:  # the booking's size, not the form's
-                self.spec = replace(self.spec, size=self.gate_size)
+            # the booking's size (gate_size), where there is one, not the form's
+            self.spec = self.server_spec_for(tier, profile, self.gate_size, self.get_env())
         except ProfileRefused as refused:
-            raise SpawnException(str(refused), reason="profile", status_code=403) from None
-        self.namespace = self.spec.namespace
-        self.pod_name = self.spec.pod_name
+            raise SpawnRefused(str(refused), reason="profile", status_code=403) from None
         self.last_api_error = ""
         self.starting = True
         self.spawns_begun += 1
@@ -168,7 +160,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         except TimeoutError as timeout:
             await self._clean_up_failed_spawn()
             if self.last_api_error:
-                raise SpawnException(
+                raise SpawnRefused(
                     f"The cluster kept refusing to start your server ({self.last_api_error}). "
                     "Try again in a minute; tell an administrator if it persists.",
                     reason="api",
@@ -180,9 +172,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             refused = forbidden_message(error)
             if refused:
                 self.log.error("Spawning %s: %s", self._log_name, refused)
-                refusal = SpawnException(refused, reason="rbac", status_code=403)
-                refusal.jupyterhub_message = refused  # what the spawn-pending page shows
-                raise refusal from error
+                raise SpawnRefused(refused, reason="rbac", status_code=403) from error
             raise
         finally:
             self.starting = False
@@ -193,11 +183,30 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             env["AGLAIS_RESERVATIONS_URL"] = self.reservations_url
         return env
 
+    def server_spec_for(self, tier: Tier, profile: str | None, size: ClusterSize | None,
+                        env: dict[str, str]) -> objects.ServerSpec:  # fmt: skip
+        """Everything this server's objects are built from: ``profile``'s size (or
+        ``size``, a booking's) and flavour, KubeSpawner's names and the hub's labels."""
+        if self.kubernetes is None:
+            raise SpawnRefused("The hub's spawner.kubernetes settings are missing; ask an "
+                                 "administrator.", reason="config")  # fmt: skip
+        named_size, flavour = self.offering.server_size(tier, profile)
+        names = ServerNames(self.namespace, self.pod_name, self.pvc_name)
+        # KubeSpawner's reflector and z2jh tools find singleuser pods by these labels
+        hub_labels = {
+            "component": self.component_label,
+            "hub.jupyter.org/username": self._expand_user_properties("{username}"),
+            "hub.jupyter.org/servername": self._expand_user_properties("{servername}"),
+        }
+        return server_spec(self.kubernetes, names, self.user.name, self.name, tier,
+                           size or named_size, flavour, env, hub_labels,
+                           self.offering.overhead)  # fmt: skip
+
     def check_options(self, tier: Tier) -> None:
         try:
-            cluster_size(self.values, tier, (self.user_options or {}).get("profile"))
+            self.offering.server_size(tier, (self.user_options or {}).get("profile"))
         except ProfileRefused as refused:
-            raise SpawnException(str(refused), reason="profile", status_code=403) from None
+            raise SpawnRefused(str(refused), reason="profile", status_code=403) from None
 
     def get_state(self) -> dict:
         state = super().get_state()
@@ -349,14 +358,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
     async def get_pod_manifest(self) -> V1Pod:
         assert self.spec is not None
         await self._grow_claim()
-        pod = objects.pod(self.spec)
-        # KubeSpawner's reflector and z2jh tools find singleuser pods by these labels
-        pod["metadata"]["labels"].update({
-            "component": self.component_label,
-            "hub.jupyter.org/username": self._expand_user_properties("{username}"),
-            "hub.jupyter.org/servername": self._expand_user_properties("{servername}"),
-        })  # fmt: skip
-        return self._model(pod, "V1Pod")
+        return self._model(objects.pod(self.spec), "V1Pod")
 
     async def progress(self) -> Any:
         """The spawn page's steps, in words a user understands."""
@@ -376,7 +378,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         # fail the spawn at once, with the reason, when the pod cannot start by itself
         problem = start_problem(pod) if self.starting else None
         if problem:
-            raise SpawnException(problem, reason="pod", status_code=500)
+            raise SpawnRefused(problem, reason="pod", status_code=500)
         return super().is_pod_running(pod)
 
     async def _make_create_pvc_request(self, pvc: V1PersistentVolumeClaim,
@@ -400,7 +402,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
                 return False
             if error.status == 403 and "exceeded quota" in (error.body or ""):
                 message = json.loads(error.body).get("message", error.reason)
-                raise SpawnException(
+                raise SpawnRefused(
                     f"This server does not fit in your tier's quota: {message}. "
                     "Stop another server or choose a smaller size.",
                     reason="quota", status_code=403,
@@ -412,8 +414,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         """The driver's headless Service, and the Spark ConfigMap, owned by the pod."""
         assert spawner.spec is not None
         uid = pod["metadata"]["uid"]
-        owner = {"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Pod",
-                 "name": spawner.pod_name, "uid": uid}]}}  # fmt: skip
+        owner = {"metadata": {"ownerReferences": objects.owned_by_pod(spawner.spec, uid)}}
         await apply.gather_all(
             spawner._apply(objects.driver_service(spawner.spec, uid)),
             spawner.api.patch_namespaced_config_map(spawner.spec.config_map,

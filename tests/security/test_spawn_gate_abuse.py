@@ -27,8 +27,8 @@ import requests
 from jupyterhub.slugs import is_valid_display_name
 from tornado import web
 
-from aglais_hub.quotas import tier_from_values
-from aglais_hub.reservations.app import Service
+from aglais_hub.offering import tier_from_values
+from aglais_hub.reservations.service import Service
 from aglais_hub.reservations.settings import settings_from_values
 from aglais_hub.testing.platform import free_port
 from aglais_hub.testing.reservations import ReservationHub
@@ -45,9 +45,11 @@ LIMITS = {"executors": 0, "executor_cores": 1, "executor_memory": 2**30,
 
 
 def platform_values() -> dict:
-    """Room for one unbooked server: everyone gets the standard tier (3 cores, two
-    servers at a time) on a platform of 3 cores; a queued spawn gives up after 6 s."""
-    values = reservation_values(capacity={"cores": 3, "memory": "64Gi"}, queueTimeoutMinutes=0.1)
+    """Room for one unbooked server: everyone gets the standard tier (3.1 cores with
+    its auth proxy, two servers at a time) on a platform of 3.1 cores; a queued spawn
+    gives up after 6 s."""
+    values = reservation_values(capacity={"cores": 3.1, "memory": "64Gi"},
+                                queueTimeoutMinutes=0.1)
     values["auth"]["defaultTier"] = "standard"  # the dummy login leaves no auth_state
     return values
 
@@ -106,7 +108,7 @@ def test_the_service_counts_a_poisoned_profile_of_a_running_server_as_the_tiers_
     """The hub's server list carries user_options as users sent them: a list where a
     size's name belongs must not break every later spawn-check."""
     values = platform_values()
-    service = Service(SimpleNamespace(settings=settings_from_values(values)), None, values)
+    service = Service(SimpleNamespace(settings=settings_from_values(values)), None)
     tier_size = service.need_of(None, "standard")
     for poison in (["x"], {"a": 1}, 7, True):
         assert service.need_of(poison, "standard") == tier_size

@@ -31,13 +31,16 @@ translation of container paths to host directories, and the Zeppelin stand-in.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from ...flavours import ENTRYPOINT, FLAVOURS, ZEPPELIN, Flavour
 
 UNPULLABLE_TAG = "unpullable"
 CRASHING_TAG = "crashing"
@@ -174,14 +177,38 @@ def jupyterhub_singleuser(ctx: ContainerContext) -> LocalCommand:
     return LocalCommand([sys.executable, "-m", "jupyterhub.singleuser", *args, *extra], env, home)
 
 
+def notebook_flavour(ctx: ContainerContext) -> Flavour | None:
+    """The flavour a notebook-image container runs: the one whose command and args (as
+    objects.pod renders them) it was given, or the image's entrypoint with its name;
+    None for the auth proxy or anything else."""
+    command = ctx.container.get("command") or []
+    args = ctx.container.get("args") or []
+    for candidate in FLAVOURS.values():
+        if args[: len(candidate.args)] != list(candidate.args):
+            continue
+        if command == list(candidate.command) or (
+            not command and candidate.command == (ENTRYPOINT,) and candidate.args
+        ):
+            return candidate
+    return None
+
+
+def flavour_builder(flavour: Flavour) -> Builder:
+    """The builder of a flavour's local command: its ``stand_in``, else `flavour_as_given`."""
+    if not flavour.stand_in:
+        return flavour_as_given
+    module, _, name = flavour.stand_in.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def aglais_notebook(ctx: ContainerContext) -> LocalCommand | None:
-    """The Aglais notebook image: its auth proxy runs for real; Zeppelin, which cannot be
-    installed here, is the project's stand-in (aglais_hub.testing.zeppelin_standin) with
-    real PySpark; the JupyterLab flavour is inert."""
-    if ctx.args[:1] == ["zeppelin"]:
-        return zeppelin_standin(ctx)
-    if ctx.args[:1] == ["jupyterlab"]:
-        return jupyterlab_flavour(ctx)
+    """The Aglais notebook image: its auth proxy runs for real; each flavour's notebook as
+    its registration says (``Flavour.stand_in``): Zeppelin, which cannot be installed here,
+    is the project's stand-in (aglais_hub.testing.zeppelin_standin) with real PySpark,
+    JupyterLab this machine's, another flavour its own command as given."""
+    flavour = notebook_flavour(ctx)
+    if flavour is not None:
+        return flavour_builder(flavour)(ctx)
     if (ctx.command or [""])[0] != "aglais-podproxy":
         return None
     # inside a pod 127.0.0.1 is the pod's own address; here that is the pod IP
@@ -207,6 +234,18 @@ def jupyterlab_flavour(ctx: ContainerContext) -> LocalCommand:
             f"--ServerApp.root_dir={root}", "--IdentityProvider.token=",
             "--ServerApp.password=", *extra]  # fmt: skip
     return LocalCommand(argv, env, root)
+
+
+def flavour_as_given(ctx: ContainerContext) -> LocalCommand:
+    """A flavour with no stand-in of its own: its container's command and args as given
+    (``python`` is this interpreter), in the notebook environment made to work here as for
+    Zeppelin's stand-in: Spark's configuration, and $(ZEPPELIN_ADDR) the pod IP."""
+    prepared = zeppelin_standin(ctx)
+    here = replace(ctx, env=prepared.env)  # $(VAR) in the args expands from this env
+    argv = [here.local_paths(a) for a in here.command + here.args]
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return LocalCommand(argv, prepared.env, prepared.cwd)
 
 
 # This checkout: the hub image is built from it (images/hub/Dockerfile).
@@ -413,7 +452,7 @@ def spark_executor(ctx: ContainerContext) -> LocalCommand:
 def slow_notebook(ctx: ContainerContext) -> LocalCommand | None:
     """The notebook image with Zeppelin listening only after SLOW_START_SECONDS."""
     command = aglais_notebook(ctx)
-    if command is not None and ctx.args[:1] == ["zeppelin"]:
+    if command is not None and notebook_flavour(ctx) == ZEPPELIN:  # its JVM's slow start
         command.argv = ["/bin/sh", "-c", f'sleep {SLOW_START_SECONDS}; exec "$@"', "slow",
                         *command.argv]  # fmt: skip
     return command

@@ -1,16 +1,11 @@
-"""Tier resolution and quantities (pure functions)."""
+"""Tiers, their resolution from groups, and quantities (pure functions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from aglais_hub.quotas import (
-    local_spark_cores,
-    parse_quantity,
-    resolve_tier,
-    spark_memory,
-    tier_from_values,
-)
+from aglais_hub.offering import local_spark_cores, resolve_tier, tier_from_values
+from aglais_hub.quantity import parse_quantity, spark_memory
 from spawners.sparkconf import format_spark_defaults, local_spark_defaults
 
 RANKS = {"basic": 0, "standard": 10, "power": 20}
@@ -56,7 +51,8 @@ def test_spark_memory_is_whole_mebibytes():
 def tier(**spec):
     base = {"rank": 0, "storage": "1Gi", "maxExecutors": 2, "executorCores": 2,
             "executorMemory": "1Gi", "driverCores": 1, "driverMemory": "3Gi",
-            "concurrentServers": 1, "bookingHours": 0}  # fmt: skip
+            "concurrentServers": 1, "bookingHours": 0, "bookingMaxHours": 8,
+            "bookingAheadDays": 14, "activeBookings": 2}  # fmt: skip
     return tier_from_values("t", {**base, **spec})
 
 
