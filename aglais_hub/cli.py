@@ -53,13 +53,17 @@ def cmd_render_pod(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     if values["spawner"]["kind"] != "zeppelin":
-        print(f"render-pod renders the zeppelin spawner's objects; {args.values} has "
-              f"spawner.kind {values['spawner']['kind']!r}", file=sys.stderr)  # fmt: skip
+        print(
+            f"render-pod renders the zeppelin spawner's objects; {args.values} has "
+            f"spawner.kind {values['spawner']['kind']!r}",
+            file=sys.stderr,
+        )
         return 1
     groups = [g for g in (args.groups or "").split(",") if g]
     try:
-        rendered = render_server(values, args.user, groups, args.server or "", args.profile,
-                                 args.booked)  # fmt: skip
+        rendered = render_server(
+            values, args.user, groups, args.server or "", args.profile, args.booked
+        )
     except ProfileRefused as refused:
         print(f"refused: {refused}", file=sys.stderr)
         return 2
@@ -102,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--groups", default="", help="the user's groups, comma separated")
     render.add_argument("--server", default="", help="a named server")
     render.add_argument("--profile", help="a size from the values' sizes")
-    render.add_argument("--booked", metavar="SIZE",
-                        help="render the server of a booking of this size")  # fmt: skip
+    render.add_argument(
+        "--booked", metavar="SIZE", help="render the server of a booking of this size"
+    )
     render.set_defaults(func=cmd_render_pod)
 
     from .testing import devcluster_cli

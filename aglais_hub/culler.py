@@ -23,11 +23,13 @@ def culler_service(values: dict, token: str = "", python: str = sys.executable) 
     """The service and its role: ``{"service": {...}, "role": {...}}``."""
     culler = values["culler"]
     command = [
-        python, "-m", "jupyterhub_idle_culler",
+        python,
+        "-m",
+        "jupyterhub_idle_culler",
         f"--timeout={culler['timeout']}",
         f"--cull-every={culler['every']}",
         f"--concurrency={culler['concurrency']}",
-    ]  # fmt: skip
+    ]
     if culler["maxAge"]:
         command.append(f"--max-age={culler['maxAge']}")
     if culler["removeNamedServers"]:

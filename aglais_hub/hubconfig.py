@@ -60,8 +60,13 @@ SERVER_SCOPES = [
 NOTICES_SCOPE = "custom:reservations:notices"
 # what the reservation service may do at the hub: read users and servers, stop a
 # booking's server when it ends, report activity so the culler spares booked servers
-RESERVATIONS_SCOPES = ["list:users", "read:users", "read:servers", "delete:servers",
-                       "users:activity"]  # fmt: skip
+RESERVATIONS_SCOPES = [
+    "list:users",
+    "read:users",
+    "read:servers",
+    "delete:servers",
+    "users:activity",
+]
 
 
 def reservation_services(values: dict, environ: Mapping[str, str]) -> dict:
@@ -74,8 +79,12 @@ def reservation_services(values: dict, environ: Mapping[str, str]) -> dict:
     """
     r = values["reservations"]
     hub = values["hub"]
-    service: dict = {"name": RESERVATIONS, "display": True, "oauth_no_confirm": True,
-                     "info": {"description": "Book a cluster size for a time window"}}  # fmt: skip
+    service: dict = {
+        "name": RESERVATIONS,
+        "display": True,
+        "oauth_no_confirm": True,
+        "info": {"description": "Book a cluster size for a time window"},
+    }
     if environ.get("AGLAIS_RESERVATIONS_API_TOKEN"):
         service["api_token"] = environ["AGLAIS_RESERVATIONS_API_TOKEN"]
     if r["url"]:
@@ -100,7 +109,7 @@ def reservation_services(values: dict, environ: Mapping[str, str]) -> dict:
                 "services": [SPAWN_GATE],
                 "scopes": [f"access:services!service={RESERVATIONS}"],
             },
-        ],  # fmt: skip
+        ],
         "custom_scopes": {
             NOTICES_SCOPE: {"description": "Read your booking notices at the reservation service."}
         },
@@ -171,11 +180,17 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
         s.user_namespace_template = k8s["namespaceTemplate"]
         s.pod_name_template = k8s["podNameTemplate"]
         s.profile_list = [
-            {"display_name": "My tier's cluster", "slug": TIER_PROFILE, "default": True,
-             "description": "The driver and executors your tier gives you."},
-            *({"display_name": size.display_name, "slug": name,
-               "description": size.description} for name, size in offering.sizes.items()),
-        ]  # fmt: skip
+            {
+                "display_name": "My tier's cluster",
+                "slug": TIER_PROFILE,
+                "default": True,
+                "description": "The driver and executors your tier gives you.",
+            },
+            *(
+                {"display_name": size.display_name, "slug": name, "description": size.description}
+                for name, size in offering.sizes.items()
+            ),
+        ]
     if values["reservations"]["enabled"]:
         r = values["reservations"]
         parts = reservation_services(values, environ)
@@ -201,4 +216,3 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
     # The pass-through comes last so it can override anything above.
     c.merge(Config(hub["config"]))
     return c
-

@@ -223,13 +223,16 @@ class AglaisOAuthenticator(GenericOAuthenticator):
                 "(its stored auth_state cannot be decrypted), so it will not let anyone in "
                 "as that account. Ask an administrator: restore the hub's JUPYTERHUB_CRYPT_KEY, "
                 f"or clear the auth_state of the hub user '{user.name}' (PATCH "
-                "/hub/api/users/<name> with {\"auth_state\": null}) so that its next login "
+                '/hub/api/users/<name> with {"auth_state": null}) so that its next login '
                 "binds it again.",
             )
         return recorded_identity(
-            auth_state, self.issuer, self.subject_claim,
-            key=AUTH_STATE_KEY, user_info_key=self.user_auth_state_key,
-        )  # fmt: skip
+            auth_state,
+            self.issuer,
+            self.subject_claim,
+            key=AUTH_STATE_KEY,
+            user_info_key=self.user_auth_state_key,
+        )
 
     def _held_binding(self, username: str) -> dict | None:
         """A first login's claim on an unbound name, still being written by the hub."""
@@ -243,9 +246,14 @@ class AglaisOAuthenticator(GenericOAuthenticator):
     def _refuse_other_identity(self, username: str, identity: dict, recorded: dict) -> None:
         self.log.warning(
             "Refused login as %s: the account is bound to %s %r of %s, this login is %s %r of %s",
-            username, recorded["claim"], recorded["subject"], recorded["issuer"],
-            identity["claim"], identity["subject"], identity["issuer"],
-        )  # fmt: skip
+            username,
+            recorded["claim"],
+            recorded["subject"],
+            recorded["issuer"],
+            identity["claim"],
+            identity["subject"],
+            identity["issuer"],
+        )
         if (recorded["issuer"], recorded["claim"]) != (identity["issuer"], identity["claim"]):
             raise web.HTTPError(
                 403,
@@ -294,8 +302,13 @@ class AglaisOAuthenticator(GenericOAuthenticator):
         if recorded is not None and not same_identity(recorded, identity, self.previous_issuers):
             self._refuse_other_identity(username, identity, recorded)
         if recorded is None:
-            self.log.info("Binding %s to %s %r of %s", username, identity["claim"],
-                          identity["subject"], identity["issuer"])  # fmt: skip
+            self.log.info(
+                "Binding %s to %s %r of %s",
+                username,
+                identity["claim"],
+                identity["subject"],
+                identity["issuer"],
+            )
             deadline = time.monotonic() + PENDING_BINDING_SECONDS
             self._pending_bindings[username] = (identity, deadline)
         auth_model["auth_state"].setdefault(AUTH_STATE_KEY, {})["identity"] = identity
@@ -320,8 +333,13 @@ class AglaisOAuthenticator(GenericOAuthenticator):
             return refreshed
         identity = self.login_identity(refreshed)
         if identity is None or not same_identity(recorded, identity, self.previous_issuers):
-            self.log.warning("Refresh of %s returned another identity (%r, bound to %r): "
-                             "a new login is required", user.name, identity, recorded)  # fmt: skip
+            self.log.warning(
+                "Refresh of %s returned another identity (%r, bound to %r): "
+                "a new login is required",
+                user.name,
+                identity,
+                recorded,
+            )
             return False
         refreshed["auth_state"].setdefault(AUTH_STATE_KEY, {})["identity"] = identity
         return refreshed

@@ -157,12 +157,21 @@ class HubRun:
 def bench_values(kind: str) -> dict:
     """The Zeppelin hubs' values; "zeppelin+gate" adds the reservation service's
     spawn-check before every start (capacity large enough that none queue)."""
-    gate = {"enabled": kind == "zeppelin+gate", "port": free_port(),
-            "capacity": {"cores": 100_000, "memory": "400Ti"}}  # fmt: skip
-    return apply_defaults(demo_values(
-        spawner={"kind": "zeppelin", "kubernetes": {"zeppelinImage": "bench/zeppelin",
-                                                    "sparkImage": "bench/spark"}},
-        auth={"defaultTier": "standard"}, reservations=gate))  # fmt: skip
+    gate = {
+        "enabled": kind == "zeppelin+gate",
+        "port": free_port(),
+        "capacity": {"cores": 100_000, "memory": "400Ti"},
+    }
+    return apply_defaults(
+        demo_values(
+            spawner={
+                "kind": "zeppelin",
+                "kubernetes": {"zeppelinImage": "bench/zeppelin", "sparkImage": "bench/spark"},
+            },
+            auth={"defaultTier": "standard"},
+            reservations=gate,
+        )
+    )
 
 
 def hub_config(kind: str, options: Options) -> str:
@@ -180,8 +189,9 @@ def spawn_one(hub: HubProcess, name: str) -> float:
     began = time.perf_counter()
     r = session.post(f"{hub.url}/hub/api/users/{name}/server", json={})
     assert r.status_code in (201, 202), r.text
-    with session.get(f"{hub.url}/hub/api/users/{name}/server/progress", stream=True,
-                     timeout=600) as progress:  # fmt: skip
+    with session.get(
+        f"{hub.url}/hub/api/users/{name}/server/progress", stream=True, timeout=600
+    ) as progress:
         for line in progress.iter_lines(decode_unicode=True):
             if line.startswith("data:"):
                 event = json.loads(line[5:])
@@ -231,8 +241,9 @@ def cpu_by_role(pids: dict[str, int]) -> dict[str, float]:
     return dict(found)
 
 
-def run_hub(kind: str, dev: DevCluster, kubeconfig: Path, workdir: Path,
-            options: Options) -> tuple[list[float], Counter, dict[str, float]]:  # fmt: skip
+def run_hub(
+    kind: str, dev: DevCluster, kubeconfig: Path, workdir: Path, options: Options
+) -> tuple[list[float], Counter, dict[str, float]]:
     """One hub of ``kind`` as the hub ServiceAccount; ``users`` servers started at once.
     Also what the hub's API requests were (if counted) and the CPU each process used."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -240,8 +251,11 @@ def run_hub(kind: str, dev: DevCluster, kubeconfig: Path, workdir: Path,
     values = bench_values(kind)
     values_file.write_text(yaml.safe_dump(values))
     counts_file = workdir / "requests.json"
-    env = {"KUBECONFIG": str(kubeconfig), "AGLAIS_VALUES": str(values_file),
-           "BENCH_REQUEST_COUNTS": str(counts_file)}  # fmt: skip
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "AGLAIS_VALUES": str(values_file),
+        "BENCH_REQUEST_COUNTS": str(counts_file),
+    }
     with HubProcess(workdir, hub_config(kind, options), env) as hub:
         if values["reservations"]["enabled"]:
             wait_for_http(f"{hub.url}/services/reservations/api/health", 60)
@@ -264,8 +278,9 @@ def run_hub(kind: str, dev: DevCluster, kubeconfig: Path, workdir: Path,
 def run_kind(kind: str, rbac: HubRbac, root: Path, options: Options) -> HubRun:
     """A fresh cluster, the chart's hub ServiceAccount on it, one hub of ``kind``."""
     began = time.perf_counter()
-    with DevCluster(root / "cluster", nodes=4, node_cpu="1000", node_memory="4Ti",
-                    images=IMAGES) as dev:  # fmt: skip
+    with DevCluster(
+        root / "cluster", nodes=4, node_cpu="1000", node_memory="4Ti", images=IMAGES
+    ) as dev:
         cluster_start = time.perf_counter() - began
         kubeconfig = HubAccount(dev, root / "account").create(rbac)
         times, counted, cpu = run_hub(kind, dev, kubeconfig, root / "hub", options)
@@ -293,9 +308,11 @@ def spread(values: list[float]) -> str:
 
 def report(rounds: list[dict[str, HubRun]], users: int) -> None:
     starts = [run.cluster_start for r in rounds for run in r.values()]
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-          f"{users} users spawning at once, {len(rounds)} round(s); "
-          "times from API request to ready (s), medians over rounds (spread: min–max)")  # fmt: skip
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{users} users spawning at once, {len(rounds)} round(s); "
+        "times from API request to ready (s), medians over rounds (spread: min–max)"
+    )
     print(
         f"cluster start-up (control plane, provisioner, 4 node agents): median "
         f"{statistics.median(starts):.1f} s, {spread(starts)} s over {len(starts)} starts"
@@ -307,27 +324,35 @@ def report(rounds: list[dict[str, HubRun]], users: int) -> None:
         p95s = [percentile(r[kind].times, 95) for r in rounds]
         worst = statistics.median(max(r[kind].times) for r in rounds)
         figures[kind] = (p50s, p95s)
-        print(f"{kind:<15}{statistics.median(p50s):>8.2f}{statistics.median(p95s):>8.2f}"
-              f"{worst:>8.2f}   {spread(p50s):>10}   {spread(p95s):>10}")  # fmt: skip
+        print(
+            f"{kind:<15}{statistics.median(p50s):>8.2f}{statistics.median(p95s):>8.2f}"
+            f"{worst:>8.2f}   {spread(p50s):>10}   {spread(p95s):>10}"
+        )
     base = figures["kubespawner"]
     for kind in ("zeppelin", "zeppelin+gate"):
         ratios50 = [o / b for o, b in zip(figures[kind][0], base[0], strict=True)]
         ratios95 = [o / b for o, b in zip(figures[kind][1], base[1], strict=True)]
-        print(f"ratio {kind}/kubespawner: p50 {statistics.median(ratios50):.2f} "
-              f"({spread(ratios50)}), p95 {statistics.median(ratios95):.2f} "
-              f"({spread(ratios95)}) (target: <= 1.10; medians of per-round ratios)")  # fmt: skip
+        print(
+            f"ratio {kind}/kubespawner: p50 {statistics.median(ratios50):.2f} "
+            f"({spread(ratios50)}), p95 {statistics.median(ratios95):.2f} "
+            f"({spread(ratios95)}) (target: <= 1.10; medians of per-round ratios)"
+        )
     print("hub side, from the spawn request to the pod's create request (s): p50 / p95")
     for kind in KINDS:
         p50s = [statistics.median(r[kind].hub_side) for r in rounds if r[kind].hub_side]
         p95s = [percentile(r[kind].hub_side, 95) for r in rounds if r[kind].hub_side]
         if p50s:
-            print(f"    {kind:<15}{statistics.median(p50s):.2f} ({spread(p50s)}) / "
-                  f"{statistics.median(p95s):.2f} ({spread(p95s)})")  # fmt: skip
+            print(
+                f"    {kind:<15}{statistics.median(p50s):.2f} ({spread(p50s)}) / "
+                f"{statistics.median(p95s):.2f} ({spread(p95s)})"
+            )
     print("CPU seconds used during the spawns, per spawn (medians over rounds):")
     for kind in KINDS:
         roles = sorted(rounds[0][kind].cpu, key=lambda role: -rounds[0][kind].cpu[role])
-        used = {role: statistics.median(r[kind].cpu.get(role, 0) for r in rounds) / users
-                for role in roles}  # fmt: skip
+        used = {
+            role: statistics.median(r[kind].cpu.get(role, 0) for r in rounds) / users
+            for role in roles
+        }
         print(f"    {kind:<15}" + ", ".join(f"{role} {s:.3f}" for role, s in used.items()))
     for kind in KINDS:
         counted = rounds[0][kind].requests
@@ -341,12 +366,18 @@ def report(rounds: list[dict[str, HubRun]], users: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat all kinds; figures are medians over rounds")  # fmt: skip
-    parser.add_argument("--count-requests", action="store_true",
-                        help="count the hubs' Kubernetes API requests")  # fmt: skip
-    parser.add_argument("--zeppelin-from", type=Path, metavar="FILE",
-                        help="run this copy of spawners/zeppelin/spawner.py instead")  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat all kinds; figures are medians over rounds"
+    )
+    parser.add_argument(
+        "--count-requests", action="store_true", help="count the hubs' Kubernetes API requests"
+    )
+    parser.add_argument(
+        "--zeppelin-from",
+        type=Path,
+        metavar="FILE",
+        help="run this copy of spawners/zeppelin/spawner.py instead",
+    )
     args = parser.parse_args()
     options = Options(args.users, args.count_requests, args.zeppelin_from)
     # the node agents (subprocesses with this environment) import the responder from here

@@ -55,8 +55,9 @@ def checked_user_options(options: object, offered: list[str]) -> dict:
     if profile is not None and not isinstance(profile, str):
         kinds = {list: "a list", dict: "an object", bool: "true or false"}
         kind = kinds.get(type(profile), "a number")
-        raise ValueError(f"The spawn option 'profile' must be the name of a size ({choices}), "
-                         f"not {kind}.")  # fmt: skip
+        raise ValueError(
+            f"The spawn option 'profile' must be the name of a size ({choices}), not {kind}."
+        )
     if profile and profile not in offered:
         shown = display_text(profile, 60) or "?"
         raise ValueError(f"There is no size '{shown}' to start (sizes: {choices}).")
@@ -102,8 +103,9 @@ class AglaisSpawnerMixin(LoggingConfigurable):
 
     @default("offering")
     def _offering_default(self) -> Offering:
-        raise SpawnRefused("The hub's tiers and sizes are not configured; ask an "
-                             "administrator.", reason="config")  # fmt: skip
+        raise SpawnRefused(
+            "The hub's tiers and sizes are not configured; ask an administrator.", reason="config"
+        )
 
     async def user_tier(self) -> Tier:
         """The user's tier from auth_state (set at login), else the default tier."""
@@ -111,8 +113,9 @@ class AglaisSpawnerMixin(LoggingConfigurable):
         auth_state = await self.user.get_auth_state() or {}
         name = (auth_state.get(AUTH_STATE_KEY) or {}).get("tier") or fallback
         if name not in tiers:
-            self.log.warning("Tier %r of %s is not configured; using %r", name, self.user.name,
-                             fallback)  # fmt: skip
+            self.log.warning(
+                "Tier %r of %s is not configured; using %r", name, self.user.name, fallback
+            )
             name = fallback
         if name not in tiers:
             raise SpawnRefused(
@@ -136,8 +139,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
         """Refuse malformed spawn options and server names that imitate a booking's
         (400, before anything else: the spawn gate never sees them)."""
         try:
-            self.user_options = checked_user_options(self.user_options,
-                                                     self.offered_profiles())  # fmt: skip
+            self.user_options = checked_user_options(self.user_options, self.offered_profiles())
         except ValueError as error:
             raise SpawnRefused(str(error), reason="options", status_code=400) from None
         refusal = alias_refusal(self.name) if self.reservations_url else None
@@ -202,8 +204,9 @@ class AglaisSpawnerMixin(LoggingConfigurable):
             except GateRefused as error:  # an error answer: refused, never the fallback
                 self.log.warning("Spawn gate error for %s: %s", self._log_name, error.message)
                 status = 503 if error.status >= 500 else 403
-                raise SpawnRefused(error.message, reason="booking" if booked else "capacity",
-                                     status_code=status) from None  # fmt: skip
+                raise SpawnRefused(
+                    error.message, reason="booking" if booked else "capacity", status_code=status
+                ) from None
             if answer.allowed:
                 self._gate_say(answer.reason)
                 self.log.info("Spawn gate lets %s through: %s", self._log_name, answer.reason)
@@ -219,8 +222,11 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                     return size
                 return None
             if not answer.queued:
-                raise SpawnRefused(answer.reason, reason="booking" if booked else "capacity",
-                                     status_code=403 if booked else 429)  # fmt: skip
+                raise SpawnRefused(
+                    answer.reason,
+                    reason="booking" if booked else "capacity",
+                    status_code=403 if booked else 429,
+                )
             self._gate_say(answer.reason)
             if time.monotonic() > deadline:
                 await gate.withdraw(self.user.name, self.name or "")
@@ -228,8 +234,9 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                 raise SpawnRefused(
                     f"The shared cluster stayed full for {minutes:g} minutes, so this start "
                     "gave up. Try again later, or book a cluster on the reservations page.",
-                    reason="capacity", status_code=503,
-                )  # fmt: skip
+                    reason="capacity",
+                    status_code=503,
+                )
             await asyncio.sleep(self.queue_poll_interval)
 
     def _gate_unreachable(self, tier: Tier, booked: bool, error: str) -> ClusterSize | None:
@@ -238,21 +245,26 @@ class AglaisSpawnerMixin(LoggingConfigurable):
             raise SpawnRefused(
                 "The reservation service is not answering, so booked servers cannot start "
                 "right now. Try again in a minute; tell an administrator if it persists.",
-                reason="booking", status_code=503,
-            )  # fmt: skip
+                reason="booking",
+                status_code=503,
+            )
         if self.when_unreachable == "refuse":
             raise SpawnRefused(
                 "The reservation service is not answering, so no server can start right now. "
-                "Try again in a minute.", reason="capacity", status_code=503,
-            )  # fmt: skip
+                "Try again in a minute.",
+                reason="capacity",
+                status_code=503,
+            )
         if self.when_unreachable == "allow":
             return None
         size = self.offering.smallest_size(tier)
         # shown in the hub's server model, as a booking's size is: what this start got
         applied = {"booking": None, "fallback": "smallest", **size.as_limits()}
         self.user_options = {**(self.user_options or {}), "applied": applied}
-        self._gate_say("The reservation service is not answering: starting with the smallest "
-                       "size while it is away.")  # fmt: skip
+        self._gate_say(
+            "The reservation service is not answering: starting with the smallest "
+            "size while it is away."
+        )
         return size
 
     async def gate_progress(self) -> AsyncIterator[dict]:

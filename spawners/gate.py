@@ -65,9 +65,12 @@ class SpawnGateClient:
 
     async def _post(self, body: dict) -> dict:
         request = HTTPRequest(
-            self.url, method="POST", body=json.dumps(body), request_timeout=self.request_timeout,
+            self.url,
+            method="POST",
+            body=json.dumps(body),
+            request_timeout=self.request_timeout,
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         try:
             response = await AsyncHTTPClient().fetch(request)
         except HTTPClientError as error:
@@ -81,21 +84,28 @@ class SpawnGateClient:
         except ValueError:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("allowed"), bool):
-            raise GateRefused(response.code, "The reservation service answered something that "
-                              "is not a spawn-check decision, so this start is refused. Tell "
-                              "an administrator.")  # fmt: skip
+            raise GateRefused(
+                response.code,
+                "The reservation service answered something that "
+                "is not a spawn-check decision, so this start is refused. Tell "
+                "an administrator.",
+            )
         return data
 
-    async def check(self, user: str, server_name: str, profile: str | None,
-                    tier: str | None = None) -> GateAnswer:  # fmt: skip
+    async def check(
+        self, user: str, server_name: str, profile: str | None, tier: str | None = None
+    ) -> GateAnswer:
         body = {"user": user, "server_name": server_name, "profile": profile, "tier": tier}
         data = await self._post(body)
         position, booking = data.get("position"), data.get("booking")
-        return GateAnswer(data["allowed"], str(data.get("reason") or ""),
-                          data.get("limits") if isinstance(data.get("limits"), dict) else None,
-                          position if isinstance(position, int) else None,
-                          booking if isinstance(booking, int) else None,
-                          str(data.get("title") or ""))  # fmt: skip
+        return GateAnswer(
+            data["allowed"],
+            str(data.get("reason") or ""),
+            data.get("limits") if isinstance(data.get("limits"), dict) else None,
+            position if isinstance(position, int) else None,
+            booking if isinstance(booking, int) else None,
+            str(data.get("title") or ""),
+        )
 
     async def withdraw(self, user: str, server_name: str) -> None:
         try:
@@ -115,8 +125,12 @@ def refusal(error: HTTPClientError) -> str:
         pass
     message = " ".join(message.split())[:500]
     if error.code >= 500:
-        return ("The reservation service failed on this start (HTTP "
-                f"{error.code}{': ' + message if message else ''}), so it is refused. Try "
-                "again in a minute; tell an administrator if it persists.")  # fmt: skip
-    return ("The reservation service refused this start (HTTP "
-            f"{error.code}): {message or error.message or 'no reason given'}")  # fmt: skip
+        return (
+            "The reservation service failed on this start (HTTP "
+            f"{error.code}{': ' + message if message else ''}), so it is refused. Try "
+            "again in a minute; tell an administrator if it persists."
+        )
+    return (
+        "The reservation service refused this start (HTTP "
+        f"{error.code}): {message or error.message or 'no reason given'}"
+    )

@@ -15,18 +15,32 @@ from spawners.zeppelin.apply import KIND_API
 from spawners.zeppelin.spawner import ZeppelinSpawner
 
 Right = tuple[str, str]  # (apiGroup, resource)
-CLIENT_VERBS = {"create": "create", "read": "get", "replace": "update", "patch": "patch",
-                "delete": "delete", "list": "list"}  # fmt: skip
+CLIENT_VERBS = {
+    "create": "create",
+    "read": "get",
+    "replace": "update",
+    "patch": "patch",
+    "delete": "delete",
+    "list": "list",
+}
 # e.g. self.api.patch_namespaced_config_map(...), api.list_event_for_all_namespaces
-CALL = re.compile(r"\bapi\.(create|read|replace|patch|delete|list)_(?:namespaced_)?([a-z_]+?)"
-                  r"(?:_for_all_namespaces)?\b")  # fmt: skip
+CALL = re.compile(
+    r"\bapi\.(create|read|replace|patch|delete|list)_(?:namespaced_)?([a-z_]+?)"
+    r"(?:_for_all_namespaces)?\b"
+)
 # ZeppelinSpawner._apply: getattr(api, f"create_{suffix}") over the kinds of apply.KIND_API
 DYNAMIC = re.compile(r'getattr\(api, f"(\w+)_\{suffix\}"\)')
 SKIPPED = re.compile(r'if kind != "(\w+)":\s+await getattr\(api, f"(\w+)_\{suffix\}"\)')
 # KubeSpawner methods ZeppelinSpawner runs (delete_forever is not: delete_pvc is off).
-KUBESPAWNER_METHODS = ("_start", "stop", "poll", "_make_create_pod_request",
-                       "_make_create_pvc_request", "_check_pvc_exists",
-                       "_make_delete_pod_request")  # fmt: skip
+KUBESPAWNER_METHODS = (
+    "_start",
+    "stop",
+    "poll",
+    "_make_create_pod_request",
+    "_make_create_pvc_request",
+    "_check_pvc_exists",
+    "_make_delete_pod_request",
+)
 # KubeSpawner's reflectors list and watch these in every namespace (enable_user_namespaces).
 REFLECTED = ("pods", "events")
 
@@ -42,8 +56,11 @@ def group_of(api_version: str) -> str:
 
 def _sources() -> list[str]:
     own = [inspect.getsource(ZeppelinSpawner)]
-    inherited = [inspect.getsource(getattr(KubeSpawner, name)) for name in KUBESPAWNER_METHODS
-                 if name not in ZeppelinSpawner.__dict__]  # fmt: skip
+    inherited = [
+        inspect.getsource(getattr(KubeSpawner, name))
+        for name in KUBESPAWNER_METHODS
+        if name not in ZeppelinSpawner.__dict__
+    ]
     return own + inherited
 
 

@@ -27,8 +27,9 @@ def run_helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess:
     return subprocess.run([helm(), *args, str(chart)], capture_output=True, text=True)
 
 
-def render(*values: Path, chart: Path = CHART, sets: tuple[str, ...] = (),
-           namespace: str = NAMESPACE) -> list[dict]:  # fmt: skip
+def render(
+    *values: Path, chart: Path = CHART, sets: tuple[str, ...] = (), namespace: str = NAMESPACE
+) -> list[dict]:
     """Every object `helm template` makes (raises with helm's message if it fails)."""
     args = ["template", RELEASE, "--namespace", namespace]
     for path in values:

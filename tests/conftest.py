@@ -105,8 +105,10 @@ def cluster_bin() -> Path:
     except build.BuildError as error:
         pytest.fail(str(error))
     if found is None:
-        message = (f"the control-plane binaries are not built: run `{build.BUILD_COMMAND}` "
-                   f"(or set AGLAIS_CLUSTER_BIN); they go to {build.cache_bin_dir()}")  # fmt: skip
+        message = (
+            f"the control-plane binaries are not built: run `{build.BUILD_COMMAND}` "
+            f"(or set AGLAIS_CLUSTER_BIN); they go to {build.cache_bin_dir()}"
+        )
         if _in_ci():
             pytest.fail(message + " (CI=true: `make test` builds them first)")
         pytest.skip(message)

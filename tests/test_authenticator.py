@@ -88,31 +88,63 @@ async def login(user_info: dict, hub: FakeHub | None = None, **config) -> dict |
 @pytest.mark.parametrize(
     ("user_info", "config", "name", "admin", "tier", "groups"),
     [
-        ({"preferred_username": "alice", "groups": ["users"]}, {}, "alice", False, "standard", ["users"]),
-        ({"preferred_username": "bob", "groups": ["users", "power"]}, {}, "bob", False, "power", ["power", "users"]),
-        ({"preferred_username": "ada", "groups": ["admins"]}, {}, "ada", True, "standard", ["admins"]),
+        (
+            {"preferred_username": "alice", "groups": ["users"]},
+            {},
+            "alice",
+            False,
+            "standard",
+            ["users"],
+        ),
+        (
+            {"preferred_username": "bob", "groups": ["users", "power"]},
+            {},
+            "bob",
+            False,
+            "power",
+            ["power", "users"],
+        ),
+        (
+            {"preferred_username": "ada", "groups": ["admins"]},
+            {},
+            "ada",
+            True,
+            "standard",
+            ["admins"],
+        ),
         # one group given as a string
         ({"preferred_username": "carl", "groups": "power"}, {}, "carl", False, "power", ["power"]),
         # a nested groups claim (Keycloak's realm roles)
         (
             {"preferred_username": "dora", "realm_access": {"roles": ["users", "offline"]}},
             {"groups_claim": "realm_access.roles"},
-            "dora", False, "standard", ["offline", "users"],
+            "dora",
+            False,
+            "standard",
+            ["offline", "users"],
         ),
         # allowed by allow_all, no groups claim at all: default tier, no groups
         ({"preferred_username": "eve"}, {"allow_all": True}, "eve", False, "basic", []),
         # a username made safe: case, accents, spaces and '@'
         (
             {"preferred_username": "Zoë Ångström@Uni.EDU", "groups": ["users"]},
-            {}, "zoe-angstrom-uni.edu", False, "standard", ["users"],
+            {},
+            "zoe-angstrom-uni.edu",
+            False,
+            "standard",
+            ["users"],
         ),
         # a nested username claim
         (
             {"sub": "x1", "attrs": {"uid": "Frank"}, "groups": ["users"]},
-            {"username_claim": "attrs.uid"}, "frank", False, "standard", ["users"],
+            {"username_claim": "attrs.uid"},
+            "frank",
+            False,
+            "standard",
+            ["users"],
         ),
     ],
-)  # fmt: skip
+)
 async def test_login_table(user_info, config, name, admin, tier, groups):
     model = await login(user_info, **config)
     assert model is not None
@@ -121,8 +153,10 @@ async def test_login_table(user_info, config, name, admin, tier, groups):
     ours = model["auth_state"]["aglais"]
     assert (ours["tier"], ours["groups"]) == (tier, groups)
     assert ours["identity"] == {
-        "issuer": ISSUER, "claim": "sub", "subject": model["auth_state"]["oauth_user"]["sub"],
-    }  # fmt: skip
+        "issuer": ISSUER,
+        "claim": "sub",
+        "subject": model["auth_state"]["oauth_user"]["sub"],
+    }
     assert model.get("groups", []) == groups
 
 
@@ -165,9 +199,18 @@ def test_pkce_groups_and_auth_state_are_on_by_default():
 
 @pytest.mark.parametrize(
     ("raw", "safe"),
-    [("alice", "alice"), ("  Bob.Smith ", "bob.smith"), ("a/b\\c", "a-b-c"), ("_x_", "x"),
-     ("ünïcödé", "unicode"), ("日本", ""), ("", ""), (None, ""), ("a" * 80, "a" * 63)],
-)  # fmt: skip
+    [
+        ("alice", "alice"),
+        ("  Bob.Smith ", "bob.smith"),
+        ("a/b\\c", "a-b-c"),
+        ("_x_", "x"),
+        ("ünïcödé", "unicode"),
+        ("日本", ""),
+        ("", ""),
+        (None, ""),
+        ("a" * 80, "a" * 63),
+    ],
+)
 def test_safe_username(raw, safe):
     assert safe_username(raw) == safe
 
@@ -209,8 +252,10 @@ def test_endpoints_come_from_discovery(discovery_server):
     }
     a = AglaisOAuthenticator(issuer=issuer)
     assert (a.authorize_url, a.token_url, a.userdata_url) == (
-        f"{issuer}/auth", f"{issuer}/token", f"{issuer}/me",
-    )  # fmt: skip
+        f"{issuer}/auth",
+        f"{issuer}/token",
+        f"{issuer}/me",
+    )
 
 
 def test_discovery_of_the_wrong_issuer_is_a_clear_503(discovery_server):
@@ -232,8 +277,10 @@ def test_unreachable_provider_is_a_clear_503_and_is_retried(discovery_server):
     # once the provider answers (here: the issuer is corrected), the next try succeeds
     _Discovery.document = {
         "issuer": discovery_server,
-        "authorization_endpoint": "a", "token_endpoint": "t", "userinfo_endpoint": "u",
-    }  # fmt: skip
+        "authorization_endpoint": "a",
+        "token_endpoint": "t",
+        "userinfo_endpoint": "u",
+    }
     a.issuer = discovery_server
     assert a.token_url == "t"
 
@@ -265,8 +312,10 @@ def test_login_identity(user_info, identity):
 
 def test_login_identity_of_a_nested_claim():
     assert login_identity({"a": {"oid": "x"}}, ISSUER, "a.oid") == {
-        "issuer": ISSUER, "claim": "a.oid", "subject": "x",
-    }  # fmt: skip
+        "issuer": ISSUER,
+        "claim": "a.oid",
+        "subject": "x",
+    }
 
 
 @pytest.mark.parametrize(
@@ -341,7 +390,9 @@ async def test_the_bound_identity_logs_in_and_others_are_unaffected():
     model = await login({"preferred_username": "alice", "groups": ["users"]}, hub)
     assert model["name"] == "alice" and model["auth_state"]["aglais"]["identity"] == ALICE
     # her own login with another spelling of her name is hers too (same subject)
-    model = await login({"preferred_username": "Alice", "sub": "id-alice", "groups": ["users"]}, hub)
+    model = await login(
+        {"preferred_username": "Alice", "sub": "id-alice", "groups": ["users"]}, hub
+    )
     assert model["name"] == "alice"
     model = await login({"preferred_username": "bob", "groups": ["users"]}, hub)
     assert model["name"] == "bob"
@@ -354,7 +405,9 @@ async def test_the_bound_identity_logs_in_and_others_are_unaffected():
 )
 async def test_an_unbound_user_is_bound_at_its_next_login(auth_state):
     hub = FakeHub(alice=auth_state)
-    model = await login({"preferred_username": "ALICE", "sub": "id-ALICE", "groups": ["users"]}, hub)
+    model = await login(
+        {"preferred_username": "ALICE", "sub": "id-ALICE", "groups": ["users"]}, hub
+    )
     assert model["name"] == "alice"
     assert model["auth_state"]["aglais"]["identity"]["subject"] == "id-ALICE"
     hub.keep(model)
@@ -374,12 +427,24 @@ async def test_two_first_logins_of_one_name_in_flight_are_one_identity():
     # the second login is checked before the hub has written the first one's auth_state
     authenticator = make_authenticator()
     hub = FakeHub()
-    authenticator.user_info = {"preferred_username": "alice", "sub": "id-alice", "groups": ["users"]}
+    authenticator.user_info = {
+        "preferred_username": "alice",
+        "sub": "id-alice",
+        "groups": ["users"],
+    }
     assert (await authenticator.get_authenticated_user(hub, None))["name"] == "alice"
-    authenticator.user_info = {"preferred_username": "ALICE", "sub": "id-ALICE", "groups": ["users"]}
+    authenticator.user_info = {
+        "preferred_username": "ALICE",
+        "sub": "id-ALICE",
+        "groups": ["users"],
+    }
     with pytest.raises(web.HTTPError, match="already used by another identity"):
         await authenticator.get_authenticated_user(hub, None)
-    authenticator.user_info = {"preferred_username": "alice", "sub": "id-alice", "groups": ["users"]}
+    authenticator.user_info = {
+        "preferred_username": "alice",
+        "sub": "id-alice",
+        "groups": ["users"],
+    }
     assert (await authenticator.get_authenticated_user(hub, None))["name"] == "alice"
 
 

@@ -38,8 +38,14 @@ from tests.chart_render import (
 )
 
 CI = {path.name.removesuffix("-values.yaml"): path for path in CI_VALUES}
-GENERATED_KEYS = ["crypt-key", "cookie-secret", "proxy-token", "reservations-api-token",
-                  "gate-token", "culler-api-token"]  # fmt: skip
+GENERATED_KEYS = [
+    "crypt-key",
+    "cookie-secret",
+    "proxy-token",
+    "reservations-api-token",
+    "gate-token",
+    "culler-api-token",
+]
 CRD_KINDS = {"ServiceMonitor"}  # not in Kubernetes' own schemas: checked by hand below
 
 
@@ -106,12 +112,15 @@ def test_service_monitors_scrape_the_metrics_of_the_hub_and_the_reservation_serv
     hub, reservations = monitors["aglais-hub"], monitors["aglais-reservations"]
     assert hub["apiVersion"] == "monitoring.coreos.com/v1"
     assert hub["metadata"]["labels"]["release"] == "prometheus"
-    assert hub["spec"]["endpoints"] == [{"port": "http", "path": "/aglais/hub/metrics",
-                                         "interval": "30s"}]  # fmt: skip
+    assert hub["spec"]["endpoints"] == [
+        {"port": "http", "path": "/aglais/hub/metrics", "interval": "30s"}
+    ]
     assert reservations["spec"]["endpoints"][0]["path"] == "/aglais/services/reservations/metrics"
     service = named(rendered["production"], "Service", "-reservations")
-    assert reservations["spec"]["selector"]["matchLabels"].items() <= service["spec"][
-        "selector"].items()  # fmt: skip
+    assert (
+        reservations["spec"]["selector"]["matchLabels"].items()
+        <= service["spec"]["selector"].items()
+    )
     assert not by_kind(rendered["minimal"], "ServiceMonitor")
 
 
@@ -129,8 +138,10 @@ def test_no_container_runs_privileged_or_as_root(rendered):
 
 
 def test_root_only_when_a_value_asks_for_it():
-    objects = render(CI["minimal"], sets=("hubDeployment.runAsUser=0",
-                                         "containerSecurityContext.runAsNonRoot=false"))  # fmt: skip
+    objects = render(
+        CI["minimal"],
+        sets=("hubDeployment.runAsUser=0", "containerSecurityContext.runAsNonRoot=false"),
+    )
     users = {c["name"]: c["securityContext"]["runAsUser"] for _, _, c in containers(objects)}
     assert users == {"hub": 0, "chp": 65534, "reservations": 1000}
 
@@ -144,8 +155,12 @@ def test_every_container_has_resource_requests(rendered):
 
 
 def test_no_rbac_rule_uses_a_wildcard(rendered):
-    rules = [(name, obj, rule) for name, obj in every_object(rendered)
-             if obj["kind"] in ("Role", "ClusterRole") for rule in obj.get("rules", [])]  # fmt: skip
+    rules = [
+        (name, obj, rule)
+        for name, obj in every_object(rendered)
+        if obj["kind"] in ("Role", "ClusterRole")
+        for rule in obj.get("rules", [])
+    ]
     assert len({name for name, _, _ in rules}) == len(rendered)  # every render has a role
     for name, obj, rule in rules:
         for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
@@ -154,14 +169,19 @@ def test_no_rbac_rule_uses_a_wildcard(rendered):
 
 def test_no_secret_value_in_a_config_map_or_a_plain_env_value(rendered):
     for name, objects in rendered.items():
-        platform = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith(
-            "-secrets")]  # fmt: skip
+        platform = [
+            s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith("-secrets")
+        ]
         secrets = [v for s in platform for v in secret_data(s).values()]
         # the generated ones at least, unless the admin brings the Secret
         assert len(secrets) >= 6 or name == "existing-secret", name
         outside = [o for o in objects if o not in platform]
-        plain = [env["value"] for _, _, c in containers(objects) for env in c.get("env", [])
-                 if "value" in env]  # fmt: skip
+        plain = [
+            env["value"]
+            for _, _, c in containers(objects)
+            for env in c.get("env", [])
+            if "value" in env
+        ]
         config_maps = [json.dumps(c.get("data", {})) for c in by_kind(objects, "ConfigMap")]
         for secret in secrets:
             assert not any(secret in value for value in plain + config_maps), name
@@ -180,18 +200,31 @@ def test_no_secret_value_in_a_config_map_or_a_plain_env_value(rendered):
 
 
 def test_every_secret_env_var_comes_from_the_platforms_secret(rendered):
-    secret_env = {"JUPYTERHUB_CRYPT_KEY", "JPY_COOKIE_SECRET", "CONFIGPROXY_AUTH_TOKEN",
-                  "OAUTH_CLIENT_SECRET", "AGLAIS_HUB_DB_URL", "AGLAIS_RESERVATIONS_API_TOKEN",
-                  "AGLAIS_GATE_TOKEN", "AGLAIS_CULLER_API_TOKEN", "JUPYTERHUB_API_TOKEN",
-                  "AGLAIS_RESERVATIONS_DB_URL"}  # fmt: skip
+    secret_env = {
+        "JUPYTERHUB_CRYPT_KEY",
+        "JPY_COOKIE_SECRET",
+        "CONFIGPROXY_AUTH_TOKEN",
+        "OAUTH_CLIENT_SECRET",
+        "AGLAIS_HUB_DB_URL",
+        "AGLAIS_RESERVATIONS_API_TOKEN",
+        "AGLAIS_GATE_TOKEN",
+        "AGLAIS_CULLER_API_TOKEN",
+        "JUPYTERHUB_API_TOKEN",
+        "AGLAIS_RESERVATIONS_DB_URL",
+    }
     for name, objects in rendered.items():
-        found = [(workload, env) for workload, _, container in containers(objects)
-                 for env in container.get("env", []) if env["name"] in secret_env]  # fmt: skip
+        found = [
+            (workload, env)
+            for workload, _, container in containers(objects)
+            for env in container.get("env", [])
+            if env["name"] in secret_env
+        ]
         assert len(found) >= 6, name  # the hub's and the reservation service's at least
         for workload, env in found:
             ref = env["valueFrom"]["secretKeyRef"]
             assert ref["name"] in ("aglais-secrets", "aglais-secrets-from-vault"), (
-                f"{name}: {workload} {env['name']}")  # fmt: skip
+                f"{name}: {workload} {env['name']}"
+            )
 
 
 def test_hub_is_one_replica_replaced_on_upgrade(rendered):
@@ -224,24 +257,35 @@ def test_every_component_has_a_network_policy(rendered):
 
 def test_network_policies_let_in_only_what_each_component_serves(rendered):
     objects = rendered["production"]
-    policy = {p["metadata"]["labels"]["component"]: p["spec"]
-              for p in by_kind(objects, "NetworkPolicy")}  # fmt: skip
+    policy = {
+        p["metadata"]["labels"]["component"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")
+    }
 
     def sources(spec: dict, port: int) -> list[dict]:
-        return [peer for rule in spec["ingress"] if {"protocol": "TCP", "port": port} in
-                rule["ports"] for peer in rule.get("from", [{"anyone": True}])]  # fmt: skip
+        return [
+            peer
+            for rule in spec["ingress"]
+            if {"protocol": "TCP", "port": port} in rule["ports"]
+            for peer in rule.get("from", [{"anyone": True}])
+        ]
 
     def component(peer: dict) -> str:
-        return peer.get("podSelector", {}).get("matchLabels", {}).get(
-            "app.kubernetes.io/component", "other")  # fmt: skip
+        return (
+            peer.get("podSelector", {})
+            .get("matchLabels", {})
+            .get("app.kubernetes.io/component", "other")
+        )
 
     assert {component(p) for p in sources(policy["proxy"], 8001)} == {"hub"}
-    assert sources(policy["proxy"], 8000) == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "ingress-nginx"}}}]  # fmt: skip
+    assert sources(policy["proxy"], 8000) == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
     hub_sources = sources(policy["hub"], 8081)
     assert {"proxy", "reservations", "hub"} <= {component(p) for p in hub_sources}
-    user_ns = {"app.kubernetes.io/component": "user-namespace",
-               "app.kubernetes.io/managed-by": "aglais-hub"}  # fmt: skip
+    user_ns = {
+        "app.kubernetes.io/component": "user-namespace",
+        "app.kubernetes.io/managed-by": "aglais-hub",
+    }
     assert {"namespaceSelector": {"matchLabels": user_ns}} in hub_sources
     reservation_sources = sources(policy["reservations"], 8090)
     assert {component(p) for p in reservation_sources} >= {"proxy", "hub"}
@@ -254,11 +298,13 @@ def test_network_policies_let_in_only_what_each_component_serves(rendered):
 def test_users_pods_let_in_this_releases_proxy_and_hub(rendered):
     objects = rendered["minimal"]
     selector = hub_values(objects)["spawner"]["kubernetes"]["hubSelector"]
-    assert selector["namespaceSelector"] == {"matchLabels": {
-        "kubernetes.io/metadata.name": NAMESPACE}}  # fmt: skip
+    assert selector["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}
+    }
     for component in ("proxy", "hub", "reservations"):
         labels = named(objects, "Deployment", f"-{component}")["spec"]["template"]["metadata"][
-            "labels"]  # fmt: skip
+            "labels"
+        ]
         assert matches(selector["podSelector"], labels)
         (expression,) = selector["podSelector"]["matchExpressions"]
         assert labels[expression["key"]] in expression["values"]
@@ -275,8 +321,9 @@ def test_a_typo_or_a_wrong_type_is_refused_naming_the_key(tmp_path):
     for case, (values, named_key) in cases.items():
         path = tmp_path / f"{case}.yaml"
         path.write_text(yaml.safe_dump(values))
-        result = run_helm("template", RELEASE, "--values", str(CI["minimal"]),
-                          "--values", str(path))  # fmt: skip
+        result = run_helm(
+            "template", RELEASE, "--values", str(CI["minimal"]), "--values", str(path)
+        )
         assert result.returncode != 0, case
         assert named_key in result.stderr, (case, result.stderr)
     result = run_helm("template", RELEASE)  # no identity provider at all
@@ -289,8 +336,9 @@ def test_an_upgrade_keeps_every_generated_secret(tmp_path):
     replacing the one template that calls `lookup` (templates/_lookup.tpl)."""
     first = named(render(CI["minimal"]), "Secret", "-secrets")
     again = named(render(CI["minimal"]), "Secret", "-secrets")
-    upgraded = named(render(CI["minimal"], chart=with_lookup_returning(first, tmp_path)),
-                     "Secret", "-secrets")  # fmt: skip
+    upgraded = named(
+        render(CI["minimal"], chart=with_lookup_returning(first, tmp_path)), "Secret", "-secrets"
+    )
     values = secret_data(first)
     assert sorted(values) == sorted(GENERATED_KEYS)
     for key in GENERATED_KEYS:
@@ -302,10 +350,13 @@ def test_an_upgrade_keeps_every_generated_secret(tmp_path):
 
 def test_an_existing_secret_replaces_the_generated_one(rendered):
     objects = rendered["existing-secret"]
-    assert not [s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith(
-        "-secrets")]  # fmt: skip
-    refs = {env["valueFrom"]["secretKeyRef"]["name"] for _, _, c in containers(objects)
-            for env in c.get("env", []) if "valueFrom" in env}  # fmt: skip
+    assert not [s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith("-secrets")]
+    refs = {
+        env["valueFrom"]["secretKeyRef"]["name"]
+        for _, _, c in containers(objects)
+        for env in c.get("env", [])
+        if "valueFrom" in env
+    }
     assert refs == {"aglais-secrets-from-vault"}
 
 
@@ -314,15 +365,28 @@ def test_the_hubs_service_account_may_do_what_the_spawner_does(rendered, tmp_pat
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(hub_values(rendered["data"])))
     result = subprocess.run(
-        [sys.executable, "-m", "aglais_hub.cli", "render-pod", str(values_file),
-         "--user", "alice", "--groups", "gaia-users"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "aglais_hub.cli",
+            "render-pod",
+            str(values_file),
+            "--user",
+            "alice",
+            "--groups",
+            "gaia-users",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     spawn = [d for d in yaml.safe_load_all(result.stdout) if d]
     need = needed_rights(spawn)
-    assert {("", "pods"), ("", "persistentvolumeclaims"), ("rbac.authorization.k8s.io",
-            "rolebindings")} <= set(need)  # fmt: skip
+    assert {
+        ("", "pods"),
+        ("", "persistentvolumeclaims"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+    } <= set(need)
     for name, objects in rendered.items():
         (role,) = by_kind(objects, "ClusterRole")
         have = granted(role["rules"])
@@ -336,8 +400,9 @@ def test_the_hubs_service_account_may_do_what_the_spawner_does(rendered, tmp_pat
         assert not any("secrets" in rule["resources"] for rule in role["rules"])
         (binding,) = by_kind(objects, "ClusterRoleBinding")
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "aglais-hub",
-                                        "namespace": NAMESPACE}]  # fmt: skip
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "aglais-hub", "namespace": NAMESPACE}
+        ]
         hub = named(objects, "Deployment", "-hub")["spec"]["template"]["spec"]
         assert hub["serviceAccountName"] == "aglais-hub"
 
@@ -436,15 +501,22 @@ def test_reservation_service_runs_as_a_hub_service_with_its_own_database(rendere
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "aglais-reservations-db"
     assert container["workingDir"] == "/srv/reservations"
     hub_env = named(objects, "Deployment", "-hub")["spec"]["template"]["spec"]["containers"][0]
-    tokens = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in hub_env["env"]
-              if "valueFrom" in e}  # fmt: skip
-    own = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"]
-           if "valueFrom" in e}  # fmt: skip
+    tokens = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in hub_env["env"] if "valueFrom" in e
+    }
+    own = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
+        for e in container["env"]
+        if "valueFrom" in e
+    }
     # the token the hub registers the service with is the one the service presents
     assert tokens["AGLAIS_RESERVATIONS_API_TOKEN"] == own["JUPYTERHUB_API_TOKEN"]
     assert tokens["AGLAIS_GATE_TOKEN"] == own["AGLAIS_GATE_TOKEN"]
-    assert not [d for d in by_kind(rendered["existing-secret"], "Deployment")
-                if d["metadata"]["name"].endswith("-reservations")]  # fmt: skip
+    assert not [
+        d
+        for d in by_kind(rendered["existing-secret"], "Deployment")
+        if d["metadata"]["name"].endswith("-reservations")
+    ]
 
 
 def test_culler_is_a_hub_service_with_a_narrow_role(rendered, tmp_path):
@@ -453,13 +525,22 @@ def test_culler_is_a_hub_service_with_a_narrow_role(rendered, tmp_path):
     values = load_values(path)
     found = culler_service(values, token="t" * 64, python="/usr/bin/python3")
     assert found["service"] == {
-        "name": "idle-culler", "api_token": "t" * 64,
-        "command": ["/usr/bin/python3", "-m", "jupyterhub_idle_culler", "--timeout=3600",
-                    "--cull-every=600", "--concurrency=10"],
-    }  # fmt: skip
-    assert found["role"] == {"name": "idle-culler", "services": ["idle-culler"],
-                             "scopes": ["list:users", "read:users:activity", "read:servers",
-                                        "delete:servers"]}  # fmt: skip
+        "name": "idle-culler",
+        "api_token": "t" * 64,
+        "command": [
+            "/usr/bin/python3",
+            "-m",
+            "jupyterhub_idle_culler",
+            "--timeout=3600",
+            "--cull-every=600",
+            "--concurrency=10",
+        ],
+    }
+    assert found["role"] == {
+        "name": "idle-culler",
+        "services": ["idle-culler"],
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    }
     assert SCOPES == found["role"]["scopes"]
     c2 = type(hub_config(values))()
     add_culler(c2, values, environ={"AGLAIS_CULLER_API_TOKEN": "secret-token"})
@@ -481,9 +562,14 @@ def test_grafana_dashboard_shows_spawns_servers_bookings_capacity_and_queue(rend
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(config_map["data"]["aglais-hub.json"])
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    for metric in ("jupyterhub_server_spawn_duration_seconds", "jupyterhub_running_servers",
-                   "aglais_bookings", "aglais_capacity_booked", "aglais_capacity{",
-                   "aglais_queue_length"):  # fmt: skip
+    for metric in (
+        "jupyterhub_server_spawn_duration_seconds",
+        "jupyterhub_running_servers",
+        "aglais_bookings",
+        "aglais_capacity_booked",
+        "aglais_capacity{",
+        "aglais_queue_length",
+    ):
         assert metric in exprs
     # every reservation metric it plots is one the service exports
     exported = {m.name for m in metrics.REGISTRY.collect()}
@@ -495,8 +581,9 @@ def notes(values: Path, tmp_path: Path) -> str:
     """NOTES.txt as `helm install` prints it (helm template does not render it)."""
     chart = with_lookup_returning({}, tmp_path)
     (chart / "templates" / "notes-for-test.yaml").write_text(
-        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n'
-        'data: {notes: {{ include "aglais.notes" . | toJson }}}\n')  # fmt: skip
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data: {notes: {{ include "aglais.notes" . | toJson }}}\n'
+    )
     objects = render(values, chart=chart)
     return next(o for o in objects if o["metadata"]["name"] == "notes")["data"]["notes"]
 
@@ -520,15 +607,24 @@ def test_the_development_identity_provider_is_the_hubs_own_client_and_off_by_def
     (container,) = idp["containers"]
     assert container["command"] == ["node", "/srv/aglais/devidp/server.mjs"]
     env = {e["name"]: e for e in container["env"]}
-    assert env["ISSUER"]["value"] == "http://aglais-idp.aglais.svc:5556" == yaml.safe_load(
-        DEV_VALUES.read_text())["auth"]["issuer"]
-    assert env["REDIRECT_URIS"]["value"] == "http://aglais-proxy-public.aglais.svc/hub/oauth_callback"
+    assert (
+        env["ISSUER"]["value"]
+        == "http://aglais-idp.aglais.svc:5556"
+        == yaml.safe_load(DEV_VALUES.read_text())["auth"]["issuer"]
+    )
+    assert (
+        env["REDIRECT_URIS"]["value"] == "http://aglais-proxy-public.aglais.svc/hub/oauth_callback"
+    )
     # one client secret, generated into the platform's Secret, for the provider and the hub
     assert env["CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {
-        "name": "aglais-secrets", "key": "oauth-client-secret"}
+        "name": "aglais-secrets",
+        "key": "oauth-client-secret",
+    }
     hub = named(objects, "Deployment", "-hub")["spec"]["template"]["spec"]["containers"][0]
     hub_env = {e["name"]: e for e in hub["env"]}
-    assert hub_env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "oauth-client-secret"
+    assert (
+        hub_env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "oauth-client-secret"
+    )
     assert len(secret_data(named(objects, "Secret", "-secrets"))["oauth-client-secret"]) == 64
     users = json.loads(secret_data(named(objects, "Secret", "-idp-users"))["users.json"])
     assert users["alice"]["password"] == "alice" and "admins" in users["admin"]["groups"]
@@ -536,6 +632,9 @@ def test_the_development_identity_provider_is_the_hubs_own_client_and_off_by_def
 
 
 def test_the_development_identity_provider_refuses_an_issuer_that_is_not_its_own():
-    with pytest.raises(RuntimeError, match=r"auth.issuer must be the development provider's "
-                       r"URL, http://aglais-idp.science.svc:5556 \(it is http://aglais-idp.aglais"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"auth.issuer must be the development provider's "
+        r"URL, http://aglais-idp.science.svc:5556 \(it is http://aglais-idp.aglais",
+    ):
         render(DEV_VALUES)  # rendered into "science", the values name "aglais"

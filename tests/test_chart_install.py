@@ -33,16 +33,29 @@ from aglais_hub.testing.nodeagent.client import ApiError, Credentials, request_s
 pytestmark = [pytest.mark.e2e, pytest.mark.controlplane]
 
 NS = "aglais"
-SUM_NOTE = {"name": "gaia-sum", "paragraphs": [{"text": "%pyspark\nprint(spark.range(0, 10**6, "
-                                                        "numPartitions=8).selectExpr('sum(id)')"
-                                                        ".first()[0])"}]}  # fmt: skip
+SUM_NOTE = {
+    "name": "gaia-sum",
+    "paragraphs": [
+        {
+            "text": "%pyspark\nprint(spark.range(0, 10**6, "
+            "numPartitions=8).selectExpr('sum(id)')"
+            ".first()[0])"
+        }
+    ],
+}
 COMPONENTS = ("hub", "proxy", "reservations", "idp")
 
 
 @pytest.fixture(scope="module")
 def dev(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
-    with DevCluster(tmp_path_factory.mktemp("chart"), nodes=2, node_cpu="16",
-                    node_memory="64Gi", bin_dir=cluster_bin, fault_proxy=False) as cluster:  # fmt: skip
+    with DevCluster(
+        tmp_path_factory.mktemp("chart"),
+        nodes=2,
+        node_cpu="16",
+        node_memory="64Gi",
+        bin_dir=cluster_bin,
+        fault_proxy=False,
+    ) as cluster:
         yield cluster
 
 
@@ -79,8 +92,11 @@ def docs_commands() -> list[str]:
     """The helm and kubectl lines of docs/deploy.md's "Try it on one machine"."""
     text = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
     section = text.split("## Try it on one machine", 1)[1].split("\n## ", 1)[0]
-    lines = [line.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)
-             for line in block.splitlines()]  # fmt: skip
+    lines = [
+        line.strip()
+        for block in re.findall(r"```bash\n(.*?)```", section, re.S)
+        for line in block.splitlines()
+    ]
     return [line for line in lines if line.startswith(("helm ", "kubectl "))]
 
 
@@ -93,8 +109,14 @@ def run_docs(dev: DevCluster, start: str) -> str:
     (line,) = [c for c in docs_commands() if c.startswith(start)]
     argv = shlex.split(line)
     argv[0] = find_helm() if argv[0] == "helm" else str(Path(sys.executable).parent / "kubectl")
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=PROJECT_ROOT,
-                          env={**os.environ, "KUBECONFIG": str(dev.kubeconfig)}, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "KUBECONFIG": str(dev.kubeconfig)},
+        timeout=600,
+    )
     assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
     DOCS_RUN.add(line)
     return done.stdout
@@ -191,8 +213,9 @@ def test_the_idle_culler_runs_inside_the_hub(release):
     admin = HubClient(release.url)
     admin.login("admin", release.logins["admin"]["password"])
     token = admin.new_token()
-    services = admin.session.get(admin.url("hub/api/services"),
-                                 headers={"Authorization": f"token {token}"}, timeout=30).json()  # fmt: skip
+    services = admin.session.get(
+        admin.url("hub/api/services"), headers={"Authorization": f"token {token}"}, timeout=30
+    ).json()
     assert "idle-culler" in services, services
     assert services["idle-culler"].get("pid"), services["idle-culler"]
 
@@ -211,14 +234,18 @@ def test_alice_starts_her_server_which_the_hub_spawns_with_the_charts_service_ac
 def test_a_pyspark_note_runs_on_executor_pods_in_her_namespace(dev):
     alice = Story.alice
     wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, "Zeppelin")
-    note_id = alice.session.post(alice.url("user/alice/api/notebook"), json=SUM_NOTE,
-                                 timeout=60).json()["body"]  # fmt: skip
+    note_id = alice.session.post(
+        alice.url("user/alice/api/notebook"), json=SUM_NOTE, timeout=60
+    ).json()["body"]
     paragraph = alice.get(f"user/alice/api/notebook/{note_id}").json()["body"]["paragraphs"][0]
-    result = alice.session.post(alice.url(f"user/alice/api/notebook/run/{note_id}/{paragraph['id']}"),
-                                timeout=300).json()["body"]  # fmt: skip
+    result = alice.session.post(
+        alice.url(f"user/alice/api/notebook/run/{note_id}/{paragraph['id']}"), timeout=300
+    ).json()["body"]
     assert result["code"] == "SUCCESS", result
     assert result["msg"][0]["data"].strip() == "499999500000"
-    executors = Cluster(dev).items("/api/v1/namespaces/aglais-alice/pods?labelSelector=spark-role%3Dexecutor")
+    executors = Cluster(dev).items(
+        "/api/v1/namespaces/aglais-alice/pods?labelSelector=spark-role%3Dexecutor"
+    )
     assert executors, "the paragraph ran without executor pods"
     Story.note_id = note_id
 
@@ -235,10 +262,12 @@ def test_alice_books_a_size_and_starts_the_booked_server_in_its_window(release):
     token = alice.new_token()
     now = time.time()
     window = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (now, now + 3600)]
-    answer = alice.session.post(alice.url("services/reservations/api/reservations"),
-                                json={"size": "small", "start": window[0], "end": window[1],
-                                      "title": "Chart check"},
-                                headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+    answer = alice.session.post(
+        alice.url("services/reservations/api/reservations"),
+        json={"size": "small", "start": window[0], "end": window[1], "title": "Chart check"},
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
     assert answer.status_code == 201, answer.text
     server = answer.json()["server_name"]
     assert server.startswith("r")
@@ -261,11 +290,20 @@ def test_the_docs_backups_run_as_written_and_hold_the_platforms_state(dev, tmp_p
     blocks = docs_blocks("Backups")
     assert len(blocks) == 2, blocks
     tools = os.pathsep.join([str(Path(sys.executable).parent), str(Path(find_helm()).parent)])
-    env = {**os.environ, "KUBECONFIG": str(dev.kubeconfig),
-           "PATH": tools + os.pathsep + os.environ["PATH"]}  # fmt: skip
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(dev.kubeconfig),
+        "PATH": tools + os.pathsep + os.environ["PATH"],
+    }
     for block in blocks:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
     kept = yaml.safe_load((tmp_path / "aglais-secrets.yaml").read_text())
     assert {k: base64.b64decode(v) for k, v in kept["data"].items()} == Story.secrets
@@ -280,54 +318,78 @@ def test_upgrade_with_the_same_values_keeps_every_secret_and_alices_login(dev, r
     run_docs(dev, "helm --namespace aglais upgrade")  # the docs' upgrade, same values
     kube = Cluster(dev)
     assert secrets_of(kube) == Story.secrets  # byte for byte
-    assert set(Story.secrets) >= {"crypt-key", "cookie-secret", "proxy-token",
-                                  "reservations-api-token", "gate-token", "culler-api-token",
-                                  "oauth-client-secret"}  # fmt: skip
+    assert set(Story.secrets) >= {
+        "crypt-key",
+        "cookie-secret",
+        "proxy-token",
+        "reservations-api-token",
+        "gate-token",
+        "culler-api-token",
+        "oauth-client-secret",
+    }
     assert Story.alice.whoami()["name"] == "alice"
 
 
 def test_upgrade_with_a_changed_value_rolls_the_hub_and_running_servers_survive(dev, release):
     release.upgrade(sets={"culler.timeout": "7200"})
     kube = Cluster(dev)
-    ready = wait_for(lambda: (r := ready_components(kube)).get("hub") not in (None, Story.hub_pod)
-                     and r, "a new hub pod")  # fmt: skip
+    ready = wait_for(
+        lambda: (r := ready_components(kube)).get("hub") not in (None, Story.hub_pod) and r,
+        "a new hub pod",
+    )
     assert ready["hub"] != Story.hub_pod
     pod = kube.get("/api/v1/namespaces/aglais-alice/pods/zeppelin-alice")
     assert pod is not None and pod["metadata"]["uid"] == Story.alice_pod_uid
     alice = Story.alice
     assert alice.whoami()["name"] == "alice"
-    wait_for(lambda: alice.get("user/alice/api/notebook").status_code == 200,
-             "her server through the proxy after the hub's restart")  # fmt: skip
+    wait_for(
+        lambda: alice.get("user/alice/api/notebook").status_code == 200,
+        "her server through the proxy after the hub's restart",
+    )
     servers = alice.get("hub/api/users/alice").json()["servers"]
     assert servers[""]["ready"] and servers[Story.booked_server]["ready"], servers
     assert secrets_of(kube) == Story.secrets
 
 
 RELEASE_KINDS = {
-    "deployments": "/apis/apps/v1", "services": "/api/v1", "secrets": "/api/v1",
-    "configmaps": "/api/v1", "serviceaccounts": "/api/v1", "pods": "/api/v1",
+    "deployments": "/apis/apps/v1",
+    "services": "/api/v1",
+    "secrets": "/api/v1",
+    "configmaps": "/api/v1",
+    "serviceaccounts": "/api/v1",
+    "pods": "/api/v1",
     "roles": "/apis/rbac.authorization.k8s.io/v1",
     "rolebindings": "/apis/rbac.authorization.k8s.io/v1",
     "networkpolicies": "/apis/networking.k8s.io/v1",
-    "persistentvolumeclaims": "/api/v1", "resourcequotas": "/api/v1",
-}  # fmt: skip
+    "persistentvolumeclaims": "/api/v1",
+    "resourcequotas": "/api/v1",
+}
 # What stays in a user's namespace after servers stop and the release goes (docs/deploy.md,
 # "Uninstalling"), and what Kubernetes itself puts in every namespace.
 USER_NAMESPACE_STAYS = {
-    "persistentvolumeclaims/claim-alice", "serviceaccounts/spark-driver", "roles/spark-driver",
-    "rolebindings/spark-driver", "resourcequotas/tier-quota", "networkpolicies/aglais-user",
-}  # fmt: skip
+    "persistentvolumeclaims/claim-alice",
+    "serviceaccounts/spark-driver",
+    "roles/spark-driver",
+    "rolebindings/spark-driver",
+    "resourcequotas/tier-quota",
+    "networkpolicies/aglais-user",
+}
 IN_EVERY_NAMESPACE = {"serviceaccounts/default", "configmaps/kube-root-ca.crt"}
 
 
 def release_objects(kube: Cluster) -> list[str]:
     """Every object of the release left in its namespace, and its cluster-wide RBAC."""
     selector = "labelSelector=app.kubernetes.io%2Finstance%3Daglais"
-    found = [f"{kind}/{o['metadata']['name']}" for kind, prefix in RELEASE_KINDS.items()
-             for o in kube.items(f"{prefix}/namespaces/{NS}/{kind}?{selector}")]  # fmt: skip
+    found = [
+        f"{kind}/{o['metadata']['name']}"
+        for kind, prefix in RELEASE_KINDS.items()
+        for o in kube.items(f"{prefix}/namespaces/{NS}/{kind}?{selector}")
+    ]
     for kind in ("clusterroles", "clusterrolebindings"):
-        found += [f"{kind}/{o['metadata']['name']}"
-                  for o in kube.items(f"/apis/rbac.authorization.k8s.io/v1/{kind}?{selector}")]  # fmt: skip
+        found += [
+            f"{kind}/{o['metadata']['name']}"
+            for o in kube.items(f"/apis/rbac.authorization.k8s.io/v1/{kind}?{selector}")
+        ]
     return found
 
 
@@ -338,17 +400,20 @@ def test_uninstall_removes_the_release_and_leaves_users_their_claims(dev, releas
     admin.login("admin", release.logins["admin"]["password"])
     headers = {"Authorization": f"token {admin.new_token()}"}
     for name in (Story.booked_server, ""):
-        answer = admin.session.delete(admin.url(f"hub/api/users/alice/servers/{name}"),
-                                      headers=headers, timeout=60)  # fmt: skip
+        answer = admin.session.delete(
+            admin.url(f"hub/api/users/alice/servers/{name}"), headers=headers, timeout=60
+        )
         assert answer.status_code in (202, 204), answer.text
     kube = Cluster(dev)
-    wait_for(lambda: not kube.items("/api/v1/namespaces/aglais-alice/pods"),
-             "alice's pods to go")  # fmt: skip
+    wait_for(lambda: not kube.items("/api/v1/namespaces/aglais-alice/pods"), "alice's pods to go")
     assert release_objects(kube), "the release had no objects to remove"
     run_docs(dev, "helm --namespace aglais uninstall")
     wait_for(lambda: not release_objects(kube), "every object of the release to go", timeout=60)
-    left = {f"{kind}/{o['metadata']['name']}" for kind, prefix in RELEASE_KINDS.items()
-            for o in kube.items(f"{prefix}/namespaces/aglais-alice/{kind}")}  # fmt: skip
+    left = {
+        f"{kind}/{o['metadata']['name']}"
+        for kind, prefix in RELEASE_KINDS.items()
+        for o in kube.items(f"{prefix}/namespaces/aglais-alice/{kind}")
+    }
     assert left == USER_NAMESPACE_STAYS | IN_EVERY_NAMESPACE
 
 
@@ -379,8 +444,10 @@ def test_the_hub_and_the_bookings_on_postgresql_through_the_charts_external_urls
 
     admin = HubClient(release.url)
     admin.login("admin", release.logins["admin"]["password"])
-    answer = admin.session.delete(admin.url("hub/api/users/alice/server"),
-                                  headers={"Authorization": f"token {admin.new_token()}"})  # fmt: skip
+    answer = admin.session.delete(
+        admin.url("hub/api/users/alice/server"),
+        headers={"Authorization": f"token {admin.new_token()}"},
+    )
     assert answer.status_code in (202, 204), answer.text
     kube = Cluster(dev)
     wait_for(lambda: not kube.items("/api/v1/namespaces/aglais-alice/pods"), "alice's pod to go")
@@ -388,9 +455,14 @@ def test_the_hub_and_the_bookings_on_postgresql_through_the_charts_external_urls
     wait_for(lambda: not release_objects(kube), "the SQLite release to go", timeout=60)
     with fresh_postgres() as hub_db, fresh_postgres() as bookings_db:
         bookings_url = bookings_db.replace("postgresql://", "postgresql+psycopg://", 1)
-        release.install(sets={"hub.db.url": hub_db, "secrets.hubDbUrl": hub_db,
-                              "reservations.db.url": bookings_url,
-                              "secrets.reservationsDbUrl": bookings_url})  # fmt: skip
+        release.install(
+            sets={
+                "hub.db.url": hub_db,
+                "secrets.hubDbUrl": hub_db,
+                "reservations.db.url": bookings_url,
+                "secrets.reservationsDbUrl": bookings_url,
+            }
+        )
         claims = kube.items(f"/api/v1/namespaces/{NS}/persistentvolumeclaims")
         assert not claims, [c["metadata"]["name"] for c in claims]
         alice = HubClient(release.url)
@@ -398,14 +470,21 @@ def test_the_hub_and_the_bookings_on_postgresql_through_the_charts_external_urls
         with psycopg.connect(hub_db) as db:
             assert ("alice",) in db.execute("SELECT name FROM users").fetchall()
         with psycopg.connect(bookings_db) as db:
-            tables = {row[0] for row in db.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}  # fmt: skip
+            tables = {
+                row[0]
+                for row in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            }
             assert {"alembic_version", "bookings"} <= tables, tables
         old_hub = ready_components(kube)["hub"]
-        release.upgrade(sets={"hub.db.url": hub_db, "secrets.hubDbUrl": hub_db,
-                              "reservations.db.url": bookings_url,
-                              "secrets.reservationsDbUrl": bookings_url,
-                              "culler.timeout": "7200"})  # fmt: skip
+        release.upgrade(
+            sets={
+                "hub.db.url": hub_db,
+                "secrets.hubDbUrl": hub_db,
+                "reservations.db.url": bookings_url,
+                "secrets.reservationsDbUrl": bookings_url,
+                "culler.timeout": "7200",
+            }
+        )
         wait_for(lambda: ready_components(kube).get("hub") not in (None, old_hub), "a new hub")
         assert alice.whoami()["name"] == "alice"  # the new hub knows her from PostgreSQL
         release.uninstall()  # before the databases are dropped
@@ -423,9 +502,14 @@ def test_an_admins_own_secret_serves_the_release_and_outlives_it(dev, release, t
     assert command.startswith("kubectl -n aglais create secret generic aglais-secrets"), command
     command = command.replace("<client secret>", base64.b16encode(os.urandom(16)).decode())
     tools = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
-                          env={**os.environ, "KUBECONFIG": str(dev.kubeconfig), "PATH": tools},
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command],
+        cwd=tmp_path,
+        env={**os.environ, "KUBECONFIG": str(dev.kubeconfig), "PATH": tools},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     mine = secrets_of(kube)
     assert len(mine["crypt-key"]) == 64 and mine["crypt-key"] != Story.secrets["crypt-key"]

@@ -134,10 +134,13 @@ def test_defaults_fill_every_section_without_overriding_given_values():
 def test_values_map_onto_traitlets(tmp_path):
     path = tmp_path / "values.yaml"
     values = with_changes(
-        hub={"publicUrl": "https://hub.example.org/", "baseUrl": "/aglais/",
-             "config": {"JupyterHub": {"port": 9999}, "LocalSparkSpawner": {"max_cores": 3}}},
+        hub={
+            "publicUrl": "https://hub.example.org/",
+            "baseUrl": "/aglais/",
+            "config": {"JupyterHub": {"port": 9999}, "LocalSparkSpawner": {"max_cores": 3}},
+        },
         auth={"adminGroups": ["admins"], "tierGroups": {"power": "basic"}},
-    )  # fmt: skip
+    )
     path.write_text(yaml.safe_dump(values))
     c = hub_config(load_values(path))
     assert c.JupyterHub.spawner_class == "spawners.local_spark.LocalSparkSpawner"

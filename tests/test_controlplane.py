@@ -149,8 +149,9 @@ def fresh_namespace(api, prefix: str = "t") -> Iterator[str]:  # noqa: ANN001
     core = client.CoreV1Api(api)
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
-    eventually(lambda: core.read_namespaced_service_account("default", name),
-               "the default ServiceAccount")  # fmt: skip
+    eventually(
+        lambda: core.read_namespaced_service_account("default", name), "the default ServiceAccount"
+    )
     yield name
     core.delete_namespace(name)
 
@@ -173,16 +174,21 @@ def _pod(name: str, cpu: str | None = None, **container: object) -> dict:
 def test_version_is_the_pinned_release(api, control_plane, cluster_bin):
     from kubernetes import client
 
-    reported = subprocess.run([str(cluster_bin / "kube-apiserver"), "--version"],
-                              capture_output=True, text=True, check=True).stdout.split()[-1]  # fmt: skip
+    reported = subprocess.run(
+        [str(cluster_bin / "kube-apiserver"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
     code = client.VersionApi(api).get_code()
     assert code.git_version == reported
     if cluster_bin == build.cache_bin_dir():  # built from our pins, not someone's prebuilt
         pinned = build.kubernetes_version()
         assert code.git_version == pinned
         assert (code.major, code.minor) == ("1", pinned.split(".")[1])
-        etcd = subprocess.run([str(cluster_bin / "etcd"), "--version"],
-                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        etcd = subprocess.run(
+            [str(cluster_bin / "etcd"), "--version"], capture_output=True, text=True, check=True
+        ).stdout
         assert f"etcd Version: {build.etcd_version().removeprefix('v')}" in etcd
 
 
@@ -193,15 +199,18 @@ def test_resource_quota_status_comes_from_the_controller(api, namespace):
 
     core = client.CoreV1Api(api)
     hard = {"pods": "2", "configmaps": "5"}
-    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "counts"},
-                                                      "spec": {"hard": hard}})  # fmt: skip
+    core.create_namespaced_resource_quota(
+        namespace, {"metadata": {"name": "counts"}, "spec": {"hard": hard}}
+    )
 
     def status() -> object:
         return core.read_namespaced_resource_quota("counts", namespace).status
 
     # kube-root-ca.crt is the namespace's one ConfigMap
-    eventually(lambda: status().hard == hard and status().used == {"pods": "0", "configmaps": "1"},
-               "status.hard and status.used filled in")  # fmt: skip
+    eventually(
+        lambda: status().hard == hard and status().used == {"pods": "0", "configmaps": "1"},
+        "status.hard and status.used filled in",
+    )
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "extra"}})
     assert status().used["configmaps"] == "2"  # charged by admission, at once
     core.delete_namespaced_config_map("extra", namespace)
@@ -219,14 +228,17 @@ def test_a_new_namespace_gets_its_service_account_and_root_ca(api, control_plane
     core.create_namespace({"metadata": {"name": name}})
     try:
         eventually(lambda: core.read_namespaced_service_account("default", name), "default SA")
-        root_ca = eventually(lambda: core.read_namespaced_config_map("kube-root-ca.crt", name),
-                             "kube-root-ca.crt")  # fmt: skip
+        root_ca = eventually(
+            lambda: core.read_namespaced_config_map("kube-root-ca.crt", name), "kube-root-ca.crt"
+        )
         assert root_ca.data["ca.crt"] == control_plane.ca_file.read_text()
     finally:
         core.delete_namespace(name)
     # the namespace controller empties it and takes it away
-    eventually(lambda: name not in [n.metadata.name for n in core.list_namespace().items],
-               "the namespace to be deleted")  # fmt: skip
+    eventually(
+        lambda: name not in [n.metadata.name for n in core.list_namespace().items],
+        "the namespace to be deleted",
+    )
 
 
 @pytest.mark.e2e
@@ -238,30 +250,46 @@ def test_rbac_is_enforced_for_a_service_account_token(api, control_plane, namesp
     core = client.CoreV1Api(api)
     rbac = client.RbacAuthorizationV1Api(api)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": "get-pods"}, "rules": [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})  # fmt: skip
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "reader-gets-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "get-pods"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
-    })  # fmt: skip
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "get-pods"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "reader-gets-pods"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "get-pods",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+        },
+    )
     core.create_namespaced_pod(namespace, _pod("existing"))
     token = core.create_namespaced_service_account_token(
         "reader", namespace, {"spec": {"audiences": [], "expirationSeconds": 600}}
     ).status.token
 
     configuration = client.Configuration(
-        host=control_plane.server, ssl_ca_cert=str(control_plane.ca_file),
-        api_key={"BearerToken": token}, api_key_prefix={"BearerToken": "Bearer"},
-    )  # fmt: skip
+        host=control_plane.server,
+        ssl_ca_cert=str(control_plane.ca_file),
+        api_key={"BearerToken": token},
+        api_key_prefix={"BearerToken": "Bearer"},
+    )
     with client.ApiClient(configuration) as as_reader:
         review = client.AuthenticationV1Api(as_reader).create_self_subject_review({})
         assert review.status.user_info.username == f"system:serviceaccount:{namespace}:reader"
         reader = client.CoreV1Api(as_reader)
         assert reader.read_namespaced_pod("existing", namespace).metadata.name == "existing"
-        for forbidden in (lambda: reader.create_namespaced_pod(namespace, _pod("mine")),
-                          lambda: reader.list_namespaced_pod(namespace),
-                          lambda: reader.read_namespaced_pod("existing", "default")):  # fmt: skip
+        for forbidden in (
+            lambda: reader.create_namespaced_pod(namespace, _pod("mine")),
+            lambda: reader.list_namespaced_pod(namespace),
+            lambda: reader.read_namespaced_pod("existing", "default"),
+        ):
             with pytest.raises(ApiException) as refused:
                 forbidden()
             assert refused.value.status == 403
@@ -275,12 +303,17 @@ def test_admission_refuses_a_pod_over_quota(api, namespace):
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api)
-    core.create_namespaced_resource_quota(namespace, {
-        "metadata": {"name": "compute"},
-        "spec": {"hard": {"requests.cpu": "1", "limits.cpu": "1"}},
-    })  # fmt: skip
-    eventually(lambda: core.read_namespaced_resource_quota("compute", namespace).status.hard,
-               "the quota's status")  # fmt: skip
+    core.create_namespaced_resource_quota(
+        namespace,
+        {
+            "metadata": {"name": "compute"},
+            "spec": {"hard": {"requests.cpu": "1", "limits.cpu": "1"}},
+        },
+    )
+    eventually(
+        lambda: core.read_namespaced_resource_quota("compute", namespace).status.hard,
+        "the quota's status",
+    )
 
     with pytest.raises(ApiException) as refused:
         core.create_namespaced_pod(namespace, _pod("big", cpu="2"))
@@ -303,8 +336,9 @@ def test_admission_enforces_pod_security_labels(api, namespace):
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api)
-    core.patch_namespace(namespace, {"metadata": {"labels": {
-        "pod-security.kubernetes.io/enforce": "restricted"}}})  # fmt: skip
+    core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
     with pytest.raises(ApiException) as refused:
         core.create_namespaced_pod(namespace, _pod("root", securityContext={"privileged": True}))
     assert refused.value.status == 403
@@ -319,11 +353,24 @@ def test_garbage_collector_deletes_dependents(api, namespace):
 
     core = client.CoreV1Api(api)
     owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "dependent", "ownerReferences": [
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}]}})  # fmt: skip
+    core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {
+                "name": "dependent",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": "owner",
+                        "uid": owner.metadata.uid,
+                    }
+                ],
+            }
+        },
+    )
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "bystander"}})
-    core.delete_namespaced_config_map("owner", namespace,
-                                      body={"propagationPolicy": "Background"})  # fmt: skip
+    core.delete_namespaced_config_map("owner", namespace, body={"propagationPolicy": "Background"})
 
     def dependent_gone() -> bool:
         try:

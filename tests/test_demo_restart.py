@@ -18,11 +18,17 @@ NOTEBOOK = {
         "nbformat_minor": 5,
         "metadata": {},
         "cells": [
-            {"cell_type": "code", "id": "c1", "source": "print('kept')", "metadata": {},
-             "outputs": [], "execution_count": None}
+            {
+                "cell_type": "code",
+                "id": "c1",
+                "source": "print('kept')",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
         ],
     },
-}  # fmt: skip
+}
 
 
 def process_alive(pid: int) -> bool:

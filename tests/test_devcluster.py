@@ -78,11 +78,16 @@ def _gone(api, namespace: str, name: str) -> bool:
 
 
 def _events(api, namespace: str, name: str) -> list[tuple[str, str, str]]:
-    items = _core(api).list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name}").items  # fmt: skip
+    items = (
+        _core(api)
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        .items
+    )
     # the scheduler writes events.k8s.io Events (reportingController), the agent core ones
-    return [(e.reason, e.message, (e.source and e.source.component) or e.reporting_component)
-            for e in items]  # fmt: skip
+    return [
+        (e.reason, e.message, (e.source and e.source.component) or e.reporting_component)
+        for e in items
+    ]
 
 
 def _listening(host: str, port: int) -> bool:
@@ -92,10 +97,24 @@ def _listening(host: str, port: int) -> bool:
 
 
 def _web_pod(name: str, **spec: object) -> dict:
-    return {"metadata": {"name": name}, "spec": {**spec, "containers": [{
-        "name": "web", "image": "local/python", "command": ["python", "-c", SERVER],
-        "ports": [{"name": "http", "containerPort": 8080}],
-        "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}}]}}  # fmt: skip
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            **spec,
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "local/python",
+                    "command": ["python", "-c", SERVER],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/", "port": "http"},
+                        "periodSeconds": 1,
+                    },
+                }
+            ],
+        },
+    }
 
 
 @cluster_test
@@ -123,8 +142,11 @@ def test_a_pod_is_scheduled_runs_answers_and_is_stopped(api, dev, namespace):
     with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as answer:
         assert answer.status == 200
     events = _events(api, namespace, "web")
-    assert ("Scheduled", f"Successfully assigned {namespace}/web to node-1",
-            "default-scheduler") in events  # fmt: skip
+    assert (
+        "Scheduled",
+        f"Successfully assigned {namespace}/web to node-1",
+        "default-scheduler",
+    ) in events
     assert ("Started", "Started container web", "kubelet") in events
 
     core.delete_namespaced_pod("web", namespace)  # the default grace: 30 s
@@ -137,11 +159,24 @@ def test_a_pod_is_scheduled_runs_answers_and_is_stopped(api, dev, namespace):
 @cluster_test
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(api, dev, namespace):
     core = _core(api)
-    stubborn = {"metadata": {"name": "stubborn"}, "spec": {
-        "terminationGracePeriodSeconds": 1, "containers": [{
-            "name": "main", "image": "local/python", "command": ["python", "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('up', flush=True); time.sleep(600)"]}]}}  # fmt: skip
+    stubborn = {
+        "metadata": {"name": "stubborn"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "local/python",
+                    "command": [
+                        "python",
+                        "-c",
+                        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                        "print('up', flush=True); time.sleep(600)",
+                    ],
+                }
+            ],
+        },
+    }
     core.create_namespaced_pod(namespace, stubborn)
     eventually(lambda: "up" in dev.read_log(namespace, "stubborn", "main"), "the process")
     assert len(dev.pod_processes()) >= 1
@@ -193,18 +228,43 @@ def test_an_in_pod_client_authenticates_as_its_service_account(api, dev, namespa
     core, rbac = _core(api), client.RbacAuthorizationV1Api(api)
     for account in ("reader", "stranger"):
         core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": "list-pods"}, "rules": [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]})  # fmt: skip
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "reader-lists-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "list-pods"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
-    })  # fmt: skip
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "list-pods"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "reader-lists-pods"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "list-pods",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+        },
+    )
     for account in ("reader", "stranger"):
-        core.create_namespaced_pod(namespace, {"metadata": {"name": account}, "spec": {
-            "serviceAccountName": account, "restartPolicy": "Never", "containers": [{
-                "name": "main", "image": "local/python",
-                "command": ["python", "-c", IN_CLUSTER]}]}})  # fmt: skip
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "metadata": {"name": account},
+                "spec": {
+                    "serviceAccountName": account,
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "local/python",
+                            "command": ["python", "-c", IN_CLUSTER],
+                        }
+                    ],
+                },
+            },
+        )
 
     def finished(name: str) -> object:
         pod = core.read_namespaced_pod(name, namespace)
@@ -235,15 +295,31 @@ def test_a_claim_is_provisioned_mounted_and_grown(api, dev, namespace):
 
     core = _core(api)
     storage = client.StorageV1Api(api)
-    (default,) = [c for c in storage.list_storage_class().items
-                  if (c.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]  # fmt: skip
+    (default,) = [
+        c
+        for c in storage.list_storage_class().items
+        if (c.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class")
+        == "true"
+    ]
     assert default.metadata.name == "aglais-local" and default.allow_volume_expansion
-    core.create_namespaced_persistent_volume_claim(namespace, {
-        "metadata": {"name": "data"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    })  # fmt: skip
-    claim = eventually(lambda: (c := core.read_namespaced_persistent_volume_claim(
-        "data", namespace)).status.phase == "Bound" and c, "the claim to be Bound")  # fmt: skip
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    claim = eventually(
+        lambda: (
+            (c := core.read_namespaced_persistent_volume_claim("data", namespace)).status.phase
+            == "Bound"
+            and c
+        ),
+        "the claim to be Bound",
+    )
     assert claim.spec.storage_class_name == "aglais-local"  # the default, by admission
     assert claim.status.capacity == {"storage": "1Gi"}
     volume = core.read_persistent_volume(claim.spec.volume_name)
@@ -252,34 +328,81 @@ def test_a_claim_is_provisioned_mounted_and_grown(api, dev, namespace):
     assert directory.startswith(str(dev.volumes_dir))
 
     # an init container first, then the main one with a Secret volume and ConfigMap env
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"},
-                                              "stringData": {"password": "s3cret"}})  # fmt: skip
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"},
-                                                  "data": {"mode": "fast"}})  # fmt: skip
-    write = ("import os; first = open('/data/first.txt').read(); "
-             "password = open('/etc/creds/password').read(); "
-             "open('/data/hello.txt', 'w').write(f'{first} {password} {os.environ[\"MODE\"]}')")
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}}
+    )
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "settings"}, "data": {"mode": "fast"}}
+    )
+    write = (
+        "import os; first = open('/data/first.txt').read(); "
+        "password = open('/etc/creds/password').read(); "
+        "open('/data/hello.txt', 'w').write(f'{first} {password} {os.environ[\"MODE\"]}')"
+    )
     data = [{"name": "data", "mountPath": "/data"}]
-    core.create_namespaced_pod(namespace, {"metadata": {"name": "writer"}, "spec": {
-        "restartPolicy": "Never",
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
-                    {"name": "creds", "secret": {"secretName": "creds"}}],
-        "initContainers": [{"name": "prepare", "image": "local/python", "volumeMounts": data,
-                            "command": ["python", "-c", "open('/data/first.txt', 'w').write('init')"]}],
-        "containers": [{"name": "main", "image": "local/python", "command": ["python", "-c", write],
-            "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}}],
-            "volumeMounts": [*data, {"name": "creds", "mountPath": "/etc/creds", "readOnly": True}]}]}})  # fmt: skip
-    writer = eventually(lambda: (p := core.read_namespaced_pod("writer", namespace)).status.phase
-                        in ("Succeeded", "Failed") and p, "the writer to finish")  # fmt: skip
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "writer"},
+            "spec": {
+                "restartPolicy": "Never",
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+                    {"name": "creds", "secret": {"secretName": "creds"}},
+                ],
+                "initContainers": [
+                    {
+                        "name": "prepare",
+                        "image": "local/python",
+                        "volumeMounts": data,
+                        "command": ["python", "-c", "open('/data/first.txt', 'w').write('init')"],
+                    }
+                ],
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "local/python",
+                        "command": ["python", "-c", write],
+                        "env": [
+                            {
+                                "name": "MODE",
+                                "valueFrom": {
+                                    "configMapKeyRef": {"name": "settings", "key": "mode"}
+                                },
+                            }
+                        ],
+                        "volumeMounts": [
+                            *data,
+                            {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
+                        ],
+                    }
+                ],
+            },
+        },
+    )
+    writer = eventually(
+        lambda: (
+            (p := core.read_namespaced_pod("writer", namespace)).status.phase
+            in ("Succeeded", "Failed")
+            and p
+        ),
+        "the writer to finish",
+    )
     assert writer.status.phase == "Succeeded", dev.read_log(namespace, "writer", "main")
     assert writer.status.init_container_statuses[0].state.terminated.exit_code == 0
     with open(f"{directory}/hello.txt") as written:
         assert written.read() == "init s3cret fast"
 
     core.patch_namespaced_persistent_volume_claim(
-        "data", namespace, {"spec": {"resources": {"requests": {"storage": "2Gi"}}}})  # fmt: skip
-    eventually(lambda: core.read_namespaced_persistent_volume_claim(
-        "data", namespace).status.capacity == {"storage": "2Gi"}, "the claim's capacity")  # fmt: skip
+        "data", namespace, {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+    )
+    eventually(
+        lambda: (
+            core.read_namespaced_persistent_volume_claim("data", namespace).status.capacity
+            == {"storage": "2Gi"}
+        ),
+        "the claim's capacity",
+    )
     assert core.read_persistent_volume(volume.metadata.name).spec.capacity == {"storage": "2Gi"}
     grown = core.read_namespaced_persistent_volume_claim("data", namespace)
     assert grown.status.allocated_resources == {"storage": "2Gi"}
@@ -288,7 +411,8 @@ def test_a_claim_is_provisioned_mounted_and_grown(api, dev, namespace):
     assert "ProvisioningSucceeded" in reasons and "VolumeResizeSuccessful" in reasons
     with pytest.raises(ApiException) as shrink:  # refused by the API server itself
         core.patch_namespaced_persistent_volume_claim(
-            "data", namespace, {"spec": {"resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+            "data", namespace, {"spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+        )
     assert shrink.value.status == 422
     assert "can not be less than status.capacity" in shrink.value.body
 
@@ -297,8 +421,13 @@ def test_a_claim_is_provisioned_mounted_and_grown(api, dev, namespace):
     core.delete_namespaced_pod("writer", namespace)
     eventually(lambda: _gone(api, namespace, "writer"), "the writer to go")
     core.delete_namespaced_persistent_volume_claim("data", namespace)
-    eventually(lambda: volume.metadata.name not in [
-        v.metadata.name for v in core.list_persistent_volume().items], "the volume to go")  # fmt: skip
+    eventually(
+        lambda: (
+            volume.metadata.name
+            not in [v.metadata.name for v in core.list_persistent_volume().items]
+        ),
+        "the volume to go",
+    )
     assert not os.path.exists(directory)
 
 
@@ -352,8 +481,10 @@ def test_kubespawner_spawns_on_the_node_agents(api, dev, tmp_path):
 
         assert session.delete(f"{url}/hub/api/users/alice/server").status_code in (202, 204)
         eventually(lambda: _gone(api, "jhub", "jupyter-alice"), "the pod to be deleted")
-        eventually(lambda: not session.get(f"{url}/hub/api/users/alice").json()["servers"],
-                   "the hub to see the server stopped")  # fmt: skip
+        eventually(
+            lambda: not session.get(f"{url}/hub/api/users/alice").json()["servers"],
+            "the hub to see the server stopped",
+        )
         kept = core.read_namespaced_persistent_volume_claim("claim-alice", "jhub")
         assert kept.status.phase == "Bound"
 
@@ -367,13 +498,18 @@ def test_stop_leaves_no_process_and_no_port(cluster_bin, tmp_path):
         with cluster.client() as api:
             core = _core(api)
             core.create_namespaced_pod("default", _web_pod("web"))
-            pod = eventually(lambda: (p := core.read_namespaced_pod("web", "default")).status
-                             .pod_ip and p.status.phase == "Running" and p, "a running pod")  # fmt: skip
+            pod = eventually(
+                lambda: (
+                    (p := core.read_namespaced_pod("web", "default")).status.pod_ip
+                    and p.status.phase == "Running"
+                    and p
+                ),
+                "a running pod",
+            )
         eventually(lambda: _listening(pod.status.pod_ip, 8080), "the pod's server")
         pods = cluster.pod_processes()
         assert pods and sorted(cluster.agents) == ["node-1", "node-2"]
-        children = [*cluster.agents.values(), cluster.provisioner,
-                    *cluster.control_plane.started]  # fmt: skip
+        children = [*cluster.agents.values(), cluster.provisioner, *cluster.control_plane.started]
         ports = dict(cluster.control_plane.ports)
     finally:
         left = cluster.stop()
@@ -400,8 +536,10 @@ class _ScriptedApi:
     async def get(self, path: str, **params: str) -> dict:
         self.lists += 1
         version = str(100 * self.lists)
-        return {"metadata": {"resourceVersion": version},
-                "items": [{"metadata": {"name": f"listed-{self.lists}", "resourceVersion": version}}]}  # fmt: skip
+        return {
+            "metadata": {"resourceVersion": version},
+            "items": [{"metadata": {"name": f"listed-{self.lists}", "resourceVersion": version}}],
+        }
 
     async def watch(self, path: str, params: dict):  # noqa: ANN201
         import asyncio
@@ -412,8 +550,15 @@ class _ScriptedApi:
             yield "ADDED", {"metadata": {"name": "a", "resourceVersion": "101"}}
             yield "BOOKMARK", {"metadata": {"resourceVersion": "105"}}
         elif call == 2:  # the version was compacted meanwhile
-            yield "ERROR", {"kind": "Status", "code": 410, "reason": "Expired",
-                            "message": "too old resource version: 105 (150)"}  # fmt: skip
+            yield (
+                "ERROR",
+                {
+                    "kind": "Status",
+                    "code": 410,
+                    "reason": "Expired",
+                    "message": "too old resource version: 105 (150)",
+                },
+            )
         elif call == 3:
             yield "MODIFIED", {"metadata": {"name": "b", "resourceVersion": "201"}}
         else:
@@ -438,8 +583,7 @@ async def test_the_reflector_resumes_from_the_last_version_and_lists_again_on_41
     task.cancel()
     assert api.watched_from == ["100", "105", "200", "201"]
     assert api.lists == 2
-    assert seen == [("ADDED", "listed-1"), ("ADDED", "a"), ("ADDED", "listed-2"),
-                    ("MODIFIED", "b")]  # fmt: skip
+    assert seen == [("ADDED", "listed-1"), ("ADDED", "a"), ("ADDED", "listed-2"), ("MODIFIED", "b")]
 
 
 def test_pod_addresses_are_the_nodes_own_and_never_handed_out_twice():
@@ -471,8 +615,10 @@ async def test_container_env_resolves_as_a_kubelet_does():
         async def secret(self, name: str) -> dict | None:
             return {"creds": {"password": b"s3cret"}}.get(name)
 
-    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "labels": {"app": "x"}},
-           "spec": {"nodeName": "node-1", "serviceAccountName": "reader"}}  # fmt: skip
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "labels": {"app": "x"}},
+        "spec": {"nodeName": "node-1", "serviceAccountName": "reader"},
+    }
     container = {
         "resources": {"requests": {"memory": "1Gi"}},
         "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CM_"}],
@@ -480,22 +626,37 @@ async def test_container_env_resolves_as_a_kubelet_does():
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
             {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
-            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
-            {"name": "MAYBE", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": True}}},
+            {
+                "name": "PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}},
+            },
+            {
+                "name": "MAYBE",
+                "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": True}},
+            },
             {"name": "URL", "value": "http://$(POD_IP):80/$(CM_mode)/$(UNKNOWN)/$$(POD_IP)"},
             {"name": "CPUS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
-            {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}}},
+            {
+                "name": "MEM_MI",
+                "valueFrom": {
+                    "resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}
+                },
+            },
         ],
-    }  # fmt: skip
+    }
     place = PodPlace("127.10.0.5", "127.10.0.1", "127.0.0.1", 6443, {"cpu": "8", "memory": "32Gi"})
     env = await container_env(pod, container, Objects(), place)
-    assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1" and env["KUBERNETES_SERVICE_PORT"] == "6443"
+    assert (
+        env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1" and env["KUBERNETES_SERVICE_PORT"] == "6443"
+    )
     assert env["POD_IP"] == "127.10.0.5" and env["APP"] == "x" and env["SA"] == "reader"
     assert env["PASSWORD"] == "s3cret" and env["CM_level"] == "3"
     assert "MAYBE" not in env
     assert env["URL"] == "http://127.10.0.5:80/fast/$(UNKNOWN)/$(POD_IP)"
     assert env["CPUS"] == "8" and env["MEM_MI"] == "1024"  # limits default to allocatable
-    container["env"] = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]
+    container["env"] = [
+        {"name": "X", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}
+    ]
     with pytest.raises(ConfigError, match='secret "absent" not found'):
         await container_env(pod, container, Objects(), place)
 

@@ -47,14 +47,28 @@ def kubectl() -> Path:
 
 
 def _pod(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
-        "containers": [{
-            "name": "web", "image": "local/python", "command": ["python", "-c", SERVER],
-            "ports": [{"name": "http", "containerPort": 8080}],
-            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
-            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
-        "volumes": [{"name": "scratch", "emptyDir": {}}],
-        "terminationGracePeriodSeconds": 5}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "local/python",
+                    "command": ["python", "-c", SERVER],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/", "port": "http"},
+                        "periodSeconds": 1,
+                    },
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                }
+            ],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "terminationGracePeriodSeconds": 5,
+        },
+    }
 
 
 def _listening(host: str, port: int) -> bool:
@@ -90,10 +104,24 @@ def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_pat
     started = time.monotonic()
     with output.open("wb") as out:
         command = subprocess.Popen(
-            [sys.executable, "-m", "aglais_hub.cli", "dev-cluster", "--nodes", "2",
-             "--root", str(root), "--kubeconfig", str(kubeconfig)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "aglais_hub.cli",
+                "dev-cluster",
+                "--nodes",
+                "2",
+                "--root",
+                str(root),
+                "--kubeconfig",
+                str(kubeconfig),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     facts: dict = {}
     try:
         text = _wait_for_line(command, output, READY_LINE, 120)
@@ -104,21 +132,31 @@ def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_pat
         startup = time.monotonic() - started
 
         def kubectl_run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-            done = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), *args],
-                                  capture_output=True, text=True, timeout=90, env=env)  # fmt: skip
+            done = subprocess.run(
+                [str(kubectl), "--kubeconfig", str(kubeconfig), *args],
+                capture_output=True,
+                text=True,
+                timeout=90,
+                env=env,
+            )
             if check:
                 assert done.returncode == 0, (args, done.stdout, done.stderr)
             return done
 
         # (b) the real kubectl: nodes, a pod's life, RBAC
         nodes = json.loads(kubectl_run("get", "nodes", "-o", "json").stdout)["items"]
-        ready = {n["metadata"]["name"]: {c["type"]: c["status"] for c in n["status"]["conditions"]}
-                 ["Ready"] for n in nodes}  # fmt: skip
+        ready = {
+            n["metadata"]["name"]: {c["type"]: c["status"] for c in n["status"]["conditions"]}[
+                "Ready"
+            ]
+            for n in nodes
+        }
         assert ready == {"node-1": "True", "node-2": "True"}
 
         manifest = tmp_path / "pods.json"
-        manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List",
-                                        "items": [_pod("web"), _pod("left")]}))  # fmt: skip
+        manifest.write_text(
+            json.dumps({"apiVersion": "v1", "kind": "List", "items": [_pod("web"), _pod("left")]})
+        )
         assert "pod/web created" in kubectl_run("apply", "-f", str(manifest)).stdout
         kubectl_run("wait", "--for=condition=Ready", "pod/web", "pod/left", "--timeout=60s")
         web = json.loads(kubectl_run("get", "pod", "web", "-o", "json").stdout)
@@ -130,10 +168,14 @@ def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_pat
         described = kubectl_run("describe", "pod", "web").stdout
         assert f"Node:             {node}/" in described, described
         assert "Status:           Running" in described
-        for reason, message in [("Scheduled", f"Successfully assigned default/web to {node}"),
-                                ("Started", "Started container web")]:  # fmt: skip
+        for reason, message in [
+            ("Scheduled", f"Successfully assigned default/web to {node}"),
+            ("Started", "Started container web"),
+        ]:
             assert any(reason in line and message in line for line in described.splitlines()), (
-                reason, described)  # fmt: skip
+                reason,
+                described,
+            )
 
         # kubectl logs: the API server asks the node agent's kubelet API
         assert "serving" in kubectl_run("logs", "web").stdout
@@ -141,19 +183,47 @@ def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_pat
         missing = kubectl_run("logs", "web", "-c", "nope", check=False)
         assert missing.returncode != 0 and "nope" in missing.stderr, missing.stderr
         # kubectl exec (a WebSocket the API server passes to the node agent) and cp
-        said = kubectl_run("exec", "web", "--", "python", "-c",
-                           "import os; print('hello from', os.environ['HOSTNAME'])")  # fmt: skip
+        said = kubectl_run(
+            "exec",
+            "web",
+            "--",
+            "python",
+            "-c",
+            "import os; print('hello from', os.environ['HOSTNAME'])",
+        )
         assert said.stdout == "hello from web\n", said
-        failed = kubectl_run("exec", "web", "--", "python", "-c", "raise SystemExit(3)",
-                             check=False)  # fmt: skip
+        failed = kubectl_run(
+            "exec", "web", "--", "python", "-c", "raise SystemExit(3)", check=False
+        )
         assert failed.returncode == 3, failed
-        upper = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "exec", "-i", "web",
-                                "--", "python", "-c", "import sys; print(sys.stdin.read().upper())"],
-                               input="stdin reaches it", capture_output=True, text=True,
-                               timeout=60, env=env)  # fmt: skip
+        upper = subprocess.run(
+            [
+                str(kubectl),
+                "--kubeconfig",
+                str(kubeconfig),
+                "exec",
+                "-i",
+                "web",
+                "--",
+                "python",
+                "-c",
+                "import sys; print(sys.stdin.read().upper())",
+            ],
+            input="stdin reaches it",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert upper.stdout == "STDIN REACHES IT\n", upper
-        kubectl_run("exec", "web", "--", "python", "-c",
-                    "open('/scratch/note.txt', 'w').write('kept on the volume')")  # fmt: skip
+        kubectl_run(
+            "exec",
+            "web",
+            "--",
+            "python",
+            "-c",
+            "open('/scratch/note.txt', 'w').write('kept on the volume')",
+        )
         copied = tmp_path / "copied.txt"
         kubectl_run("cp", "web:/scratch/note.txt", str(copied))
         assert copied.read_text() == "kept on the volume"
@@ -171,8 +241,14 @@ def test_dev_cluster_command_with_the_real_kubectl(cluster_bin, kubectl, tmp_pat
         assert gone.returncode != 0 and "NotFound" in gone.stderr
         assert not _listening(address, 8080)
 
-        refused = kubectl_run("auth", "can-i", "create", "pods",
-                              "--as=system:serviceaccount:default:default", check=False)  # fmt: skip
+        refused = kubectl_run(
+            "auth",
+            "can-i",
+            "create",
+            "pods",
+            "--as=system:serviceaccount:default:default",
+            check=False,
+        )
         assert (refused.returncode, refused.stdout.strip()) == (1, "no")
         assert kubectl_run("auth", "can-i", "create", "pods").stdout.strip() == "yes"
 
@@ -217,11 +293,27 @@ def test_dev_cluster_install_chart_prints_a_url_logins_and_hosts_lines_that_work
     env["AGLAIS_CLUSTER_BIN"] = str(cluster_bin)
     with output.open("wb") as out:
         command = subprocess.Popen(
-            [sys.executable, "-m", "aglais_hub.cli", "dev-cluster", "--nodes", "2",
-             "--node-cpu", "16", "--node-memory", "64Gi", "--root", str(root),
-             "--install-chart"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "aglais_hub.cli",
+                "dev-cluster",
+                "--nodes",
+                "2",
+                "--node-cpu",
+                "16",
+                "--node-memory",
+                "64Gi",
+                "--root",
+                str(root),
+                "--install-chart",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     facts: dict = {}
     try:
         text = _wait_for_line(command, output, "chart installed", 200)
@@ -232,8 +324,9 @@ def test_dev_cluster_install_chart_prints_a_url_logins_and_hosts_lines_that_work
         logins = dict(re.findall(r"^ {4}(\w+) +password (\S+)$", text, re.M))
         assert logins.get("alice") == "alice", text
         hosts: dict[str, list[str]] = {}
-        for ip, *names in (line.split() for line in re.findall(
-                r"^ {4}(127\.\d+\.\d+\.\d+ .+)$", text, re.M)):  # fmt: skip
+        for ip, *names in (
+            line.split() for line in re.findall(r"^ {4}(127\.\d+\.\d+\.\d+ .+)$", text, re.M)
+        ):
             hosts.update({name: [ip] for name in names})
         assert {"aglais-proxy-public.aglais.svc", "aglais-idp.aglais.svc"} <= set(hosts), text
         before = _patch.install(hosts.get)  # /etc/hosts as the output says

@@ -32,8 +32,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.controlplane, pytest.mark.timeout(240
 def faulty(cluster_bin, tmp_path_factory):  # noqa: ANN201
     from aglais_hub.testing.devcluster import DevCluster
 
-    cluster = DevCluster(tmp_path_factory.mktemp("faulty"), bin_dir=cluster_bin,
-                         node_monitor_grace_period=GRACE).start()  # fmt: skip
+    cluster = DevCluster(
+        tmp_path_factory.mktemp("faulty"), bin_dir=cluster_bin, node_monitor_grace_period=GRACE
+    ).start()
     try:
         yield cluster
     finally:
@@ -44,13 +45,18 @@ def faulty(cluster_bin, tmp_path_factory):  # noqa: ANN201
 
 
 def _admin(dev, method: str, path: str, body: object = None, timeout: float = 30) -> dict:
-    return request_sync(Credentials.from_kubeconfig(dev.kubeconfig), method, path, body,
-                        timeout=timeout)  # fmt: skip
+    return request_sync(
+        Credentials.from_kubeconfig(dev.kubeconfig), method, path, body, timeout=timeout
+    )
 
 
 def _configmap(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
-            "data": {"made": name}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": {"made": name},
+    }
 
 
 def _readyz(dev) -> tuple[int, str]:
@@ -58,8 +64,9 @@ def _readyz(dev) -> tuple[int, str]:
     context = ssl.create_default_context(cafile=str(dev.ca_file))
     context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
     try:
-        with urllib.request.urlopen(f"{dev.server}/readyz?verbose", timeout=5,
-                                    context=context) as answer:  # fmt: skip
+        with urllib.request.urlopen(
+            f"{dev.server}/readyz?verbose", timeout=5, context=context
+        ) as answer:
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -108,8 +115,10 @@ def test_a_killed_agent_leaves_its_pod_serving_and_restarts_it_when_back(faulty)
     assert "node-1" not in dev.agents and processes.find(mark) == first
     with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as answer:
         assert answer.status == 200
-    assert _admin(dev, "GET", "/api/v1/namespaces/default/pods/survivor")["status"][
-        "phase"] == "Running"  # fmt: skip
+    assert (
+        _admin(dev, "GET", "/api/v1/namespaces/default/pods/survivor")["status"]["phase"]
+        == "Running"
+    )
 
     dev.start_agent("node-1")
 
@@ -133,22 +142,33 @@ def test_a_frozen_agent_makes_its_node_not_ready_until_it_resumes(faulty):
     dev.node_not_ready("node-1")
     try:
         # the Lease was renewed up to 10s before; then GRACE, then the controller's period
-        node = eventually(lambda: (n := _node(dev)) and _ready(n) != "True" and n,
-                          "the node to be marked not ready", timeout=GRACE + 30)  # fmt: skip
+        node = eventually(
+            lambda: (n := _node(dev)) and _ready(n) != "True" and n,
+            "the node to be marked not ready",
+            timeout=GRACE + 30,
+        )
         assert time.monotonic() - frozen >= GRACE - 10
         assert _ready(node) == "Unknown"
         (ready,) = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
         assert ready["reason"] == "NodeStatusUnknown"
         # the controller taints the node in its next pass, moments after the condition
-        eventually(lambda: "node.kubernetes.io/unreachable" in
-                   [t["key"] for t in _node(dev)["spec"].get("taints") or []],
-                   "the node to be tainted unreachable", timeout=15)  # fmt: skip
+        eventually(
+            lambda: (
+                "node.kubernetes.io/unreachable"
+                in [t["key"] for t in _node(dev)["spec"].get("taints") or []]
+            ),
+            "the node to be tainted unreachable",
+            timeout=15,
+        )
         assert dev.agents["node-1"].poll() is None  # frozen, not gone
     finally:
         dev.resume_node("node-1")
     # the Lease is renewed at once; Ready comes with the agent's next status post
-    back = eventually(lambda: (n := _node(dev)) and _ready(n) == "True" and n,
-                      "the node to be Ready again", timeout=90)  # fmt: skip
+    back = eventually(
+        lambda: (n := _node(dev)) and _ready(n) == "True" and n,
+        "the node to be Ready again",
+        timeout=90,
+    )
     eventually(lambda: "node-1" in dev.ready_nodes(), "the node to be schedulable", timeout=30)
     assert back["metadata"]["name"] == "node-1"
 
@@ -160,14 +180,14 @@ def test_an_apiserver_restart_fails_requests_then_serves_the_same_objects(faulty
     server, pid = dev.server, dev.control_plane.processes["kube-apiserver"].pid
 
     dev.control_plane.stop_component("kube-apiserver")
-    refused = _fails(lambda: _admin(dev, "GET", "/api/v1/namespaces/default/configmaps",
-                                    timeout=5))  # fmt: skip
+    refused = _fails(lambda: _admin(dev, "GET", "/api/v1/namespaces/default/configmaps", timeout=5))
     assert isinstance(refused, OSError) and not isinstance(refused, ApiError)
     # through the fault proxy: its own 503 Status, saying why
     context = ssl.create_default_context(cafile=str(dev.ca_file))
     with pytest.raises(urllib.error.HTTPError) as proxied:
-        urllib.request.urlopen(f"{dev.fault_proxy_server}/api/v1/namespaces", timeout=10,
-                               context=context)  # fmt: skip
+        urllib.request.urlopen(
+            f"{dev.fault_proxy_server}/api/v1/namespaces", timeout=10, context=context
+        )
     status = json.loads(proxied.value.read())
     assert proxied.value.code == 503 and "unreachable" in status["message"]
 
@@ -183,8 +203,9 @@ def test_an_apiserver_restart_fails_requests_then_serves_the_same_objects(faulty
     # the node agent's watch came back: a pod made now is run
     pod = _running_pod(dev, "after-restart")
     assert _listening(pod["status"]["podIP"], 8080)
-    _admin(dev, "DELETE", "/api/v1/namespaces/default/pods/after-restart",
-           {"gracePeriodSeconds": 0})  # fmt: skip
+    _admin(
+        dev, "DELETE", "/api/v1/namespaces/default/pods/after-restart", {"gracePeriodSeconds": 0}
+    )
 
 
 def test_an_etcd_restart_fails_writes_then_keeps_the_data(faulty):
@@ -193,13 +214,21 @@ def test_an_etcd_restart_fails_writes_then_keeps_the_data(faulty):
     _admin(dev, "POST", "/api/v1/namespaces/default/configmaps", _configmap(name))
 
     dev.control_plane.stop_component("etcd")
-    failed = _fails(lambda: _admin(dev, "POST", "/api/v1/namespaces/default/configmaps",
-                                   _configmap(f"{name}-lost"), timeout=4))  # fmt: skip
+    failed = _fails(
+        lambda: _admin(
+            dev,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            _configmap(f"{name}-lost"),
+            timeout=4,
+        )
+    )
     # the API server is up, but cannot store: an error or no answer in time
     assert failed is not None
     assert not isinstance(failed, ApiError) or failed.status >= 500
-    status, text = eventually(lambda: (r := _readyz(dev))[0] != 200 and r,
-                              "/readyz to report etcd", timeout=30)  # fmt: skip
+    status, text = eventually(
+        lambda: (r := _readyz(dev))[0] != 200 and r, "/readyz to report etcd", timeout=30
+    )
     assert "[-]etcd" in text
 
     dev.control_plane.start_component("etcd")  # waits for /readyz again

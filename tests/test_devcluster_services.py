@@ -64,28 +64,45 @@ def _labels(app: str) -> dict:
 
 
 def _web_template(app: str) -> dict:
-    return {"metadata": {"labels": _labels(app)}, "spec": {"containers": [{
-        "name": "web", "image": "local/python", "command": ["python", "-c", SERVER],
-        "ports": [{"name": "http", "containerPort": 8080}],
-        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1}}]}}  # fmt: skip
+    return {
+        "metadata": {"labels": _labels(app)},
+        "spec": {
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "local/python",
+                    "command": ["python", "-c", SERVER],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+                }
+            ]
+        },
+    }
 
 
 def _deploy(api, namespace: str, app: str, replicas: int) -> None:
     from kubernetes import client
 
-    client.AppsV1Api(api).create_namespaced_deployment(namespace, {
-        "metadata": {"name": app},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": _labels(app)},
-                 "template": _web_template(app)}})  # fmt: skip
+    client.AppsV1Api(api).create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": app},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": _labels(app)},
+                "template": _web_template(app),
+            },
+        },
+    )
 
 
 def _service(api, namespace: str, name: str, app: str, headless: bool = False):  # noqa: ANN202
-    spec = {"selector": _labels(app), "ports": [{"name": "http", "port": 80,
-                                                 "targetPort": "http"}]}  # fmt: skip
+    spec = {"selector": _labels(app), "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
     if headless:
         spec["clusterIP"] = "None"
-    return _core(api).create_namespaced_service(namespace, {"metadata": {"name": name},
-                                                            "spec": spec})  # fmt: skip
+    return _core(api).create_namespaced_service(
+        namespace, {"metadata": {"name": name}, "spec": spec}
+    )
 
 
 def _ready_pods(api, namespace: str, app: str, count: int) -> dict[str, str]:
@@ -93,9 +110,12 @@ def _ready_pods(api, namespace: str, app: str, count: int) -> dict[str, str]:
 
     def ready() -> dict[str, str] | None:
         pods = _core(api).list_namespaced_pod(namespace, label_selector=f"app={app}").items
-        found = {p.metadata.name: p.status.pod_ip for p in pods if not p.metadata.deletion_timestamp
-                 and any(c.type == "Ready" and c.status == "True"
-                         for c in p.status.conditions or [])}  # fmt: skip
+        found = {
+            p.metadata.name: p.status.pod_ip
+            for p in pods
+            if not p.metadata.deletion_timestamp
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        }
         return found if len(found) == count else None
 
     return eventually(ready, f"{count} ready pods of {app}", timeout=60)
@@ -110,11 +130,20 @@ def _answers(url: str, times: int = 12) -> list[str]:
     return [_get(url) for _ in range(times)]  # urllib opens a new connection each time
 
 
-def _run_to_end(api, dev, namespace: str, name: str, image: str, command: list[str],
-                env: list[dict] | None = None) -> str:  # fmt: skip
+def _run_to_end(
+    api,
+    dev,
+    namespace: str,
+    name: str,
+    image: str,
+    command: list[str],
+    env: list[dict] | None = None,
+) -> str:
     container = {"name": "main", "image": image, "command": command, "env": env or []}
-    _core(api).create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": {
-        "restartPolicy": "Never", "containers": [container]}})  # fmt: skip
+    _core(api).create_namespaced_pod(
+        namespace,
+        {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [container]}},
+    )
 
     def finished() -> str | None:
         phase = _core(api).read_namespaced_pod(name, namespace).status.phase
@@ -132,10 +161,17 @@ def other_namespace(api):  # noqa: ANN001, ANN201
 
 
 def test_names_resolve_by_a_pods_rules():
-    services = {"ns/web": {"clusterIP": "127.96.1.2", "ips": ["127.10.0.5"]},
-                "ns/db": {"clusterIP": None, "ips": ["127.10.0.7", "127.10.0.8"]}}
-    for name in ("web.ns", "web.ns.svc", "web.ns.svc.cluster.local", "web.ns.svc.cluster.local.",
-                 "WEB.ns.svc"):  # fmt: skip
+    services = {
+        "ns/web": {"clusterIP": "127.96.1.2", "ips": ["127.10.0.5"]},
+        "ns/db": {"clusterIP": None, "ips": ["127.10.0.7", "127.10.0.8"]},
+    }
+    for name in (
+        "web.ns",
+        "web.ns.svc",
+        "web.ns.svc.cluster.local",
+        "web.ns.svc.cluster.local.",
+        "WEB.ns.svc",
+    ):
         assert lookup(services, name) == ["127.96.1.2"], name
     assert lookup(services, "web", "ns") == ["127.96.1.2"]
     assert lookup(services, "web") is None  # on the host: no namespace to search
@@ -155,15 +191,18 @@ def test_a_service_forwards_to_both_backends_from_the_host(api, dev, namespace):
     url = dev.service_url(namespace, "web", "http")
     assert url == f"http://{service.spec.cluster_ip}:80"
     assert ipaddress.ip_address(service.spec.cluster_ip) in ipaddress.ip_network(
-        service_cidr(dev.address_base))  # this cluster's own loopback range
+        service_cidr(dev.address_base)
+    )  # this cluster's own loopback range
     answers = _answers(url)
     assert set(answers) == set(pods)  # round robin over new connections: both answer
     with clusterdns.resolving(dev.dns_file):
         assert _get(f"http://web.{namespace}.svc/") in pods
         assert socket.gethostbyname(f"web.{namespace}.svc.cluster.local") == service.spec.cluster_ip
     hosts = clusterdns.hosts_lines(dev.dns_file, namespace)
-    assert hosts == [f"{service.spec.cluster_ip} web.{namespace}.svc.cluster.local "
-                     f"web.{namespace}.svc web.{namespace}"]  # fmt: skip
+    assert hosts == [
+        f"{service.spec.cluster_ip} web.{namespace}.svc.cluster.local "
+        f"web.{namespace}.svc web.{namespace}"
+    ]
     with pytest.raises(OSError):  # no longer patched
         socket.getaddrinfo(f"web.{namespace}.svc.cluster.local", 80)
 
@@ -174,17 +213,23 @@ def test_a_pod_in_another_namespace_reaches_it_by_name(api, dev, namespace, othe
     _service(api, namespace, "web", "web")
     (pod,) = _ready_pods(api, namespace, "web", 1)
     dev.wait_service(namespace, "web")
-    urls = [f"http://web.{namespace}.svc/", f"http://web.{namespace}.svc.cluster.local/",
-            f"http://web.{namespace}/"]  # fmt: skip
-    python = _run_to_end(api, dev, other_namespace, "py", "local/python",
-                         ["python", "-c", PY_CLIENT, *urls])  # fmt: skip
-    node = _run_to_end(api, dev, other_namespace, "node", "local/node",
-                       ["node", "-e", NODE_CLIENT, *urls])  # fmt: skip
+    urls = [
+        f"http://web.{namespace}.svc/",
+        f"http://web.{namespace}.svc.cluster.local/",
+        f"http://web.{namespace}/",
+    ]
+    python = _run_to_end(
+        api, dev, other_namespace, "py", "local/python", ["python", "-c", PY_CLIENT, *urls]
+    )
+    node = _run_to_end(
+        api, dev, other_namespace, "node", "local/node", ["node", "-e", NODE_CLIENT, *urls]
+    )
     for log in (python, node):
         assert [line.split() for line in log.splitlines()] == [[url, pod] for url in urls], log
     # the bare name is the pod's own namespace's: there it resolves
-    same = _run_to_end(api, dev, namespace, "bare", "local/node",
-                       ["node", "-e", NODE_CLIENT, "http://web/"])  # fmt: skip
+    same = _run_to_end(
+        api, dev, namespace, "bare", "local/node", ["node", "-e", NODE_CLIENT, "http://web/"]
+    )
     assert same.split() == ["http://web/", pod]
 
 
@@ -193,8 +238,15 @@ def test_a_pod_started_after_a_service_has_its_links(api, dev, namespace):
     service = _service(api, namespace, "web-api", "nothing")
     ip = service.spec.cluster_ip
     script = "import os\nfor k in sorted(os.environ):\n    print(k + '=' + os.environ[k])"
-    log = _run_to_end(api, dev, namespace, "env", "local/python", ["python", "-c", script],
-                      [{"name": "WEB_API_SERVICE_PORT", "value": "explicit"}])  # fmt: skip
+    log = _run_to_end(
+        api,
+        dev,
+        namespace,
+        "env",
+        "local/python",
+        ["python", "-c", script],
+        [{"name": "WEB_API_SERVICE_PORT", "value": "explicit"}],
+    )
     env = dict(line.split("=", 1) for line in log.splitlines() if "=" in line)
     assert env["WEB_API_SERVICE_HOST"] == ip
     assert env["WEB_API_SERVICE_PORT"] == "explicit"  # the pod's own env wins
@@ -220,8 +272,7 @@ def test_a_headless_service_resolves_to_its_pods(api, dev, namespace):
 
 
 @cluster_test
-def test_without_backends_connections_fail_fast_and_a_new_one_is_picked_up(api, dev,
-                                                                           namespace):  # fmt: skip
+def test_without_backends_connections_fail_fast_and_a_new_one_is_picked_up(api, dev, namespace):
     from kubernetes import client
 
     _deploy(api, namespace, "web", 1)
@@ -242,9 +293,9 @@ def test_without_backends_connections_fail_fast_and_a_new_one_is_picked_up(api, 
         return False
 
     eventually(refused, "connections to be refused", timeout=20)
-    _core(api).create_namespaced_pod(namespace, {**_web_template("web"),
-                                                 "metadata": {"name": "later",
-                                                              "labels": _labels("web")}})
+    _core(api).create_namespaced_pod(
+        namespace, {**_web_template("web"), "metadata": {"name": "later", "labels": _labels("web")}}
+    )
     dev.wait_service(namespace, "web")
     assert _answers(url, 3) == ["later"] * 3
 
@@ -281,6 +332,7 @@ def test_the_kubernetes_service_reaches_the_api_server(dev):
     context = Credentials.from_kubeconfig(dev.kubeconfig).ssl_context()
     with clusterdns.resolving(dev.dns_file):
         # the API server's certificate names kubernetes.default.svc and its ClusterIP
-        with urllib.request.urlopen("https://kubernetes.default.svc/version", timeout=5,
-                                    context=context) as answer:  # fmt: skip
+        with urllib.request.urlopen(
+            "https://kubernetes.default.svc/version", timeout=5, context=context
+        ) as answer:
             assert answer.status == 200 and b"gitVersion" in answer.read()

@@ -48,8 +48,15 @@ class FakeHub(BaseHTTPRequestHandler):
             self.send_response(403)
             self.end_headers()
             return
-        body = json.dumps({"kind": "user", "name": "alice", "admin": False, "groups": [],
-                           "scopes": ["access:servers!server=alice/"]}).encode()  # fmt: skip
+        body = json.dumps(
+            {
+                "kind": "user",
+                "name": "alice",
+                "admin": False,
+                "groups": [],
+                "scopes": ["access:servers!server=alice/"],
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -70,19 +77,30 @@ def hub() -> Iterator[str]:
     server.server_close()
 
 
-def server_spec(namespace: str, hub_api: str, image: str = "ghcr.io/aglais/zeppelin:test"
-                ) -> objects.ServerSpec:  # fmt: skip
+def server_spec(
+    namespace: str, hub_api: str, image: str = "ghcr.io/aglais/zeppelin:test"
+) -> objects.ServerSpec:
     """alice's server, small: executors of 1 core and 512 MiB, at most two."""
     tier = Tier("basic", 0, "Basic", 2**30, 2, 1, 512 * MiB, 1, 1024 * MiB, 1)
-    env = {"JUPYTERHUB_API_URL": hub_api, "JUPYTERHUB_USER": "alice",
-           "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/", "JUPYTERHUB_API_TOKEN": "server-token",
-           "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-alice",
-           "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(["access:servers!server=alice/"])}  # fmt: skip
+    env = {
+        "JUPYTERHUB_API_URL": hub_api,
+        "JUPYTERHUB_USER": "alice",
+        "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/",
+        "JUPYTERHUB_API_TOKEN": "server-token",
+        "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-alice",
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(["access:servers!server=alice/"]),
+    }
     return objects.ServerSpec(
-        username="alice", server_name="", namespace=namespace, pod_name="zeppelin-alice",
-        pvc_name="claim-alice", tier=tier, size=ClusterSize.from_tier(tier),
+        username="alice",
+        server_name="",
+        namespace=namespace,
+        pod_name="zeppelin-alice",
+        pvc_name="claim-alice",
+        tier=tier,
+        size=ClusterSize.from_tier(tier),
         settings=objects.KubernetesSettings(image, "ghcr.io/aglais/spark:3.5.9"),
-        env=env)  # fmt: skip
+        env=env,
+    )
 
 
 def start_server(api, spec: objects.ServerSpec, role: dict) -> dict:
@@ -115,8 +133,9 @@ def zeppelin(pod, path: str, body: object = None, timeout: float = 30) -> dict:
     url = f"http://{pod.status.pod_ip}:{objects.ZEPPELIN_PORT}/user/alice/api/{path}"
     data = json.dumps(body).encode() if body is not None else None
     method = "POST" if body is not None else "GET"
-    request = urllib.request.Request(url, data, method=method,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        url, data, method=method, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=timeout) as answer:
         return json.loads(answer.read())["body"]
 
@@ -161,7 +180,8 @@ def test_spark_executors_are_pods_of_the_drivers_service_account(api, dev, names
     # the API server saw the ServiceAccount: the executors were created through its Role
     # (a Role without pods/create creates none: the next test), with the https master
     conf = (dev.root / "nodes" / "node-1" / "pods").glob(
-        f"{namespace}_{spec.pod_name}_*/spark-conf/spark-defaults.conf")  # fmt: skip
+        f"{namespace}_{spec.pod_name}_*/spark-conf/spark-defaults.conf"
+    )
     (conf,) = list(conf)
     properties = dict(line.split(" ", 1) for line in conf.read_text().splitlines())
     assert properties["spark.master"] == f"k8s://{dev.server}"  # https, the real API server
@@ -173,15 +193,20 @@ def test_spark_executors_are_pods_of_the_drivers_service_account(api, dev, names
     marks = [processes.mark(dev.cluster_id, "node-1", e.metadata.uid) for e in executors]
     assert all(processes.find(mark) for mark in marks)  # the executor JVMs run
     _core(api).delete_namespaced_pod(spec.pod_name, namespace)
-    eventually(lambda: not executor_pods(api, namespace), "the executors to be collected",
-               timeout=90)  # fmt: skip
-    eventually(lambda: not any(processes.find(mark) for mark in marks),
-               "the executor processes to end", timeout=30)  # fmt: skip
+    eventually(
+        lambda: not executor_pods(api, namespace), "the executors to be collected", timeout=90
+    )
+    eventually(
+        lambda: not any(processes.find(mark) for mark in marks),
+        "the executor processes to end",
+        timeout=30,
+    )
 
 
 @cluster_test
-def test_a_role_without_pods_create_starts_no_executor_and_the_user_is_told(api, dev,
-                                                                             namespace, hub):  # fmt: skip
+def test_a_role_without_pods_create_starts_no_executor_and_the_user_is_told(
+    api, dev, namespace, hub
+):
     """The same server with a Role lacking pods/create: the API server refuses the
     driver's executors (its log has the 403), none is created, and the auth proxy's
     health and notice bar say why in words a user can act on."""
@@ -195,11 +220,16 @@ def test_a_role_without_pods_create_starts_no_executor_and_the_user_is_told(api,
     for container in pod.spec.containers:
         assert objects_mount(container) == "/var/run/secrets/kubernetes.io/serviceaccount"
 
-    expected = (f"Spark cannot start executors: this server's service account (spark-driver) "
-                f"may not create pods in namespace {namespace}. Ask an administrator to check "
-                f"the spark-driver Role.")  # fmt: skip
-    health = eventually(lambda: (h := proxy(pod, "_aglais/health")).get("spark") and h,
-                        "the auth proxy to report Spark's rights", timeout=30)  # fmt: skip
+    expected = (
+        f"Spark cannot start executors: this server's service account (spark-driver) "
+        f"may not create pods in namespace {namespace}. Ask an administrator to check "
+        f"the spark-driver Role."
+    )
+    health = eventually(
+        lambda: (h := proxy(pod, "_aglais/health")).get("spark") and h,
+        "the auth proxy to report Spark's rights",
+        timeout=30,
+    )
     assert health == {"proxy": "ok", "zeppelin": "up", "spark": f"forbidden: {expected}"}
     assert proxy(pod, "_aglais/notice")["notices"] == [{"kind": "spark", "message": expected}]
     assert proxy(pod, "_aglais/health", token=None) == {"status": "ok"}  # nothing for others
@@ -219,8 +249,9 @@ def test_a_role_without_pods_create_starts_no_executor_and_the_user_is_told(api,
 
 
 def objects_mount(container) -> str:  # noqa: ANN001 - a kubernetes V1Container
-    (mount,) = [m.mount_path for m in container.volume_mounts
-                if m.name.startswith("kube-api-access-")]  # fmt: skip
+    (mount,) = [
+        m.mount_path for m in container.volume_mounts if m.name.startswith("kube-api-access-")
+    ]
     return mount
 
 
@@ -240,8 +271,13 @@ def _events(api, ns: str, name: str) -> list[tuple[str, str, str]]:
 @cluster_test
 def test_an_image_that_cannot_be_pulled_leaves_the_pod_pending_in_back_off(api, namespace):
     image = "ghcr.io/aglais/zeppelin:unpullable"
-    _core(api).create_namespaced_pod(namespace, {"metadata": {"name": "nopull"}, "spec": {
-        "containers": [{"name": "main", "image": image}]}})  # fmt: skip
+    _core(api).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "nopull"},
+            "spec": {"containers": [{"name": "main", "image": image}]},
+        },
+    )
     seen = set()
 
     def both() -> bool:
@@ -255,8 +291,14 @@ def test_an_image_that_cannot_be_pulled_leaves_the_pod_pending_in_back_off(api, 
     assert pod.status.phase == "Pending"
     waiting = pod.status.container_statuses[0].state.waiting
     assert f'image "{image}"' in waiting.message and "not found" in waiting.message
-    events = eventually(lambda: (found := _events(api, namespace, "nopull")) and any(
-        e[0] == "BackOff" for e in found) and found, "the BackOff event")  # fmt: skip
+    events = eventually(
+        lambda: (
+            (found := _events(api, namespace, "nopull"))
+            and any(e[0] == "BackOff" for e in found)
+            and found
+        ),
+        "the BackOff event",
+    )
     reasons = {(reason, kind) for reason, kind, _ in events}
     assert {("Pulling", "Normal"), ("Failed", "Warning"), ("BackOff", "Normal")} <= reasons
     messages = [message for _, _, message in events]
@@ -268,10 +310,22 @@ def test_an_image_that_cannot_be_pulled_leaves_the_pod_pending_in_back_off(api, 
 
 @cluster_test
 def test_an_image_that_crashes_restarts_in_crash_loop_back_off(api, dev, namespace):
-    _core(api).create_namespaced_pod(namespace, {"metadata": {"name": "crash"}, "spec": {
-        "containers": [{"name": "main", "image": "ghcr.io/aglais/zeppelin:crashing"}]}})  # fmt: skip
-    waiting = eventually(lambda: (w := _waiting(api, namespace, "crash")) and w[0] ==
-                         "CrashLoopBackOff" and w[2] >= 2 and w, "two restarts")  # fmt: skip
+    _core(api).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "crash"},
+            "spec": {"containers": [{"name": "main", "image": "ghcr.io/aglais/zeppelin:crashing"}]},
+        },
+    )
+    waiting = eventually(
+        lambda: (
+            (w := _waiting(api, namespace, "crash"))
+            and w[0] == "CrashLoopBackOff"
+            and w[2] >= 2
+            and w
+        ),
+        "two restarts",
+    )
     assert waiting[1] == "Running"  # as a kubelet reports a pod whose container restarts
     status = _core(api).read_namespaced_pod("crash", namespace).status.container_statuses[0]
     assert status.last_state.terminated.exit_code == 1
@@ -289,8 +343,10 @@ def _token(sub: str) -> str:
 
 
 def test_a_driver_that_may_do_everything_to_pods_has_no_problem():
-    assert spark_rights_problem("spark-driver", "aglais-alice", dict.fromkeys(NEEDED_VERBS, True)
-                                ) is None  # fmt: skip
+    assert (
+        spark_rights_problem("spark-driver", "aglais-alice", dict.fromkeys(NEEDED_VERBS, True))
+        is None
+    )
 
 
 def test_each_refused_verb_is_named_with_the_account_and_namespace():
@@ -298,10 +354,11 @@ def test_each_refused_verb_is_named_with_the_account_and_namespace():
     assert spark_rights_problem("spark-driver", "aglais-alice", allowed) == (
         "Spark cannot start executors: this server's service account (spark-driver) may not "
         "create or watch pods in namespace aglais-alice. Ask an administrator to check the "
-        "spark-driver Role.")  # fmt: skip
-    assert "may not delete pods" in spark_rights_problem("sa", "ns", {"create": True,
-                                                                      "list": True,
-                                                                      "watch": True})  # fmt: skip
+        "spark-driver Role."
+    )
+    assert "may not delete pods" in spark_rights_problem(
+        "sa", "ns", {"create": True, "list": True, "watch": True}
+    )
 
 
 def test_the_account_is_read_from_a_service_account_token_only():

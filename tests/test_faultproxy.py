@@ -40,25 +40,59 @@ class Identity:
         suffix = uuid.uuid4().hex[:6]
         self.ns_a, self.ns_b = f"fp-a-{suffix}", f"fp-b-{suffix}"
         self.user = f"system:serviceaccount:{self.ns_a}:tester"
-        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": {"name": f"fp-tester-{suffix}"},
-                "rules": [{"apiGroups": [""], "resources": ["configmaps", "pods"],
-                           "verbs": ["get", "list", "watch", "create", "update", "patch",
-                                     "delete", "deletecollection"]}]}  # fmt: skip
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": f"fp-tester-{suffix}"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps", "pods"],
+                    "verbs": [
+                        "get",
+                        "list",
+                        "watch",
+                        "create",
+                        "update",
+                        "patch",
+                        "delete",
+                        "deletecollection",
+                    ],
+                }
+            ],
+        }
         self._admin("POST", f"{RBAC}/clusterroles", role)
         for ns in (self.ns_a, self.ns_b):
             self._admin("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
-            self._admin("POST", f"{RBAC}/namespaces/{ns}/rolebindings", {
-                "metadata": {"name": "tester"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": role["metadata"]["name"]},
-                "subjects": [{"kind": "ServiceAccount", "name": "tester",
-                              "namespace": self.ns_a}]})  # fmt: skip
-        self._admin("POST", f"/api/v1/namespaces/{self.ns_a}/serviceaccounts",
-                    {"metadata": {"name": "tester"}})  # fmt: skip
-        answer = self._admin("POST", f"/api/v1/namespaces/{self.ns_a}/serviceaccounts/tester/token",
-                             {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                              "spec": {"expirationSeconds": 3600}})  # fmt: skip
+            self._admin(
+                "POST",
+                f"{RBAC}/namespaces/{ns}/rolebindings",
+                {
+                    "metadata": {"name": "tester"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": role["metadata"]["name"],
+                    },
+                    "subjects": [
+                        {"kind": "ServiceAccount", "name": "tester", "namespace": self.ns_a}
+                    ],
+                },
+            )
+        self._admin(
+            "POST",
+            f"/api/v1/namespaces/{self.ns_a}/serviceaccounts",
+            {"metadata": {"name": "tester"}},
+        )
+        answer = self._admin(
+            "POST",
+            f"/api/v1/namespaces/{self.ns_a}/serviceaccounts/tester/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 3600},
+            },
+        )
         self.token = answer["status"]["token"]
         self.kubeconfig = HubAccount(dev).write_kubeconfig(self.token, f"fp-tester-{suffix}")
         self.proxied = dev.through_faults(self.kubeconfig)
@@ -71,22 +105,30 @@ class Identity:
         host, port = (server or self.dev.fault_proxy_server).removeprefix("https://").split(":")
         return http.client.HTTPSConnection(host, int(port), context=self.context, timeout=timeout)
 
-    def call(self, method: str, path: str, body: object = None,
-             server: str | None = None) -> tuple[int, http.client.HTTPMessage, dict]:  # fmt: skip
+    def call(
+        self, method: str, path: str, body: object = None, server: str | None = None
+    ) -> tuple[int, http.client.HTTPMessage, dict]:
         """One request with the token (through the proxy unless ``server``)."""
         connection = self.connection(server)
         try:
-            connection.request(method, path, json.dumps(body) if body is not None else None,
-                               {"Authorization": f"Bearer {self.token}",
-                                "Content-Type": "application/json"})  # fmt: skip
+            connection.request(
+                method,
+                path,
+                json.dumps(body) if body is not None else None,
+                {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            )
             answer = connection.getresponse()
             return answer.status, answer.headers, json.loads(answer.read() or b"{}")
         finally:
             connection.close()
 
     def configmap(self, namespace: str, name: str) -> dict:
-        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
-                "data": {"k": "v"}}  # fmt: skip
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name},
+            "data": {"k": "v"},
+        }
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +153,12 @@ def test_a_watch_streams_each_event_as_it_happens(dev, tester):
     status, _, listing = tester.call("GET", f"/api/v1/namespaces/{tester.ns_a}/configmaps")
     assert status == 200
     connection = tester.connection(timeout=60)
-    connection.request("GET", f"/api/v1/namespaces/{tester.ns_a}/configmaps?watch=true&"
-                       f"resourceVersion={listing['metadata']['resourceVersion']}&timeoutSeconds=45",
-                       headers={"Authorization": f"Bearer {tester.token}"})  # fmt: skip
+    connection.request(
+        "GET",
+        f"/api/v1/namespaces/{tester.ns_a}/configmaps?watch=true&"
+        f"resourceVersion={listing['metadata']['resourceVersion']}&timeoutSeconds=45",
+        headers={"Authorization": f"Bearer {tester.token}"},
+    )
     answer = connection.getresponse()
     assert answer.status == 200
     arrived: list[tuple[float, str, str]] = []
@@ -126,8 +171,9 @@ def test_a_watch_streams_each_event_as_it_happens(dev, tester):
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     event = json.loads(line)
-                    arrived.append((time.monotonic(), event["type"],
-                                    event["object"]["metadata"]["name"]))  # fmt: skip
+                    arrived.append(
+                        (time.monotonic(), event["type"], event["object"]["metadata"]["name"])
+                    )
         except (OSError, ValueError, AttributeError, http.client.HTTPException):
             pass  # the test has closed the connection
 
@@ -136,11 +182,15 @@ def test_a_watch_streams_each_event_as_it_happens(dev, tester):
     try:
         for name in ("first", "second"):
             sent = time.monotonic()
-            status, _, _ = tester.call("POST", f"/api/v1/namespaces/{tester.ns_a}/configmaps",
-                                       tester.configmap(tester.ns_a, name))  # fmt: skip
+            status, _, _ = tester.call(
+                "POST",
+                f"/api/v1/namespaces/{tester.ns_a}/configmaps",
+                tester.configmap(tester.ns_a, name),
+            )
             assert status == 201
-            got = eventually(lambda n=name: [a for a in arrived if a[2] == n], f"{name} event",
-                             timeout=10)  # fmt: skip
+            got = eventually(
+                lambda n=name: [a for a in arrived if a[2] == n], f"{name} event", timeout=10
+            )
             ((when, kind, _),) = got
             assert kind == "ADDED"
             assert when - sent < 3  # as it happened, not when the watch ended (45s)
@@ -186,14 +236,17 @@ def test_a_429_rule_carries_retry_after(dev, tester):
     name = f"throttled-{uuid.uuid4().hex[:6]}"
     for _ in range(3):  # until cleared
         status, headers, body = tester.call(
-            "POST", f"/api/v1/namespaces/{tester.ns_a}/configmaps",
-            tester.configmap(tester.ns_a, name))  # fmt: skip
+            "POST",
+            f"/api/v1/namespaces/{tester.ns_a}/configmaps",
+            tester.configmap(tester.ns_a, name),
+        )
         assert status == 429 and headers["Retry-After"] == "7"
         assert body["reason"] == "TooManyRequests" and body["details"]["retryAfterSeconds"] == 7
     assert tester.call("GET", f"/api/v1/namespaces/{tester.ns_a}/configmaps/{name}")[0] == 404
     assert dev.faults.clear() == 1
-    status, _, _ = tester.call("POST", f"/api/v1/namespaces/{tester.ns_a}/configmaps",
-                               tester.configmap(tester.ns_a, name))  # fmt: skip
+    status, _, _ = tester.call(
+        "POST", f"/api/v1/namespaces/{tester.ns_a}/configmaps", tester.configmap(tester.ns_a, name)
+    )
     assert status == 201
 
 
@@ -218,35 +271,50 @@ def test_rules_match_only_their_verb_resource_and_namespace(dev, tester):
     rule = dev.faults.add("create", "configmaps", 503, namespace=b, count=None)
     status_rule = dev.faults.add("get", "pods/status", 409, count=None)
     name = f"m-{uuid.uuid4().hex[:6]}"
-    assert tester.call("POST", f"/api/v1/namespaces/{a}/configmaps",
-                       tester.configmap(a, name))[0] == 201  # another namespace  # fmt: skip
+    assert (
+        tester.call("POST", f"/api/v1/namespaces/{a}/configmaps", tester.configmap(a, name))[0]
+        == 201
+    )  # another namespace
     assert tester.call("GET", f"/api/v1/namespaces/{b}/configmaps")[0] == 200  # another verb
-    assert tester.call("POST", f"/api/v1/namespaces/{b}/pods", {
-        "metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]},
-    })[0] == 201  # another resource  # fmt: skip
+    assert (
+        tester.call(
+            "POST",
+            f"/api/v1/namespaces/{b}/pods",
+            {
+                "metadata": {"name": "x"},
+                "spec": {"containers": [{"name": "x", "image": "x"}]},
+            },
+        )[0]
+        == 201
+    )  # another resource
     assert tester.call("GET", f"/api/v1/namespaces/{b}/pods/x")[0] == 200  # not the subresource
-    status, _, body = tester.call("POST", f"/api/v1/namespaces/{b}/configmaps",
-                                  tester.configmap(b, name))  # fmt: skip
+    status, _, body = tester.call(
+        "POST", f"/api/v1/namespaces/{b}/configmaps", tester.configmap(b, name)
+    )
     assert status == 503 and body["reason"] == "ServiceUnavailable"
     assert tester.call("GET", f"/api/v1/namespaces/{b}/pods/x/status")[0] == 409
     assert (dev.faults.fired(rule), dev.faults.fired(status_rule)) == (1, 1)
     dev.faults.remove(rule)
     assert [r["id"] for r in dev.faults.rules()] == [status_rule]
-    assert tester.call("POST", f"/api/v1/namespaces/{b}/configmaps",
-                       tester.configmap(b, name))[0] == 201  # fmt: skip
+    assert (
+        tester.call("POST", f"/api/v1/namespaces/{b}/configmaps", tester.configmap(b, name))[0]
+        == 201
+    )
     tester.call("DELETE", f"/api/v1/namespaces/{b}/pods/x")
 
 
 @cluster_test
 def test_an_invalid_rule_is_refused_with_the_problem_named(dev):
-    cases = [({"verb": "fetch", "resource": "pods", "status": 500}, "verb"),
-             ({"verb": "get", "resource": "", "status": 500}, "resource"),
-             ({"verb": "get", "resource": "pods", "status": 200}, "status"),
-             ({"verb": "get", "resource": "pods"}, "a status"),
-             ({"verb": "get", "resource": "pods", "status": 500, "count": 0}, "count"),
-             ({"verb": "get", "resource": "pods", "delay": -1}, "delay"),
-             ({"verb": "get", "resource": "pods", "retry_after": 3, "delay": 1}, "retry_after"),
-             ({"verb": "get", "resource": "pods", "status": 500, "colour": "red"}, "colour")]  # fmt: skip
+    cases = [
+        ({"verb": "fetch", "resource": "pods", "status": 500}, "verb"),
+        ({"verb": "get", "resource": "", "status": 500}, "resource"),
+        ({"verb": "get", "resource": "pods", "status": 200}, "status"),
+        ({"verb": "get", "resource": "pods"}, "a status"),
+        ({"verb": "get", "resource": "pods", "status": 500, "count": 0}, "count"),
+        ({"verb": "get", "resource": "pods", "delay": -1}, "delay"),
+        ({"verb": "get", "resource": "pods", "retry_after": 3, "delay": 1}, "retry_after"),
+        ({"verb": "get", "resource": "pods", "status": 500, "colour": "red"}, "colour"),
+    ]
     for rule, named in cases:
         with pytest.raises(FaultProxyError) as refused:
             dev.faults._call("POST", "/faults", rule)
@@ -273,11 +341,18 @@ def test_the_official_client_lists_creates_and_watches_through_the_proxy(dev, te
         assert "official" in [c.metadata.name for c in listed.items]
         seen = []
         watcher = watch.Watch()
-        stream = watcher.stream(core.list_namespaced_config_map, tester.ns_a,
-                                      resource_version=listed.metadata.resource_version,
-                                      timeout_seconds=20)  # fmt: skip
-        threading.Timer(0.5, lambda: core.patch_namespaced_config_map(
-            "official", tester.ns_a, {"data": {"changed": "yes"}})).start()  # fmt: skip
+        stream = watcher.stream(
+            core.list_namespaced_config_map,
+            tester.ns_a,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=20,
+        )
+        threading.Timer(
+            0.5,
+            lambda: core.patch_namespaced_config_map(
+                "official", tester.ns_a, {"data": {"changed": "yes"}}
+            ),
+        ).start()
         for event in stream:
             seen.append((event["type"], event["object"].metadata.name))
             watcher.stop()
@@ -306,24 +381,45 @@ def test_a_client_certificate_kubeconfig_is_refused(tmp_path):
 # -- the parts, without a cluster -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path", "query", "expected"), [
-    ("GET", "/api/v1/namespaces/ns/pods", "", ("list", "pods", "ns", None)),
-    ("GET", "/api/v1/namespaces/ns/pods", "watch=true", ("watch", "pods", "ns", None)),
-    ("GET", "/api/v1/watch/namespaces/ns/pods", "", ("watch", "pods", "ns", None)),
-    ("GET", "/api/v1/namespaces/ns/pods/p", "", ("get", "pods", "ns", "p")),
-    ("PATCH", "/api/v1/namespaces/ns/pods/p/status", "", ("patch", "pods/status", "ns", "p")),
-    ("POST", "/api/v1/namespaces/ns/pods/p/binding", "", ("create", "pods/binding", "ns", "p")),
-    ("PUT", "/apis/apps/v1/namespaces/ns/deployments/d", "", ("update", "deployments", "ns", "d")),
-    ("DELETE", "/api/v1/namespaces/ns/configmaps/c", "", ("delete", "configmaps", "ns", "c")),
-    ("DELETE", "/api/v1/namespaces/ns/configmaps", "", ("deletecollection", "configmaps", "ns",
-                                                        None)),
-    ("GET", "/api/v1/namespaces", "", ("list", "namespaces", None, None)),
-    ("GET", "/api/v1/namespaces/ns", "", ("get", "namespaces", "ns", "ns")),
-    ("PUT", "/api/v1/namespaces/ns/finalize", "", ("update", "namespaces/finalize", "ns", "ns")),
-    ("GET", "/api/v1/nodes", "watch=1", ("watch", "nodes", None, None)),
-    ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", "",
-     ("create", "selfsubjectaccessreviews", None, None)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path", "query", "expected"),
+    [
+        ("GET", "/api/v1/namespaces/ns/pods", "", ("list", "pods", "ns", None)),
+        ("GET", "/api/v1/namespaces/ns/pods", "watch=true", ("watch", "pods", "ns", None)),
+        ("GET", "/api/v1/watch/namespaces/ns/pods", "", ("watch", "pods", "ns", None)),
+        ("GET", "/api/v1/namespaces/ns/pods/p", "", ("get", "pods", "ns", "p")),
+        ("PATCH", "/api/v1/namespaces/ns/pods/p/status", "", ("patch", "pods/status", "ns", "p")),
+        ("POST", "/api/v1/namespaces/ns/pods/p/binding", "", ("create", "pods/binding", "ns", "p")),
+        (
+            "PUT",
+            "/apis/apps/v1/namespaces/ns/deployments/d",
+            "",
+            ("update", "deployments", "ns", "d"),
+        ),
+        ("DELETE", "/api/v1/namespaces/ns/configmaps/c", "", ("delete", "configmaps", "ns", "c")),
+        (
+            "DELETE",
+            "/api/v1/namespaces/ns/configmaps",
+            "",
+            ("deletecollection", "configmaps", "ns", None),
+        ),
+        ("GET", "/api/v1/namespaces", "", ("list", "namespaces", None, None)),
+        ("GET", "/api/v1/namespaces/ns", "", ("get", "namespaces", "ns", "ns")),
+        (
+            "PUT",
+            "/api/v1/namespaces/ns/finalize",
+            "",
+            ("update", "namespaces/finalize", "ns", "ns"),
+        ),
+        ("GET", "/api/v1/nodes", "watch=1", ("watch", "nodes", None, None)),
+        (
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            "",
+            ("create", "selfsubjectaccessreviews", None, None),
+        ),
+    ],
+)
 def test_requests_are_classified_as_the_api_server_does(method, path, query, expected):
     info = classify(method, path, query)
     assert (info.verb, info.resource, info.namespace, info.name) == expected
@@ -335,10 +431,13 @@ def test_non_resource_paths_match_no_rule(path):
 
 
 def test_a_rule_counts_and_matches_by_namespace():
-    rule = Rule.parse({"verb": "*", "resource": "pods", "namespace": "a", "status": 500,
-                       "count": 2})  # fmt: skip
-    here, there = classify("GET", "/api/v1/namespaces/a/pods"), classify("GET",
-                                                                       "/api/v1/namespaces/b/pods")  # fmt: skip
+    rule = Rule.parse(
+        {"verb": "*", "resource": "pods", "namespace": "a", "status": 500, "count": 2}
+    )
+    here, there = (
+        classify("GET", "/api/v1/namespaces/a/pods"),
+        classify("GET", "/api/v1/namespaces/b/pods"),
+    )
     assert not rule.matches(there)
     assert rule.matches(here)
     rule.fired = 2
@@ -364,12 +463,27 @@ def test_the_dev_cluster_command_starts_the_proxy_with_a_flag(cluster_bin, tmp_p
     env["AGLAIS_CLUSTER_BIN"] = str(cluster_bin)
     with output.open("wb") as out:
         command = subprocess.Popen(
-            [sys.executable, "-m", "aglais_hub.cli", "dev-cluster", "--nodes", "1", "--root",
-             str(root), "--fault-proxy"], stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "aglais_hub.cli",
+                "dev-cluster",
+                "--nodes",
+                "1",
+                "--root",
+                str(root),
+                "--fault-proxy",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
-        text = eventually(lambda: READY_LINE in (t := output.read_text()) and t,
-                          "the ready line", timeout=90)  # fmt: skip
+        text = eventually(
+            lambda: READY_LINE in (t := output.read_text()) and t, "the ready line", timeout=90
+        )
         facts = json.loads((root / STATE_FILE).read_text())
         assert f"fault proxy: {facts['fault_proxy']}" in text
         assert f"curl -X POST {facts['fault_control']}/faults -d" in text

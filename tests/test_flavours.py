@@ -73,14 +73,27 @@ def pod_for(values: dict, user: str, server: str, tier: str, size_name: str) -> 
     offering = offering_from_values(values)
     size = offering.sizes[size_name]
     prefix = f"/user/{user}/{server + '/' if server else ''}"
-    env = {"JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_USER": user,
-           "JUPYTERHUB_API_TOKEN": "<made by the hub at spawn time>"}  # fmt: skip
+    env = {
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_USER": user,
+        "JUPYTERHUB_API_TOKEN": "<made by the hub at spawn time>",
+    }
     suffix = f"--{server}" if server else ""
-    names = ServerNames(namespace=f"aglais-{user}", pod=f"zeppelin-{user}{suffix}",
-                        claim=f"claim-{user}")  # fmt: skip
-    spec = server_spec(kubernetes_settings(values), names, user, server, offering.tiers[tier],
-                       size.cluster, size.flavour, env,
-                       {"hub.jupyter.org/network-access-hub": "true"}, offering.overhead)  # fmt: skip
+    names = ServerNames(
+        namespace=f"aglais-{user}", pod=f"zeppelin-{user}{suffix}", claim=f"claim-{user}"
+    )
+    spec = server_spec(
+        kubernetes_settings(values),
+        names,
+        user,
+        server,
+        offering.tiers[tier],
+        size.cluster,
+        size.flavour,
+        env,
+        {"hub.jupyter.org/network-access-hub": "true"},
+        offering.overhead,
+    )
     return objects.pod(spec)
 
 
@@ -94,8 +107,10 @@ def test_zeppelin_and_jupyterlab_pods_are_byte_for_byte_as_before_the_registry()
 
 
 def test_zeppelin_and_jupyterlab_messages_are_as_before():
-    started = {name: friendly_event({"reason": "Started", "message": f"Started container {name}"})
-               for name in ("zeppelin", "jupyterlab", "auth-proxy")}  # fmt: skip
+    started = {
+        name: friendly_event({"reason": "Started", "message": f"Started container {name}"})
+        for name in ("zeppelin", "jupyterlab", "auth-proxy")
+    }
     assert started == {
         "zeppelin": "Zeppelin is starting (its Java server takes up to a minute)",
         "jupyterlab": "JupyterLab is starting",
@@ -105,7 +120,8 @@ def test_zeppelin_and_jupyterlab_messages_are_as_before():
         local_start(flavour("zeppelin"))
     assert refused.value.message == (
         "Zeppelin needs the Aglais auth proxy, which this hub does not run yet. "
-        "Set spawner.localSpark.notebook to jupyterlab (or unset ZEPPELIN_HOME).")  # fmt: skip
+        "Set spawner.localSpark.notebook to jupyterlab (or unset ZEPPELIN_HOME)."
+    )
     spawner = LocalSparkSpawner(notebook="jupyterlab")
     assert spawner.cmd[1:] == ["-m", "jupyterhub.singleuser"]
     assert spawner.default_url == "/lab"
@@ -120,7 +136,8 @@ def test_an_unknown_flavour_is_an_error_naming_the_known_ones(tmp_path):
     with pytest.raises(ValuesError) as error:
         load_values(tmp_path / "values.yaml")
     assert [str(p) for p in error.value.problems] == [
-        "sizes.lab.flavour: must be one of 'zeppelin', 'jupyterlab', got 'emacs'"]  # fmt: skip
+        "sizes.lab.flavour: must be one of 'zeppelin', 'jupyterlab', got 'emacs'"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -200,13 +217,23 @@ async def test_the_node_agent_runs_a_registered_flavour_and_the_proxy_finds_it_r
     env = {e["name"]: e["value"] for e in notebook["env"] if "value" in e}
     # a loopback address of its own, as the node agent gives each pod
     pod_ip = f"127.{random.randint(100, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
-    ctx = ContainerContext(pod, notebook, pod_ip, env,
-                           {objects.HOME_MOUNT: home, objects.SPARK_CONF_DIR: conf},
-                           tmp_path / "pod")  # fmt: skip
+    ctx = ContainerContext(
+        pod,
+        notebook,
+        pod_ip,
+        env,
+        {objects.HOME_MOUNT: home, objects.SPARK_CONF_DIR: conf},
+        tmp_path / "pod",
+    )
     command = default_registry().builder_for(notebook["image"])(ctx)
     assert command.argv[1:] == ["-m", "http.server", "--bind", pod_ip, "8080"]
-    process = subprocess.Popen(command.argv, env=command.env, cwd=command.cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        command.argv,
+        env=command.env,
+        cwd=command.cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         state = ProxyState(f"http://{pod_ip}:8080", env["ZEPPELIN_SERVER_CONTEXT_PATH"] + "/")
         deadline = time.monotonic() + 20
@@ -226,12 +253,17 @@ def test_the_local_spawner_refuses_a_flavour_without_a_hub_login(static):
         local_start(spawner.notebook_flavour())
     assert refused.value.message == (
         "The static file server needs the Aglais auth proxy, which this hub does not run "
-        "yet. Set spawner.localSpark.notebook to jupyterlab.")  # fmt: skip
+        "yet. Set spawner.localSpark.notebook to jupyterlab."
+    )
 
 
 def test_a_local_start_is_what_the_local_spawner_runs(monkeypatch):
-    lab = Flavour(name="lab", title="Lab", command=("true",),
-                  local=LocalStart("jupyterhub.singleuser", "/tree"))  # fmt: skip
+    lab = Flavour(
+        name="lab",
+        title="Lab",
+        command=("true",),
+        local=LocalStart("jupyterhub.singleuser", "/tree"),
+    )
     monkeypatch.setitem(FLAVOURS, lab.name, lab)
     spawner = LocalSparkSpawner(notebook="lab")
     assert spawner.cmd[1:] == ["-m", "jupyterhub.singleuser"]

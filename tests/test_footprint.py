@@ -35,13 +35,22 @@ def cluster(draw: st.DrawFn, executors_key: str) -> dict:
 def platform_values(draw: st.DrawFn) -> dict:
     """A valid values document with one random tier, two random sizes and a random
     Spark overhead."""
-    tier = {"rank": 0, "concurrentServers": draw(st.integers(1, 4)), "storage": "1Gi",
-            **draw(cluster("maxExecutors"))}  # fmt: skip
+    tier = {
+        "rank": 0,
+        "concurrentServers": draw(st.integers(1, 4)),
+        "storage": "1Gi",
+        **draw(cluster("maxExecutors")),
+    }
     sizes = {name: {**draw(cluster("executors")), "displayName": name} for name in ("a", "b")}
-    overhead = {"memoryOverheadFactor": draw(st.sampled_from([0.06, 0.1, 0.25, 0.4])),
-                "memoryOverheadMin": f"{draw(st.integers(100, 2048))}Mi"}  # fmt: skip
-    values = demo_values(spawner={"kind": "zeppelin"}, reservations=overhead,
-                         auth={"defaultTier": "t", "tierGroups": {}})  # fmt: skip
+    overhead = {
+        "memoryOverheadFactor": draw(st.sampled_from([0.06, 0.1, 0.25, 0.4])),
+        "memoryOverheadMin": f"{draw(st.integers(100, 2048))}Mi",
+    }
+    values = demo_values(
+        spawner={"kind": "zeppelin"},
+        reservations=overhead,
+        auth={"defaultTier": "t", "tierGroups": {}},
+    )
     values["tiers"], values["sizes"] = {"t": tier}, sizes
     assert validate(values) == []
     return apply_defaults(values)
@@ -51,8 +60,18 @@ def spec_for(values: dict, size: ClusterSize) -> objects.ServerSpec:
     offering = offering_from_values(values)
     tier = offering.tiers["t"]
     names = ServerNames("aglais-alice", "zeppelin-alice", "claim-alice")
-    return server_spec(KubernetesSettings("zeppelin:test", "spark:test"), names, "alice", "",
-                       tier, size, "zeppelin", {}, {}, offering.overhead)  # fmt: skip
+    return server_spec(
+        KubernetesSettings("zeppelin:test", "spark:test"),
+        names,
+        "alice",
+        "",
+        tier,
+        size,
+        "zeppelin",
+        {},
+        {},
+        offering.overhead,
+    )
 
 
 def cpu_millis(quantity: str) -> int:
@@ -70,8 +89,10 @@ def created_by_a_spawn(spec: objects.ServerSpec) -> tuple[int, int]:
     conf = objects.spark_properties(spec)  # what the ConfigMap's spark-defaults.conf holds
     executors = int(conf["spark.dynamicAllocation.maxExecutors"])
     # Spark sizes an executor pod as memory + memoryOverhead (both in MiB), and its cores
-    executor_memory = sum(parse_quantity(conf[k][:-1] + "Mi")
-                          for k in ("spark.executor.memory", "spark.executor.memoryOverhead"))  # fmt: skip
+    executor_memory = sum(
+        parse_quantity(conf[k][:-1] + "Mi")
+        for k in ("spark.executor.memory", "spark.executor.memoryOverhead")
+    )
     executor_millis = int(conf["spark.kubernetes.executor.limit.cores"]) * 1000
     return millis + executors * executor_millis, memory + executors * executor_memory
 
@@ -99,7 +120,8 @@ def test_quota_bookings_queue_and_pods_count_one_footprint(values):
     for size in [own, *(s.cluster for s in offering.sizes.values())]:
         assert created_by_a_spawn(spec_for(values, size)) == (
             footprint(size, offering.overhead).millicores,
-            footprint(size, offering.overhead).memory)  # fmt: skip
+            footprint(size, offering.overhead).memory,
+        )
 
 
 @settings(max_examples=60, deadline=None)

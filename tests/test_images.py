@@ -32,18 +32,32 @@ def test_one_spark_version_in_images_config_and_tests():
     zeppelin = (REPO / "images" / "zeppelin" / "Dockerfile").read_text()
     assert f"ARG ZEPPELIN_VERSION={ZEPPELIN_VERSION}" in zeppelin
     rendered = subprocess.run(
-        [sys.executable, "-m", "aglais_hub.cli", "render-pod",
-         str(REPO / "config" / "examples" / "kubernetes.yaml"), "--user", "u"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "aglais_hub.cli",
+            "render-pod",
+            str(REPO / "config" / "examples" / "kubernetes.yaml"),
+            "--user",
+            "u",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     config_map = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap")
-    assert f"spark.kubernetes.container.image ghcr.io/aglais/spark:{SPARK_VERSION}" in (
-        config_map["data"]["spark-defaults.conf"])  # fmt: skip
+    assert (
+        f"spark.kubernetes.container.image ghcr.io/aglais/spark:{SPARK_VERSION}"
+        in (config_map["data"]["spark-defaults.conf"])
+    )
 
 
 def test_both_spark_images_install_the_same_science_stack():
-    listed = [line for line in (REPO / "images" / "science-requirements.txt").read_text()
-              .splitlines() if line and not line.startswith("#")]  # fmt: skip
+    listed = [
+        line
+        for line in (REPO / "images" / "science-requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert tuple(listed) == SCIENCE_STACK
     for image in ("zeppelin", "spark"):
         assert "science-requirements.txt" in (REPO / "images" / image / "Dockerfile").read_text()
@@ -66,15 +80,20 @@ def run_entrypoint(tmp_path: Path, flavour: str) -> subprocess.CompletedProcess:
     stub.write_text('#!/bin/sh\nenv > "$HOME/started-with.env"\n')
     stub.chmod(0o755)
     env = {
-        "PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"),
-        "ZEPPELIN_HOME": str(zeppelin), "ZEPPELIN_ADDR": "127.0.0.1", "ZEPPELIN_PORT": "8080",
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "home"),
+        "ZEPPELIN_HOME": str(zeppelin),
+        "ZEPPELIN_ADDR": "127.0.0.1",
+        "ZEPPELIN_PORT": "8080",
         "ZEPPELIN_SERVER_CONTEXT_PATH": "/user/alice",
         "ZEPPELIN_NOTEBOOK_DIR": str(tmp_path / "home" / "notebook"),
-        "SPARK_CONF_DIR": "/opt/spark/conf", "POD_IP": "10.1.2.3",
-    }  # fmt: skip
+        "SPARK_CONF_DIR": "/opt/spark/conf",
+        "POD_IP": "10.1.2.3",
+    }
     (tmp_path / "home").mkdir(exist_ok=True)
-    return subprocess.run(["bash", str(ENTRYPOINT), flavour], env=env, capture_output=True,
-                          text=True)  # fmt: skip
+    return subprocess.run(
+        ["bash", str(ENTRYPOINT), flavour], env=env, capture_output=True, text=True
+    )
 
 
 def test_entrypoint_writes_zeppelin_config_from_the_environment(tmp_path):
@@ -89,7 +108,7 @@ def test_entrypoint_writes_zeppelin_config_from_the_environment(tmp_path):
         "export SPARK_CONF_DIR=/opt/spark/conf",
         "export SPARK_LOCAL_IP=10.1.2.3",
     ):
-        assert line in config.splitlines()  # fmt: skip
+        assert line in config.splitlines()
     assert (home / "notebook").is_dir()
     started = (home / "started-with.env").read_text()
     assert f"ZEPPELIN_CONF_DIR={home}/.zeppelin/conf" in started.splitlines()

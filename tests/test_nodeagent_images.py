@@ -28,8 +28,12 @@ def _token(sub: str) -> str:
     return f"eyJhbGciOiJSUzI1NiJ9.{claims}.signature"
 
 
-def notebook(tmp_path: Path, args: list[str], token: bool = True,
-             command: tuple[str, ...] = ("/opt/aglais/entrypoint.sh",)) -> ContainerContext:  # fmt: skip
+def notebook(
+    tmp_path: Path,
+    args: list[str],
+    token: bool = True,
+    command: tuple[str, ...] = ("/opt/aglais/entrypoint.sh",),
+) -> ContainerContext:
     """The notebook container of a Zeppelin pod, its volumes as host directories."""
     conf, account = tmp_path / "spark-conf", tmp_path / "sa"
     conf.mkdir(parents=True, exist_ok=True)
@@ -37,20 +41,26 @@ def notebook(tmp_path: Path, args: list[str], token: bool = True,
         "# written by the hub\n"
         "spark.master k8s://https://kubernetes.default.svc:443\n"
         "spark.kubernetes.executor.podTemplateFile /opt/spark/conf/executor-pod-template.yaml\n"
-        "spark.driver.host zeppelin-alice-driver.aglais-alice.svc\n")  # fmt: skip
+        "spark.driver.host zeppelin-alice-driver.aglais-alice.svc\n"
+    )
     mounts = {"/opt/spark/conf": conf}
     if token:
         account.mkdir(exist_ok=True)
         (account / "token").write_text(_token("system:serviceaccount:aglais-alice:spark-driver"))
         (account / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
         mounts[SERVICE_ACCOUNT_DIR] = account
-    container = {"name": "zeppelin", "image": "ghcr.io/aglais/zeppelin:1.0",
-                 "command": list(command), "args": args}  # fmt: skip
+    container = {
+        "name": "zeppelin",
+        "image": "ghcr.io/aglais/zeppelin:1.0",
+        "command": list(command),
+        "args": args,
+    }
     env = {**API, "SPARK_CONF_DIR": "/opt/spark/conf", "HOME": str(tmp_path)}
     pod_dir = tmp_path / "pod"
     pod_dir.mkdir(exist_ok=True)
-    return ContainerContext({"metadata": {"name": "zeppelin-alice"}}, container, "127.10.0.2",
-                            env, mounts, pod_dir)  # fmt: skip
+    return ContainerContext(
+        {"metadata": {"name": "zeppelin-alice"}}, container, "127.10.0.2", env, mounts, pod_dir
+    )
 
 
 def written_conf(ctx: ContainerContext) -> dict[str, str]:
@@ -80,7 +90,8 @@ def test_without_a_token_spark_has_no_credentials_to_present(tmp_path):
     assert conf["spark.master"] == "k8s://https://127.0.0.5:6443"
     assert not any(key.startswith("spark.kubernetes.authenticate.") for key in conf)
     assert spark_api_properties(notebook(tmp_path, ["zeppelin"], token=False)) == {
-        "spark.master": "k8s://https://127.0.0.5:6443"}  # fmt: skip
+        "spark.master": "k8s://https://127.0.0.5:6443"
+    }
 
 
 def test_the_auth_proxy_is_told_where_its_token_is(tmp_path):
@@ -114,8 +125,7 @@ def test_a_slow_notebook_delays_zeppelin_but_not_its_auth_proxy(tmp_path):
 def test_a_crashing_image_exits_1_at_once(tmp_path):
     ctx = notebook(tmp_path, [])
     command = crashing(ctx)
-    done = subprocess.run(command.argv, env=command.env, capture_output=True, text=True,
-                          timeout=30)  # fmt: skip
+    done = subprocess.run(command.argv, env=command.env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and "crashed at start" in done.stdout
 
 
@@ -146,9 +156,12 @@ def test_the_hub_image_runs_the_manifests_command_with_its_token_as_a_kubeconfig
         directory.mkdir()
     (account / "token").write_text(_token("system:serviceaccount:aglais:aglais-hub"))
     (account / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
-    container = {"name": "hub", "image": "ghcr.io/aglais/hub:0.1.0",
-                 "command": ["jupyterhub", "-f", "/srv/aglais/jupyterhub_config.py"],
-                 "workingDir": "/srv/jupyterhub"}  # fmt: skip
+    container = {
+        "name": "hub",
+        "image": "ghcr.io/aglais/hub:0.1.0",
+        "command": ["jupyterhub", "-f", "/srv/aglais/jupyterhub_config.py"],
+        "workingDir": "/srv/jupyterhub",
+    }
     env = {**API, "AGLAIS_VALUES": "/etc/aglais/values.yaml", "AGLAIS_RESERVATIONS_IP": "0.0.0.0"}
     mounts = {SERVICE_ACCOUNT_DIR: account, "/etc/aglais": values, "/srv/jupyterhub": data}
     pod = {"metadata": {"name": "aglais-hub-1", "namespace": "aglais"}}

@@ -30,9 +30,15 @@ def test_highest_ranked_tier_wins(groups, tier):
 
 @pytest.mark.parametrize(
     ("quantity", "bytes_"),
-    [("512Mi", 512 * 2**20), ("2Gi", 2 * 2**30), ("1.5Gi", int(1.5 * 2**30)), ("1G", 10**9),
-     ("100", 100), (42, 42)],
-)  # fmt: skip
+    [
+        ("512Mi", 512 * 2**20),
+        ("2Gi", 2 * 2**30),
+        ("1.5Gi", int(1.5 * 2**30)),
+        ("1G", 10**9),
+        ("100", 100),
+        (42, 42),
+    ],
+)
 def test_parse_quantity(quantity, bytes_):
     assert parse_quantity(quantity) == bytes_
 
@@ -49,10 +55,20 @@ def test_spark_memory_is_whole_mebibytes():
 
 
 def tier(**spec):
-    base = {"rank": 0, "storage": "1Gi", "maxExecutors": 2, "executorCores": 2,
-            "executorMemory": "1Gi", "driverCores": 1, "driverMemory": "3Gi",
-            "concurrentServers": 1, "bookingHours": 0, "bookingMaxHours": 8,
-            "bookingAheadDays": 14, "activeBookings": 2}  # fmt: skip
+    base = {
+        "rank": 0,
+        "storage": "1Gi",
+        "maxExecutors": 2,
+        "executorCores": 2,
+        "executorMemory": "1Gi",
+        "driverCores": 1,
+        "driverMemory": "3Gi",
+        "concurrentServers": 1,
+        "bookingHours": 0,
+        "bookingMaxHours": 8,
+        "bookingAheadDays": 14,
+        "activeBookings": 2,
+    }
     return tier_from_values("t", {**base, **spec})
 
 

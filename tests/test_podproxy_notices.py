@@ -41,12 +41,18 @@ def test_the_bar_shows_the_notice_as_text_never_html_in_a_real_browser(browser) 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             prefix = "/user/alice/r3/"
             answers = {
-                prefix: ("text/html", inject_script(b"<html><body><h1>Zeppelin</h1></body></html>",
-                                                    prefix + "_aglais/notice.js")),
+                prefix: (
+                    "text/html",
+                    inject_script(
+                        b"<html><body><h1>Zeppelin</h1></body></html>", prefix + "_aglais/notice.js"
+                    ),
+                ),
                 prefix + "_aglais/notice.js": ("text/javascript", SCRIPT.encode()),
-                prefix + "_aglais/notice": ("application/json", json.dumps(
-                    {"notices": [{"message": NOTICE}]}).encode()),
-            }  # fmt: skip
+                prefix + "_aglais/notice": (
+                    "application/json",
+                    json.dumps({"notices": [{"message": NOTICE}]}).encode(),
+                ),
+            }
             kind, body = answers.get(self.path, ("text/plain", b""))
             self.send_response(200 if self.path in answers else 404)
             self.send_header("Content-Type", kind)

@@ -93,11 +93,23 @@ def admin(hub, tokens) -> Api:
 
 
 def book(
-    api: Api, start: datetime, hours: float = 1, size: str = "small", headers: dict | None = None,
+    api: Api,
+    start: datetime,
+    hours: float = 1,
+    size: str = "small",
+    headers: dict | None = None,
     **extra,
 ) -> requests.Response:
-    return api.post("reservations", headers=headers, json={"size": size, "start": iso(start),
-                    "end": iso(start + timedelta(hours=hours)), **extra})  # fmt: skip
+    return api.post(
+        "reservations",
+        headers=headers,
+        json={
+            "size": size,
+            "start": iso(start),
+            "end": iso(start + timedelta(hours=hours)),
+            **extra,
+        },
+    )
 
 
 def test_without_a_token_the_api_is_401_and_health_is_open(hub: ReservationHub) -> None:
@@ -119,8 +131,11 @@ def test_errors_are_json_on_every_api_route(hub: ReservationHub, alice: Api) -> 
     assert wrong.status_code == 405 and wrong.headers["Allow"] == "GET, POST"
     assert wrong.json() == {"status": 405, "message": "PUT is not allowed here; use GET, POST."}
     assert alice.post("sizes").headers["Allow"] == "GET"
-    form = alice.post("reservations", data="size=small",
-                      headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    form = alice.post(
+        "reservations",
+        data="size=small",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert form.status_code == 415 and "application/json" in form.json()["message"]
 
 
@@ -154,28 +169,36 @@ def test_alice_books_reads_and_lists(alice: Api) -> None:
 
 def test_another_users_booking_is_404_everywhere(alice: Api, bob: Api) -> None:
     booking = book(alice, slot()).json()
-    for response in (bob.get(f"reservations/{booking['id']}"),
-                     bob.patch(f"reservations/{booking['id']}", json={"end": booking["end"]}),
-                     bob.delete(f"reservations/{booking['id']}"),
-                     bob.get("reservations/999999")):  # fmt: skip
+    for response in (
+        bob.get(f"reservations/{booking['id']}"),
+        bob.patch(f"reservations/{booking['id']}", json={"end": booking["end"]}),
+        bob.delete(f"reservations/{booking['id']}"),
+        bob.get("reservations/999999"),
+    ):
         assert response.status_code == 404
         assert response.json()["message"].startswith("You have no booking")
     assert booking["id"] not in [b["id"] for b in bob.get("reservations").json()["reservations"]]
     assert alice.get(f"reservations/{booking['id']}").json()["state"] == "pending"
 
 
-@pytest.mark.parametrize("body, words", [
-    ({"size": "small", "start": "+2", "end": "+1"}, "must be after"),
-    ({"size": "small", "start": "+1", "end": "+1"}, "must be after"),
-    ({"size": "small", "start": "now-3", "end": "now-1"}, "in the past"),
-    ({"size": "huge", "start": "+1", "end": "+2"}, "no size 'huge'"),
-    ({"size": "small", "start": "+1", "end": "+10"}, "longer than your tier"),
-    ({"size": "small", "start": "tomorrow", "end": "+2"}, "not an ISO 8601 time"),
-    ({"size": "small", "start": "2030-01-01T10:00:00", "end": "+2"}, "needs a time zone"),
-    ({"size": "small", "start": "+1"}, "'end' must be an ISO 8601 time"),
-    ({"size": 3, "start": "+1", "end": "+2"}, "'size' must name"),
-    ({"size": "small", "start": "+1", "end": "+2", "colour": "red"}, "Unknown field(s): colour"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"size": "small", "start": "+2", "end": "+1"}, "must be after"),
+        ({"size": "small", "start": "+1", "end": "+1"}, "must be after"),
+        ({"size": "small", "start": "now-3", "end": "now-1"}, "in the past"),
+        ({"size": "huge", "start": "+1", "end": "+2"}, "no size 'huge'"),
+        ({"size": "small", "start": "+1", "end": "+10"}, "longer than your tier"),
+        ({"size": "small", "start": "tomorrow", "end": "+2"}, "not an ISO 8601 time"),
+        ({"size": "small", "start": "2030-01-01T10:00:00", "end": "+2"}, "needs a time zone"),
+        ({"size": "small", "start": "+1"}, "'end' must be an ISO 8601 time"),
+        ({"size": 3, "start": "+1", "end": "+2"}, "'size' must name"),
+        (
+            {"size": "small", "start": "+1", "end": "+2", "colour": "red"},
+            "Unknown field(s): colour",
+        ),
+    ],
+)
 def test_malformed_or_impossible_bookings_are_422(alice: Api, body: dict, words: str) -> None:
     start = slot()
     now = datetime.now(UTC)
@@ -194,9 +217,7 @@ def test_not_json_is_422(alice: Api) -> None:
     assert response.status_code == 422 and "not JSON" in response.json()["message"]
 
 
-def test_a_retry_with_the_same_idempotency_key_gets_the_same_booking(
-    alice: Api, bob: Api
-) -> None:
+def test_a_retry_with_the_same_idempotency_key_gets_the_same_booking(alice: Api, bob: Api) -> None:
     start, key = slot(), {"Idempotency-Key": "7d3b4c1e-retry"}
     first = book(alice, start, 1, title="once", headers=key)
     assert first.status_code == 201, first.text
@@ -298,8 +319,10 @@ def test_spawn_check_is_for_the_hub_only(hub: ReservationHub, alice: Api) -> Non
     response = alice.post("spawn-check", json={"user": "alice", "server_name": ""})
     assert response.status_code == 403
     gate = hub.gate()
-    answer = gate.post(hub.service_url + "api/spawn-check",
-                       json={"user": "alice", "server_name": "", "profile": "tiny"}).json()  # fmt: skip
+    answer = gate.post(
+        hub.service_url + "api/spawn-check",
+        json={"user": "alice", "server_name": "", "profile": "tiny"},
+    ).json()
     assert answer["allowed"] is True and answer["limits"] is None
     assert (
         gate.post(hub.service_url + "api/spawn-check", json={"server_name": ""}).status_code == 422
@@ -312,8 +335,10 @@ def test_spawn_check_for_booked_servers(
     gate = hub.gate()
 
     def check(user: str, server: str) -> dict:
-        return gate.post(hub.service_url + "api/spawn-check",
-                         json={"user": user, "server_name": server, "profile": None}).json()  # fmt: skip
+        return gate.post(
+            hub.service_url + "api/spawn-check",
+            json={"user": user, "server_name": server, "profile": None},
+        ).json()
 
     later = book(alice, slot(), title="Later").json()
     answer = check("alice", later["server_name"])
@@ -324,8 +349,13 @@ def test_spawn_check_for_booked_servers(
     current = book(admin, now, 1, size="large", user="bob").json()
     answer = check("bob", current["server_name"])
     assert answer["allowed"] is True and answer["booking"] == current["id"]
-    assert answer["limits"] == {"executors": 3, "executor_cores": 2, "executor_memory": 2**30,
-                                "driver_cores": 1, "driver_memory": 2**30}  # fmt: skip
+    assert answer["limits"] == {
+        "executors": 3,
+        "executor_cores": 2,
+        "executor_memory": 2**30,
+        "driver_cores": 1,
+        "driver_memory": 2**30,
+    }
     bob.delete(f"reservations/{current['id']}")
     assert "cancelled" in check("bob", current["server_name"])["reason"]
 
@@ -378,13 +408,18 @@ def test_fifty_concurrent_creates_never_overcommit(hub: ReservationHub, tokens: 
     statuses = [r.status_code for r in responses]
     assert statuses.count(201) == 2 and statuses.count(409) == 48, statuses
     accepted = {r.json()["id"] for r in responses if r.status_code == 201}
-    listed = {b["id"] for b in api.get("reservations", params={"user": "bob"}).json()["reservations"]
-              if b["start"] == iso(start) and b["state"] != "cancelled"}  # fmt: skip
+    listed = {
+        b["id"]
+        for b in api.get("reservations", params={"user": "bob"}).json()["reservations"]
+        if b["start"] == iso(start) and b["state"] != "cancelled"
+    }
     assert listed == accepted
     if getattr(hub, "db_url", None):  # the database itself agrees
         with psycopg.connect(hub.db_url) as conn:
-            rows = conn.execute("SELECT id FROM bookings WHERE start = %s AND state <> 'cancelled'",
-                                (start.replace(tzinfo=None),)).fetchall()  # fmt: skip
+            rows = conn.execute(
+                "SELECT id FROM bookings WHERE start = %s AND state <> 'cancelled'",
+                (start.replace(tzinfo=None),),
+            ).fetchall()
         assert {r[0] for r in rows} == accepted
 
 

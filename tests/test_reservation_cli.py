@@ -31,12 +31,23 @@ def setup(tmp_path: Path) -> tuple[list[str], list]:
     ledger = Ledger(store, settings_from_values(values))
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
     admin = Caller("admin", admin=True)
-    made = [ledger.create(admin, size="small", start=start, end=start + timedelta(hours=1),
-                          title=title, user=user)
-            for user, title in (("alice", "DR3, join"), ("bob", "Gaia"))]  # fmt: skip
+    made = [
+        ledger.create(
+            admin, size="small", start=start, end=start + timedelta(hours=1), title=title, user=user
+        )
+        for user, title in (("alice", "DR3, join"), ("bob", "Gaia"))
+    ]
     store.dispose()
-    base = [sys.executable, "-m", "aglais_hub.cli", "reservations", "--values", str(values_file),
-            "--db-url", url]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "aglais_hub.cli",
+        "reservations",
+        "--values",
+        str(values_file),
+        "--db-url",
+        url,
+    ]
     return base, made
 
 

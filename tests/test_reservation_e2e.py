@@ -90,8 +90,10 @@ def test_a_booking_from_before_its_start_to_after_its_end(rplatform: Platform) -
     api = api_of(alice, rplatform)
     start = datetime.now(UTC) + timedelta(seconds=25)
     end = start + timedelta(seconds=50)
-    response = api.post(api.base + "reservations", json={
-        "size": "tiny", "start": iso(start), "end": iso(end), "title": "Workshop"})  # fmt: skip
+    response = api.post(
+        api.base + "reservations",
+        json={"size": "tiny", "start": iso(start), "end": iso(end), "title": "Workshop"},
+    )
     assert response.status_code == 201, response.text
     booking = response.json()
     server = booking["server_name"]
@@ -104,8 +106,11 @@ def test_a_booking_from_before_its_start_to_after_its_end(rplatform: Platform) -
     assert bob.get(f"hub/spawn/alice/{server}").status_code in (403, 404)
     stolen = bob.start_server(server)
     assert stolen.get("failed") and f"no booking {booking['id']} of yours" in stolen["message"]
-    bob.session.delete(bob.url(f"hub/api/users/bob/servers/{server}"), headers=bob.xsrf_headers(),
-                       json={"remove": True})  # fmt: skip
+    bob.session.delete(
+        bob.url(f"hub/api/users/bob/servers/{server}"),
+        headers=bob.xsrf_headers(),
+        json={"remove": True},
+    )
 
     while datetime.now(UTC) < start:
         time.sleep(0.5)
@@ -117,9 +122,14 @@ def test_a_booking_from_before_its_start_to_after_its_end(rplatform: Platform) -
     model = alice.get("hub/api/users/alice").json()["servers"][server]
     assert model["display_name"] == "Workshop"  # the home page lists it by its title
     applied = model["user_options"]["applied"]
-    assert applied == {"booking": booking["id"], "executors": 0, "executor_cores": 1,
-                       "executor_memory": 2**30, "driver_cores": 1,
-                       "driver_memory": 768 * 2**20}  # fmt: skip
+    assert applied == {
+        "booking": booking["id"],
+        "executors": 0,
+        "executor_cores": 1,
+        "executor_memory": 2**30,
+        "driver_cores": 1,
+        "driver_memory": 768 * 2**20,
+    }
     assert alice.open_server(f"user/alice/{server}/").status_code == 200
     assert "local[1] 768m" in alice.run_code(f"user/alice/{server}/", SPARK_CONF)
 
@@ -155,8 +165,9 @@ def test_a_third_unbooked_server_waits_in_the_queue(rplatform: Platform) -> None
     queued = False
     while time.monotonic() < deadline and not queued:
         try:
-            progress = watcher.get(dave.url("hub/api/users/dave/servers/work/progress"),
-                                   stream=True, timeout=5)  # fmt: skip
+            progress = watcher.get(
+                dave.url("hub/api/users/dave/servers/work/progress"), stream=True, timeout=5
+            )
             for line in progress.iter_lines(decode_unicode=True):
                 if "position 1 in queue" in (line or ""):
                     queued = True
@@ -174,8 +185,9 @@ def test_a_third_unbooked_server_waits_in_the_queue(rplatform: Platform) -> None
     messages = [e.get("message", "") for e in outcome["events"]]
     assert any("position 1 in queue" in m for m in messages), messages
     for client, name in ((carol, "carol"), (dave, "dave")):
-        client.session.delete(client.url(f"hub/api/users/{name}/servers/work"),
-                              headers=client.xsrf_headers())  # fmt: skip
+        client.session.delete(
+            client.url(f"hub/api/users/{name}/servers/work"), headers=client.xsrf_headers()
+        )
 
 
 def test_alice_books_on_the_web_page(rplatform: Platform, browser) -> None:
@@ -224,8 +236,9 @@ def test_the_page_refuses_a_post_without_the_xsrf_token(rplatform: Platform) -> 
     forged = alice.session.post(rplatform.reservations_url, data=form, allow_redirects=False)
     assert forged.status_code == 403
     token = page.text.split('name="_xsrf" value="')[1].split('"')[0]
-    genuine = alice.session.post(rplatform.reservations_url, data={**form, "_xsrf": token},
-                                 allow_redirects=False)  # fmt: skip
+    genuine = alice.session.post(
+        rplatform.reservations_url, data={**form, "_xsrf": token}, allow_redirects=False
+    )
     assert genuine.status_code == 303 and "notice=booked" in genuine.headers["Location"]
 
 
@@ -235,25 +248,45 @@ def test_admins_see_every_booking_on_the_page_and_cancel_or_book_for_a_user(
     alice, admin = logged_in(rplatform, "alice"), logged_in(rplatform, "admin")
     api = api_of(alice, rplatform)
     start = (datetime.now(UTC) + timedelta(days=4)).replace(minute=0, second=0, microsecond=0)
-    booking = api.post(api.base + "reservations", json={
-        "size": "small", "start": iso(start), "end": iso(start + timedelta(hours=1)),
-        "title": "alice's run"}).json()  # fmt: skip
+    booking = api.post(
+        api.base + "reservations",
+        json={
+            "size": "small",
+            "start": iso(start),
+            "end": iso(start + timedelta(hours=1)),
+            "title": "alice's run",
+        },
+    ).json()
     page = admin.get_with_consent("services/reservations/")
     assert page.status_code == 200 and 'id="everyone"' in page.text
     assert f'data-booking="{booking["id"]}"' in page.text and "alice&#39;s run" in page.text
     token = page.text.split('name="_xsrf" value="')[1].split('"')[0]
-    cancel = admin.session.post(rplatform.reservations_url, allow_redirects=False, data={
-        "_xsrf": token, "action": "cancel", "id": str(booking["id"])})  # fmt: skip
+    cancel = admin.session.post(
+        rplatform.reservations_url,
+        allow_redirects=False,
+        data={"_xsrf": token, "action": "cancel", "id": str(booking["id"])},
+    )
     assert cancel.status_code == 303
     assert api.get(api.base + f"reservations/{booking['id']}").json()["state"] == "cancelled"
     # on alice's behalf: the large size, which her tier could not book herself
-    made = admin.session.post(rplatform.reservations_url, allow_redirects=False, data={
-        "_xsrf": token, "action": "book", "size": "large", "user": "alice", "hours": "1",
-        "start": (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"), "title": "for alice"})  # fmt: skip
+    made = admin.session.post(
+        rplatform.reservations_url,
+        allow_redirects=False,
+        data={
+            "_xsrf": token,
+            "action": "book",
+            "size": "large",
+            "user": "alice",
+            "hours": "1",
+            "start": (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+            "title": "for alice",
+        },
+    )
     assert made.status_code == 303, made.text
     mine = api.get(api.base + "reservations").json()["reservations"]
     assert [(b["size"], b["created_by"]) for b in mine if b["title"] == "for alice"] == [
-        ("large", "admin")]  # fmt: skip
+        ("large", "admin")
+    ]
     # alice's own page offers no "for user" field and shows no one else's bookings
     own = alice.get_with_consent("services/reservations/").text
     assert 'id="for-user"' not in own and 'id="everyone"' not in own

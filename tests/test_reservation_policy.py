@@ -39,8 +39,13 @@ def over_capacity_anywhere(spans: list[Span], capacity: Resources) -> bool:
 
 
 def test_footprint_counts_driver_executors_and_spark_overhead() -> None:
-    size = ClusterSize(executors=2, executor_cores=2, executor_memory=4 * GiB,
-                       driver_cores=1, driver_memory=1 * GiB)  # fmt: skip
+    size = ClusterSize(
+        executors=2,
+        executor_cores=2,
+        executor_memory=4 * GiB,
+        driver_cores=1,
+        driver_memory=1 * GiB,
+    )
     need = footprint(size, Overhead(0.1, 384 * 2**20))
     # the auth proxy's 100m and 128 MiB, then the driver and two executors
     assert need.millicores == 100 + 5000
@@ -51,8 +56,11 @@ def test_footprint_counts_driver_executors_and_spark_overhead() -> None:
 
 
 def test_conflict_names_the_whole_full_stretch() -> None:
-    booked = [Span(at(1), at(3), Resources(6000, GiB)), Span(at(2), at(5), Resources(1000, GiB)),
-              Span(at(4), at(6), Resources(6000, GiB))]  # fmt: skip
+    booked = [
+        Span(at(1), at(3), Resources(6000, GiB)),
+        Span(at(2), at(5), Resources(1000, GiB)),
+        Span(at(4), at(6), Resources(6000, GiB)),
+    ]
     conflict = first_conflict(booked, Span(at(0), at(8), Resources(2000, GiB)), CAPACITY)
     # 2 cores are free 1-2 (enough), 1 core 2-3 (too few), then 7 free 3-4, 1 again 4-5
     assert (conflict.start, conflict.end) == (at(2), at(3))
@@ -81,13 +89,17 @@ def test_free_timeline_pieces() -> None:
     booked = [Span(at(1), at(2), Resources(3000, GiB))]
     pieces = free_timeline(booked, at(0), at(3), CAPACITY)
     assert [(a, b, f.millicores) for a, b, f in pieces] == [
-        (at(0), at(1), 8000), (at(1), at(2), 5000), (at(2), at(3), 8000)]  # fmt: skip
+        (at(0), at(1), 8000),
+        (at(1), at(2), 5000),
+        (at(2), at(3), 8000),
+    ]
 
 
 # -- properties -----------------------------------------------------------------------------
 
-needs = st.builds(Resources, st.integers(1, 6).map(lambda c: c * 1000),
-                  st.integers(1, 24).map(lambda g: g * GiB))  # fmt: skip
+needs = st.builds(
+    Resources, st.integers(1, 6).map(lambda c: c * 1000), st.integers(1, 24).map(lambda g: g * GiB)
+)
 windows = st.tuples(st.integers(0, 48), st.integers(1, 12))  # start hour, length in hours
 operations = st.lists(
     st.one_of(
@@ -164,8 +176,11 @@ def test_usage_segments_agree_with_brute_force(booked: list) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(["small", "tiny", "large"]), windows,
-                          st.booleans()), max_size=12))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["small", "tiny", "large"]), windows, st.booleans()), max_size=12
+    )
+)
 def test_the_ledger_never_overcommits_either(requests: list) -> None:
     """The same property through the real ledger and database (SQLite)."""
     now = T0 - timedelta(hours=1)
@@ -177,8 +192,11 @@ def test_the_ledger_never_overcommits_either(requests: list) -> None:
         made = []
         for size, (start, length), cancel in requests:
             try:
-                made.append(ledger.create(admin, size=size, start=at(start),
-                                          end=at(start + length), user="someone"))  # fmt: skip
+                made.append(
+                    ledger.create(
+                        admin, size=size, start=at(start), end=at(start + length), user="someone"
+                    )
+                )
             except Refused as refused:
                 assert refused.status == 409
             if cancel and made:

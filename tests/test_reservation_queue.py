@@ -85,8 +85,19 @@ def test_booked_server_names() -> None:
 
 
 # r + 7 in Arabic-Indic, full-width and Devanagari digits, a leading zero, spaces, case
-ALIASES = ["r07", "r007", "r\u0667", "r\uff17", "r\uff10\uff17", "r\u096d", "r7 ", " r7",
-           "r 7", "r7\n", "R7"]  # fmt: skip
+ALIASES = [
+    "r07",
+    "r007",
+    "r\u0667",
+    "r\uff17",
+    "r\uff10\uff17",
+    "r\u096d",
+    "r7 ",
+    " r7",
+    "r 7",
+    "r7\n",
+    "R7",
+]
 
 
 @pytest.mark.parametrize("name", ALIASES)
@@ -98,8 +109,7 @@ def test_names_imitating_a_booking_are_no_bookings_server(name: str) -> None:
     assert refusal and "belong to bookings" in refusal and "written exactly r7" in refusal
 
 
-@pytest.mark.parametrize("name", ["r0", "r00", f"r{ID_MAX + 1}", "r" + "9" * 40,
-                                  "r" + "9" * 5000])  # fmt: skip
+@pytest.mark.parametrize("name", ["r0", "r00", f"r{ID_MAX + 1}", "r" + "9" * 40, "r" + "9" * 5000])
 def test_r_numbers_no_booking_can_have_are_refused(name: str) -> None:
     """Zero and ids beyond the database's INTEGER: no booking, and not a free name either."""
     assert booking_id(name) is None

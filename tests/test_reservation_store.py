@@ -246,35 +246,65 @@ def test_the_gate_gauges_and_scheduler_read_and_mark_through_the_ledger(ledger: 
 
 
 def test_an_idempotency_key_books_once(ledger: Ledger) -> None:
-    first = ledger.create(ALICE, size="small", start=NOW + H, end=NOW + 2 * H, title="t",
-                          tier="standard", idempotency_key="k-1")  # fmt: skip
-    again = ledger.create(ALICE, size="small", start=NOW + H, end=NOW + 2 * H, title=" t ",
-                          tier="standard", idempotency_key="k-1")  # fmt: skip
+    first = ledger.create(
+        ALICE,
+        size="small",
+        start=NOW + H,
+        end=NOW + 2 * H,
+        title="t",
+        tier="standard",
+        idempotency_key="k-1",
+    )
+    again = ledger.create(
+        ALICE,
+        size="small",
+        start=NOW + H,
+        end=NOW + 2 * H,
+        title=" t ",
+        tier="standard",
+        idempotency_key="k-1",
+    )
     assert (again.id, again.replayed, first.replayed) == (first.id, True, False)
     with pytest.raises(Refused, match="already used for a different request") as refused:
-        ledger.create(ALICE, size="small", start=NOW + H, end=NOW + 3 * H, tier="standard",
-                      idempotency_key="k-1")  # fmt: skip
+        ledger.create(
+            ALICE,
+            size="small",
+            start=NOW + H,
+            end=NOW + 3 * H,
+            tier="standard",
+            idempotency_key="k-1",
+        )
     assert refused.value.status == 422
-    theirs = ledger.create(BOB, size="small", start=NOW + H, end=NOW + 2 * H, title="t",
-                           tier="power", idempotency_key="k-1")  # fmt: skip
+    theirs = ledger.create(
+        BOB,
+        size="small",
+        start=NOW + H,
+        end=NOW + 2 * H,
+        title="t",
+        tier="power",
+        idempotency_key="k-1",
+    )
     assert theirs.id != first.id  # keys are per caller
     assert len(ledger.list(ADMIN)) == 2
 
 
 def test_a_retry_with_its_key_is_answered_after_the_start_has_passed(ledger: Ledger) -> None:
-    made = ledger.create(ALICE, size="tiny", start=NOW, end=NOW + H, tier="standard",
-                         idempotency_key="late")  # fmt: skip
+    made = ledger.create(
+        ALICE, size="tiny", start=NOW, end=NOW + H, tier="standard", idempotency_key="late"
+    )
     later = Ledger(ledger.store, ledger.settings, clock=lambda: NOW + 2 * H)
-    again = later.create(ALICE, size="tiny", start=NOW, end=NOW + H, tier="standard",
-                         idempotency_key="late")  # fmt: skip
+    again = later.create(
+        ALICE, size="tiny", start=NOW, end=NOW + H, tier="standard", idempotency_key="late"
+    )
     assert again.id == made.id and again.replayed
 
 
 @pytest.mark.parametrize("key", ["", "x" * 129, "with space", "é"])
 def test_idempotency_keys_are_visible_ascii(ledger: Ledger, key: str) -> None:
     with pytest.raises(Refused, match="Idempotency-Key") as refused:
-        ledger.create(ALICE, size="tiny", start=NOW + H, end=NOW + 2 * H, tier="standard",
-                      idempotency_key=key)  # fmt: skip
+        ledger.create(
+            ALICE, size="tiny", start=NOW + H, end=NOW + 2 * H, tier="standard", idempotency_key=key
+        )
     assert refused.value.status == 422
 
 
@@ -288,28 +318,45 @@ def test_one_longest_booking_for_everyone(ledger: Ledger) -> None:
         ledger.change_end(ADMIN, longest.id, NOW + 746 * H)
 
 
-@pytest.mark.parametrize("title, words", [
-    ("a\x00b", "NUL"), ("\u202eabc", "U+202E"), ("a\nb", "U+000A"), ("a\u2067b", "U+2067"),
-    ("\ud800", "lone surrogate"), ("x" * 201, "longer than 200"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "title, words",
+    [
+        ("a\x00b", "NUL"),
+        ("\u202eabc", "U+202E"),
+        ("a\nb", "U+000A"),
+        ("a\u2067b", "U+2067"),
+        ("\ud800", "lone surrogate"),
+        ("x" * 201, "longer than 200"),
+    ],
+)
 def test_titles_are_one_line_of_text(ledger: Ledger, title: str, words: str) -> None:
     with pytest.raises(Refused, match=re.escape(words)) as refused:
-        ledger.create(ALICE, size="tiny", start=NOW + H, end=NOW + 2 * H, title=title,
-                      tier="standard")  # fmt: skip
+        ledger.create(
+            ALICE, size="tiny", start=NOW + H, end=NOW + 2 * H, title=title, tier="standard"
+        )
     assert refused.value.status == 422
     assert ledger.list(ADMIN) == []
 
 
 def test_titles_are_stored_as_the_hub_shows_them(ledger: Ledger) -> None:
-    made = ledger.create(ALICE, size="tiny", start=NOW + H, end=NOW + 2 * H, tier="standard",
-                         title="  Gaia   DR3\u200b  ")  # fmt: skip
+    made = ledger.create(
+        ALICE,
+        size="tiny",
+        start=NOW + H,
+        end=NOW + 2 * H,
+        tier="standard",
+        title="  Gaia   DR3\u200b  ",
+    )
     assert ledger.get(ALICE, made.id).title == "Gaia DR3"
 
 
 @pytest.mark.parametrize("number", [0, -1, 2**31, 2**63])
 def test_ids_no_booking_can_have_are_404(ledger: Ledger, number: int) -> None:
-    for action in (lambda: ledger.get(ADMIN, number), lambda: ledger.cancel(ADMIN, number),
-                   lambda: ledger.change_end(ADMIN, number, NOW + 2 * H)):  # fmt: skip
+    for action in (
+        lambda: ledger.get(ADMIN, number),
+        lambda: ledger.cancel(ADMIN, number),
+        lambda: ledger.change_end(ADMIN, number, NOW + 2 * H),
+    ):
         with pytest.raises(Refused) as refused:
             action()
         assert refused.value.status == 404

@@ -30,16 +30,25 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 # What users read, word for word (spawners/base.py). The spawn page shows a failure as
 # the hub's progress stream words it: str() of the SpawnException, status and reason
 # first (`spawn_failed`).
-BOOKED_AWAY = ("The reservation service is not answering, so booked servers cannot start "
-               "right now. Try again in a minute; tell an administrator if it persists.")  # fmt: skip
-REFUSED_AWAY = ("The reservation service is not answering, so no server can start right "
-                "now. Try again in a minute.")  # fmt: skip
-SMALLEST_AWAY = ("The reservation service is not answering: starting with the smallest "
-                 "size while it is away.")  # fmt: skip
-QUEUED_FIRST = ("The shared cluster is full: position 1 in queue. Your server starts as "
-                "soon as capacity frees up.")  # fmt: skip
-GAVE_UP = ("The shared cluster stayed full for 0.1 minutes, so this start gave up. Try "
-           "again later, or book a cluster on the reservations page.")  # fmt: skip
+BOOKED_AWAY = (
+    "The reservation service is not answering, so booked servers cannot start "
+    "right now. Try again in a minute; tell an administrator if it persists."
+)
+REFUSED_AWAY = (
+    "The reservation service is not answering, so no server can start right "
+    "now. Try again in a minute."
+)
+SMALLEST_AWAY = (
+    "The reservation service is not answering: starting with the smallest size while it is away."
+)
+QUEUED_FIRST = (
+    "The shared cluster is full: position 1 in queue. Your server starts as "
+    "soon as capacity frees up."
+)
+GAVE_UP = (
+    "The shared cluster stayed full for 0.1 minutes, so this start gave up. Try "
+    "again later, or book a cluster on the reservations page."
+)
 CAPACITY_FREE = "Shared capacity is available."
 LAUNCHED = "Starting JupyterLab with Spark"
 
@@ -58,8 +67,14 @@ def progress(hub: ReservationHub, user: str, server: str, timeout: float = 120) 
     return client.follow_progress(user, server, timeout)["events"]
 
 
-def spawn(hub: ReservationHub, user: str, server: str, options: object = None,
-          session: requests.Session | None = None, timeout: float = 120) -> dict:  # fmt: skip
+def spawn(
+    hub: ReservationHub,
+    user: str,
+    server: str,
+    options: object = None,
+    session: requests.Session | None = None,
+    timeout: float = 120,
+) -> dict:
     """POST a start of ``user``'s ``server`` to the hub's REST API (``options`` as the
     body: the hub takes it as user_options) with ``session`` (default: the harness's
     admin token); the last progress event (``ready`` or ``failed`` with a
@@ -67,11 +82,15 @@ def spawn(hub: ReservationHub, user: str, server: str, options: object = None,
 
     It takes either outcome (other test modules use it that way); this module's tests
     use `start`, which pins the hub's answer."""
-    response = (session or hub.api).post(f"{hub.url}/hub/api/users/{user}/servers/{server}",
-                                         json=options or {}, timeout=60)  # fmt: skip
+    response = (session or hub.api).post(
+        f"{hub.url}/hub/api/users/{user}/servers/{server}", json=options or {}, timeout=60
+    )
     if response.status_code >= 400:  # the hub answers at once when the spawn fails fast
-        return {"failed": True, "status": response.status_code,
-                "message": response.json()["message"]}  # fmt: skip
+        return {
+            "failed": True,
+            "status": response.status_code,
+            "message": response.json()["message"],
+        }
     return progress(hub, user, server, timeout)[-1]
 
 
@@ -169,8 +188,14 @@ def test_an_unbooked_start_gets_the_smallest_size_when_the_service_does_not_answ
         assert work["ready"] is True
         # the hub's server model says what this start really got
         assert work["user_options"]["applied"] == {
-            "booking": None, "fallback": "smallest", "executors": 0, "executor_cores": 1,
-            "executor_memory": 2**30, "driver_cores": 1, "driver_memory": 768 * 2**20}  # fmt: skip
+            "booking": None,
+            "fallback": "smallest",
+            "executors": 0,
+            "executor_cores": 1,
+            "executor_memory": 2**30,
+            "driver_cores": 1,
+            "driver_memory": 768 * 2**20,
+        }
     finally:
         hub.api.delete(f"{hub.url}/hub/api/users/bob/servers/work", timeout=60)
 
@@ -276,9 +301,16 @@ def test_the_idle_culler_spares_a_server_whose_booking_runs(tmp_path) -> None:
         token = hub.add_user("alice", ["users"])
         hub.add_user("bob", ["users"])
         now = datetime.now(UTC).replace(microsecond=0)
-        created = hub.client(token).post(hub.service_url + "api/reservations", json={
-            "size": "tiny", "start": now.isoformat(), "title": "long job",
-            "end": (now + timedelta(minutes=30)).isoformat()}, timeout=30)  # fmt: skip
+        created = hub.client(token).post(
+            hub.service_url + "api/reservations",
+            json={
+                "size": "tiny",
+                "start": now.isoformat(),
+                "title": "long job",
+                "end": (now + timedelta(minutes=30)).isoformat(),
+            },
+            timeout=30,
+        )
         assert created.status_code == 201, created.text
         booking = created.json()
         server = booking["server_name"]

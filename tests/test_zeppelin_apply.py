@@ -21,13 +21,24 @@ from spawners.zeppelin.spec import ServerNames, kubernetes_settings, server_spec
 
 @pytest.fixture(scope="module")
 def spec() -> objects.ServerSpec:
-    values = apply_defaults(demo_values(spawner={"kind": "zeppelin"},
-                                        auth={"defaultTier": "standard"}))  # fmt: skip
+    values = apply_defaults(
+        demo_values(spawner={"kind": "zeppelin"}, auth={"defaultTier": "standard"})
+    )
     offering = offering_from_values(values)
     tier = offering.tier_for_groups([])
     names = ServerNames("aglais-alice", "zeppelin-alice", "claim-alice")
-    return server_spec(kubernetes_settings(values), names, "alice", "", tier,
-                       ClusterSize.from_tier(tier), "zeppelin", {}, {}, offering.overhead)
+    return server_spec(
+        kubernetes_settings(values),
+        names,
+        "alice",
+        "",
+        tier,
+        ClusterSize.from_tier(tier),
+        "zeppelin",
+        {},
+        {},
+        offering.overhead,
+    )
 
 
 def test_a_digest_is_the_content_not_the_order_of_keys(spec):
@@ -63,8 +74,10 @@ def test_a_role_binding_waits_for_its_role_and_the_rest_goes_at_once(spec):
 
 
 def test_only_an_uncounted_new_quota_is_worth_another_try():
-    uncounted = ('{"message": "pods \\"zeppelin-alice\\" is forbidden: status unknown for '
-                 'quota: tier-quota, resources: limits.cpu"}')  # fmt: skip
+    uncounted = (
+        '{"message": "pods \\"zeppelin-alice\\" is forbidden: status unknown for '
+        'quota: tier-quota, resources: limits.cpu"}'
+    )
     assert apply.quota_not_counted(403, uncounted)
     assert not apply.quota_not_counted(403, '{"message": "exceeded quota: tier-quota"}')
     assert not apply.quota_not_counted(403, None)
@@ -139,8 +152,11 @@ def test_a_second_spawn_writes_only_the_server_s_own_objects(spec):
     recorder.writes.clear()
     spawner.spec = replace(spec, tier=replace(spec.tier, storage=spec.tier.storage * 2))
     asyncio.run(spawner._ensure_namespace())
-    assert recorder.writes == ["Namespace/aglais-alice", "ResourceQuota/tier-quota",
-                               f"ConfigMap/{spec.config_map}"]  # fmt: skip
+    assert recorder.writes == [
+        "Namespace/aglais-alice",
+        "ResourceQuota/tier-quota",
+        f"ConfigMap/{spec.config_map}",
+    ]
 
 
 def test_a_new_namespace_or_a_failed_spawn_means_everything_is_written_again(spec):

@@ -21,8 +21,9 @@ VALUES = REPO / "config" / "examples" / "kubernetes.yaml"
 def render(*args: str) -> tuple[int, list[dict], str]:
     result = subprocess.run(
         [sys.executable, "-m", "aglais_hub.cli", "render-pod", str(VALUES), *args],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     docs = [d for d in yaml.safe_load_all(result.stdout) if d] if result.returncode == 0 else []
     return result.returncode, docs, result.stderr
 
@@ -35,9 +36,20 @@ def alice() -> dict[str, dict]:
 
 
 def test_every_object_is_valid_kubernetes_1_30(alice):
-    assert sorted(alice) == sorted([
-        "Namespace", "ServiceAccount", "Role", "RoleBinding", "ResourceQuota", "NetworkPolicy",
-        "PersistentVolumeClaim", "ConfigMap", "Pod", "Service"])  # fmt: skip
+    assert sorted(alice) == sorted(
+        [
+            "Namespace",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ResourceQuota",
+            "NetworkPolicy",
+            "PersistentVolumeClaim",
+            "ConfigMap",
+            "Pod",
+            "Service",
+        ]
+    )
     template = yaml.safe_load(alice["ConfigMap"]["data"]["executor-pod-template.yaml"])
     for obj in [*alice.values(), template]:
         kubernetes_validate.validate(obj, "1.30.0", strict=True)
@@ -59,14 +71,25 @@ def test_the_users_namespace_enforces_pod_security_restricted(alice):
 def test_spark_driver_rights_are_namespaced_and_minimal(alice):
     role, binding = alice["Role"], alice["RoleBinding"]
     rules = {tuple(r["resources"]): set(r["verbs"]) for r in role["rules"]}
-    assert rules[("pods",)] == {"get", "list", "watch", "create", "delete",
-                                "deletecollection", "patch"}  # fmt: skip
+    assert rules[("pods",)] == {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "delete",
+        "deletecollection",
+        "patch",
+    }
     assert all("*" not in verbs for verbs in rules.values())
     assert not any("secrets" in resources for resources in rules)
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": "spark-driver"}  # fmt: skip
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "spark-driver",
-                                    "namespace": "aglais-alice"}]  # fmt: skip
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "spark-driver",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "spark-driver", "namespace": "aglais-alice"}
+    ]
     assert alice["Pod"]["spec"]["serviceAccountName"] == "spark-driver"
 
 
@@ -111,8 +134,10 @@ def test_pod_runs_the_auth_proxy_in_front_of_zeppelin(alice):
     assert env["ZEPPELIN_ADDR"] == "127.0.0.1" and env["ZEPPELIN_PORT"] == "8080"
     assert env["ZEPPELIN_SERVER_CONTEXT_PATH"] == "/user/alice"
     assert env["ZEPPELIN_NOTEBOOK_DIR"].startswith("/home/zeppelin/")
-    assert proxy["readinessProbe"]["httpGet"] == {"path": "/user/alice/_aglais/health",
-                                                   "port": "notebook-port"}  # fmt: skip
+    assert proxy["readinessProbe"]["httpGet"] == {
+        "path": "/user/alice/_aglais/health",
+        "port": "notebook-port",
+    }
     for container in (proxy, zeppelin):
         sc = container["securityContext"]
         assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
@@ -120,14 +145,18 @@ def test_pod_runs_the_auth_proxy_in_front_of_zeppelin(alice):
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["spec"]["securityContext"]["runAsUser"] == 1000
     # the tier's driver: its 4 GiB heap (spark.driver.memory) and Spark's overhead
-    assert zeppelin["resources"]["limits"] == {"cpu": "1000m",
-                                               "memory": str(4 * 2**30 + 409 * 2**20)}  # fmt: skip
+    assert zeppelin["resources"]["limits"] == {
+        "cpu": "1000m",
+        "memory": str(4 * 2**30 + 409 * 2**20),
+    }
 
 
 def test_spark_configuration(alice):
-    conf = dict(line.split(" ", 1) for line in
-                alice["ConfigMap"]["data"]["spark-defaults.conf"].splitlines()
-                if line and not line.startswith("#"))  # fmt: skip
+    conf = dict(
+        line.split(" ", 1)
+        for line in alice["ConfigMap"]["data"]["spark-defaults.conf"].splitlines()
+        if line and not line.startswith("#")
+    )
     assert conf["spark.master"] == "k8s://https://kubernetes.default.svc:443"
     assert conf["spark.submit.deployMode"] == "client"
     assert conf["spark.kubernetes.namespace"] == "aglais-alice"
@@ -139,7 +168,8 @@ def test_spark_configuration(alice):
     assert conf["spark.dynamicAllocation.maxExecutors"] == "4"
     assert conf["spark.executor.memory"] == "4096m"
     assert conf["spark.kubernetes.executor.podTemplateFile"] == (
-        "/opt/spark/conf/executor-pod-template.yaml")  # fmt: skip
+        "/opt/spark/conf/executor-pod-template.yaml"
+    )
     mounts = {m["name"]: m for m in alice["Pod"]["spec"]["containers"][1]["volumeMounts"]}
     assert mounts["spark-conf"]["mountPath"] == "/opt/spark/conf"
     template = yaml.safe_load(alice["ConfigMap"]["data"]["executor-pod-template.yaml"])
@@ -155,8 +185,11 @@ def test_science_data_is_mounted_read_only_in_the_pod_and_every_executor(alice):
     assert volumes["gaia-dr3"]["csi"]["driver"] == "cephfs.csi.ceph.com"
     assert volumes["gaia-dr2"]["nfs"]["path"] == "/export/gaia/GDR2"
     mounts = {m["name"]: m for m in pod["spec"]["containers"][1]["volumeMounts"]}
-    assert mounts["gaia-dr3"] == {"name": "gaia-dr3", "mountPath": "/data/gaia/GDR3",
-                                  "readOnly": True}  # fmt: skip
+    assert mounts["gaia-dr3"] == {
+        "name": "gaia-dr3",
+        "mountPath": "/data/gaia/GDR3",
+        "readOnly": True,
+    }
     template = yaml.safe_load(alice["ConfigMap"]["data"]["executor-pod-template.yaml"])
     assert {v["name"] for v in template["spec"]["volumes"]} == {"gaia-dr3", "gaia-dr2"}
     assert all(m["readOnly"] for m in template["spec"]["containers"][0]["volumeMounts"])
@@ -177,8 +210,9 @@ def test_storage_and_driver_service(alice):
 
 
 def test_named_servers_and_profiles(tmp_path):
-    code, docs, _ = render("--user", "bob", "--groups", "gaia-power", "--server", "big",
-                           "--profile", "large")  # fmt: skip
+    code, docs, _ = render(
+        "--user", "bob", "--groups", "gaia-power", "--server", "big", "--profile", "large"
+    )
     assert code == 0
     objects = {d["kind"]: d for d in docs}
     assert objects["Pod"]["metadata"]["name"] == "zeppelin-bob--big"
@@ -204,45 +238,81 @@ def test_profile_policy_and_names_match_kubespawner():
 
     from kubespawner import KubeSpawner
 
-    cases = [("alice", ""), ("Alice.Smith@uni", "My Server"), ("bob", "big"),
-             ("a" * 40, "b" * 30)]  # fmt: skip
+    cases = [("alice", ""), ("Alice.Smith@uni", "My Server"), ("bob", "big"), ("a" * 40, "b" * 30)]
     for user, server in cases:
         code, docs, err = render("--user", user, "--groups", "gaia-power", "--server", server)
         assert code == 0, err
         made = {d["kind"]: d["metadata"]["name"] for d in docs}
-        stub = SimpleNamespace(slug_scheme="safe", name=server,
-                               user=SimpleNamespace(name=user, id=0),
-                               _namespace_default=lambda: "default")  # fmt: skip
-        for kind, template in [("Pod", "zeppelin-{user_server}"),
-                               ("Namespace", "aglais-{username}"),
-                               ("PersistentVolumeClaim", "claim-{username}")]:  # fmt: skip
+        stub = SimpleNamespace(
+            slug_scheme="safe",
+            name=server,
+            user=SimpleNamespace(name=user, id=0),
+            _namespace_default=lambda: "default",
+        )
+        for kind, template in [
+            ("Pod", "zeppelin-{user_server}"),
+            ("Namespace", "aglais-{username}"),
+            ("PersistentVolumeClaim", "claim-{username}"),
+        ]:
             assert made[kind] == KubeSpawner._expand_user_properties(stub, template), (user, kind)
 
 
 def test_spawn_page_steps_are_in_words_users_understand():
     from spawners.zeppelin.podstatus import friendly_event, start_problem
 
-    assert friendly_event({"reason": "Scheduled", "message":
-                           "Successfully assigned aglais-alice/zeppelin-alice to node-2"}) == (
-        "Found room for your server on the cluster (node node-2)")  # fmt: skip
-    assert friendly_event({"reason": "Started", "message": "Started container zeppelin"}).startswith(
-        "Zeppelin is starting")  # fmt: skip
+    assert friendly_event(
+        {
+            "reason": "Scheduled",
+            "message": "Successfully assigned aglais-alice/zeppelin-alice to node-2",
+        }
+    ) == ("Found room for your server on the cluster (node node-2)")
+    assert friendly_event(
+        {"reason": "Started", "message": "Started container zeppelin"}
+    ).startswith("Zeppelin is starting")
     assert friendly_event({"reason": "Created", "message": "Created container zeppelin"}) == ""
     assert friendly_event({"reason": "Custom", "message": "x", "type": "Normal"}) is None
-    unschedulable = {"status": {"conditions": [{"type": "PodScheduled", "status": "False",
-                     "reason": "Unschedulable", "message": "0/2 nodes are available: 2 "
-                     "Insufficient memory."}]}}  # fmt: skip
+    unschedulable = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/2 nodes are available: 2 Insufficient memory.",
+                }
+            ]
+        }
+    }
     assert start_problem(unschedulable) == (
         "Your server cannot start: no node has room for it "
-        "(0/2 nodes are available: 2 Insufficient memory.).")  # fmt: skip
-    crashing = {"status": {"containerStatuses": [{"name": "zeppelin", "state": {"waiting": {
-        "reason": "CrashLoopBackOff", "message": "back-off 10s"}}}]}}  # fmt: skip
+        "(0/2 nodes are available: 2 Insufficient memory.)."
+    )
+    crashing = {
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "zeppelin",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}},
+                }
+            ]
+        }
+    }
     assert "it keeps crashing (container zeppelin, CrashLoopBackOff: back-off 10s)" in (
-        start_problem(crashing))  # fmt: skip
+        start_problem(crashing)
+    )
     assert start_problem({"status": {"phase": "Pending"}}) is None
     # the real scheduler's word while the provisioner has not bound the claim yet: a wait
-    waiting_for_volume = {"status": {"conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": "0/1 nodes are available: pod has unbound immediate "
-                   "PersistentVolumeClaims. not found"}]}}  # fmt: skip
+    waiting_for_volume = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: pod has unbound immediate "
+                    "PersistentVolumeClaims. not found",
+                }
+            ]
+        }
+    }
     assert start_problem(waiting_for_volume) is None

@@ -37,12 +37,16 @@ def core(dev):
 
 def leftovers(core, namespace: str) -> list[str]:
     found = [f"pod/{p.metadata.name}" for p in core.list_namespaced_pod(namespace).items]
-    found += [f"pvc/{c.metadata.name}"
-              for c in core.list_namespaced_persistent_volume_claim(namespace).items]  # fmt: skip
+    found += [
+        f"pvc/{c.metadata.name}"
+        for c in core.list_namespaced_persistent_volume_claim(namespace).items
+    ]
     found += [f"service/{s.metadata.name}" for s in core.list_namespaced_service(namespace).items]
-    found += [f"configmap/{m.metadata.name}"
-              for m in core.list_namespaced_config_map(namespace).items
-              if m.metadata.name != "kube-root-ca.crt"]  # fmt: skip
+    found += [
+        f"configmap/{m.metadata.name}"
+        for m in core.list_namespaced_config_map(namespace).items
+        if m.metadata.name != "kube-root-ca.crt"
+    ]
     return found
 
 
@@ -70,14 +74,19 @@ def test_the_chart_role_is_enough_for_a_server_behind_the_auth_proxy(dev, core, 
         assert core.read_namespaced_resource_quota("tier-quota", ns)
         # the driver Service and Spark ConfigMap are owned by the pod (garbage collected)
         uid = pod.metadata.uid
-        for owned in (core.read_namespaced_service("zeppelin-alice-driver", ns),
-                      core.read_namespaced_config_map("zeppelin-alice-spark", ns)):  # fmt: skip
+        for owned in (
+            core.read_namespaced_service("zeppelin-alice-driver", ns),
+            core.read_namespaced_config_map("zeppelin-alice-spark", ns),
+        ):
             assert owned.metadata.owner_references[0].uid == uid
 
         # through the hub's proxy to the auth proxy, which logs alice in with hub OAuth,
         # and on to Zeppelin (its stand-in)
-        version = wait_for(lambda: (r := alice.get("user/alice/api/version")).status_code
-                           == 200 and r.json(), timeout=60, what="Zeppelin")  # fmt: skip
+        version = wait_for(
+            lambda: (r := alice.get("user/alice/api/version")).status_code == 200 and r.json(),
+            timeout=60,
+            what="Zeppelin",
+        )
         assert version["body"]["version"].startswith("0.12.")
         health = alice.get("user/alice/_aglais/health").json()
         assert health == {"proxy": "ok", "zeppelin": "up"}
@@ -86,8 +95,9 @@ def test_the_chart_role_is_enough_for_a_server_behind_the_auth_proxy(dev, core, 
         assert bob.get("user/alice/_aglais/usage").status_code == 403
 
         # stopping, as the hub's ServiceAccount: the pod goes, the claim stays
-        response = alice.session.delete(alice.url("hub/api/users/alice/server"),
-                                        headers=alice.xsrf_headers())  # fmt: skip
+        response = alice.session.delete(
+            alice.url("hub/api/users/alice/server"), headers=alice.xsrf_headers()
+        )
         assert response.status_code in (202, 204)
         eventually(lambda: not core.list_namespaced_pod(ns).items, "the pod to go")
         alice.wait_stopped("alice")
@@ -101,8 +111,9 @@ def test_one_verb_less_fails_the_spawn_naming_it_and_leaves_nothing(dev, core, t
     rbac = hub_rbac(namespace="science-rbac")
     account = HubAccount(dev, tmp_path)
     lacking = without_verb(rbac, "resourcequotas", "create")
-    assert ["create", "update"] in [r["verbs"] for r in rbac.cluster_role["rules"]
-                                    if "resourcequotas" in r["resources"]]  # fmt: skip
+    assert ["create", "update"] in [
+        r["verbs"] for r in rbac.cluster_role["rules"] if "resourcequotas" in r["resources"]
+    ]
     kubeconfig = account.create(lacking)
     assert account.who_am_i(kubeconfig) == "system:serviceaccount:science-rbac:aglais-hub"
 
@@ -112,8 +123,10 @@ def test_one_verb_less_fails_the_spawn_naming_it_and_leaves_nothing(dev, core, t
         event = bob.start_server(timeout=120)
         assert event.get("failed"), (event, platform.log_tail())
         message = event["message"]
-        assert ("The hub may not create resourcequotas in namespace aglais-bob (forbidden "
-                "by the cluster's RBAC: ") in message, message
+        assert (
+            "The hub may not create resourcequotas in namespace aglais-bob (forbidden "
+            "by the cluster's RBAC: "
+        ) in message, message
         assert 'cannot create resource "resourcequotas"' in message
         assert "Ask an administrator to check the hub's ClusterRole." in message
         # the spawn page says it too (after a failure it shows the failure, not a form)
@@ -131,8 +144,11 @@ def test_one_verb_less_fails_the_spawn_naming_it_and_leaves_nothing(dev, core, t
         assert event.get("ready"), (event, platform.log_tail())
         assert core.read_namespaced_pod("zeppelin-bob", ns).status.phase == "Running"
         assert core.read_namespaced_persistent_volume_claim("claim-bob", ns).status.phase == "Bound"
-        wait_for(lambda: bob.get("user/bob/api/version").status_code == 200, timeout=60,
-                 what="Zeppelin behind the auth proxy")  # fmt: skip
+        wait_for(
+            lambda: bob.get("user/bob/api/version").status_code == 200,
+            timeout=60,
+            what="Zeppelin behind the auth proxy",
+        )
         assert bob.get("user/bob/_aglais/health").json()["proxy"] == "ok"
 
 
@@ -148,22 +164,29 @@ def test_only_rbac_refusals_are_put_in_rbac_words():
         error.body = json.dumps({"kind": "Status", "code": status, "message": message})
         return error
 
-    cluster_scope = refusal(403, 'namespaces is forbidden: User "system:serviceaccount:'
-                            'science:aglais-hub" cannot create resource "namespaces" in '
-                            'API group "" at the cluster scope')  # fmt: skip
+    cluster_scope = refusal(
+        403,
+        'namespaces is forbidden: User "system:serviceaccount:'
+        'science:aglais-hub" cannot create resource "namespaces" in '
+        'API group "" at the cluster scope',
+    )
     try:  # found through the chain (exponential_backoff, a TimeoutError from it...)
         raise RuntimeError("wrapped") from cluster_scope
     except RuntimeError as wrapped:
         text = forbidden_message(wrapped)
     assert text is not None
     assert text.startswith("The hub may not create namespaces at the cluster scope (forbidden")
-    grouped = refusal(403, 'roles.rbac.authorization.k8s.io is forbidden: User "u" cannot '
-                      'update resource "roles" in API group "rbac.authorization.k8s.io" in '
-                      'the namespace "aglais-alice"')  # fmt: skip
+    grouped = refusal(
+        403,
+        'roles.rbac.authorization.k8s.io is forbidden: User "u" cannot '
+        'update resource "roles" in API group "rbac.authorization.k8s.io" in '
+        'the namespace "aglais-alice"',
+    )
     assert forbidden_message(grouped).startswith(
         "The hub may not update roles (API group rbac.authorization.k8s.io) in namespace "
-        "aglais-alice (")  # fmt: skip
+        "aglais-alice ("
+    )
     quota = refusal(403, 'pods "zeppelin-alice" is forbidden: exceeded quota: tier-quota')
     assert forbidden_message(quota) is None  # the quota's own message says more
-    assert forbidden_message(refusal(500, "cannot create resource \"pods\"")) is None
+    assert forbidden_message(refusal(500, 'cannot create resource "pods"')) is None
     assert forbidden_message(ValueError("no API error")) is None

@@ -35,23 +35,30 @@ pytestmark = [pytest.mark.e2e, pytest.mark.controlplane]
 SPAWNER = {
     "kind": "zeppelin",
     "startTimeout": 90,
-    "kubernetes": {"zeppelinImage": "ghcr.io/aglais/zeppelin:test",
-                   "sparkImage": "ghcr.io/aglais/spark:3.5.9"},
-}  # fmt: skip
+    "kubernetes": {
+        "zeppelinImage": "ghcr.io/aglais/zeppelin:test",
+        "sparkImage": "ghcr.io/aglais/spark:3.5.9",
+    },
+}
 
 
 def with_image(tag: str) -> dict:
     """SPAWNER with the notebook image's ``tag`` (the node agent's test images)."""
-    return {**SPAWNER, "kubernetes": {**SPAWNER["kubernetes"],
-                                      "zeppelinImage": f"ghcr.io/aglais/zeppelin:{tag}"}}  # fmt: skip
+    return {
+        **SPAWNER,
+        "kubernetes": {**SPAWNER["kubernetes"], "zeppelinImage": f"ghcr.io/aglais/zeppelin:{tag}"},
+    }
 
 
 @contextmanager
 def platform_with(kubeconfig: Path, directory: Path, **sections):
     """The platform (demo values with SPAWNER, updated by ``sections``) in ``directory``,
     on the cluster ``kubeconfig`` names, as that kubeconfig's identity."""
-    platform = Platform(directory, demo_values(**{"spawner": SPAWNER, **sections}),
-                        env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
+    platform = Platform(
+        directory,
+        demo_values(**{"spawner": SPAWNER, **sections}),
+        env={"KUBECONFIG": str(kubeconfig)},
+    )
     platform.start()
     try:
         yield platform
@@ -59,9 +66,11 @@ def platform_with(kubeconfig: Path, directory: Path, **sections):
         platform.stop()
 
 
-API_PREFIX = {"roles": "/apis/rbac.authorization.k8s.io/v1",
-              "rolebindings": "/apis/rbac.authorization.k8s.io/v1",
-              "networkpolicies": "/apis/networking.k8s.io/v1"}  # fmt: skip
+API_PREFIX = {
+    "roles": "/apis/rbac.authorization.k8s.io/v1",
+    "rolebindings": "/apis/rbac.authorization.k8s.io/v1",
+    "networkpolicies": "/apis/networking.k8s.io/v1",
+}
 
 
 class Kube:
@@ -93,8 +102,9 @@ class Kube:
 
     def user_namespaces(self) -> list[str]:
         listed = self.call("GET", "/api/v1/namespaces")["items"]
-        return [n["metadata"]["name"] for n in listed
-                if n["metadata"]["name"].startswith("aglais-")]  # fmt: skip
+        return [
+            n["metadata"]["name"] for n in listed if n["metadata"]["name"].startswith("aglais-")
+        ]
 
     def delete_user_namespaces(self, timeout: float = 120) -> None:
         """A clean slate for the next test: the namespace controller deletes each user's
@@ -105,8 +115,11 @@ class Kube:
             except ApiError as error:
                 if error.status != 404:
                     raise
-        wait_for(lambda: not self.user_namespaces(), timeout=timeout,
-                 what="the users' namespaces to be deleted")  # fmt: skip
+        wait_for(
+            lambda: not self.user_namespaces(),
+            timeout=timeout,
+            what="the users' namespaces to be deleted",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +127,13 @@ def dev(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two roomy nodes (a large size's executors need 4 GiB each), for this module."""
     from aglais_hub.testing.devcluster import DevCluster
 
-    with DevCluster(tmp_path_factory.mktemp("devcluster"), nodes=2, node_cpu="16",
-                    node_memory="64Gi", bin_dir=cluster_bin) as cluster:  # fmt: skip
+    with DevCluster(
+        tmp_path_factory.mktemp("devcluster"),
+        nodes=2,
+        node_cpu="16",
+        node_memory="64Gi",
+        bin_dir=cluster_bin,
+    ) as cluster:
         yield cluster
 
 
@@ -133,13 +151,15 @@ def cluster(dev):
     kube.delete_user_namespaces()
     yield kube
     kube.delete_user_namespaces()
-    wait_for(lambda: not dev.pod_processes(), timeout=30,
-             what="no pod process left after the namespaces went")  # fmt: skip
+    wait_for(
+        lambda: not dev.pod_processes(),
+        timeout=30,
+        what="no pod process left after the namespaces went",
+    )
 
 
 @contextmanager
-def running_platform(cluster: Kube, directory: Path, kubeconfig: Path | None = None,
-                     **sections):  # fmt: skip
+def running_platform(cluster: Kube, directory: Path, kubeconfig: Path | None = None, **sections):
     """The platform (demo values with SPAWNER, updated by ``sections``) on the cluster, as
     the chart's hub ServiceAccount (``kubeconfig``: another identity or route to it)."""
     if kubeconfig is None:
@@ -163,11 +183,18 @@ def quantity(value: object) -> int:
     return int(parse_quantity(str(value)))
 
 
-KIND_PLURALS = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts",
-                "Role": "roles", "RoleBinding": "rolebindings",
-                "ResourceQuota": "resourcequotas", "NetworkPolicy": "networkpolicies",
-                "PersistentVolumeClaim": "persistentvolumeclaims", "ConfigMap": "configmaps",
-                "Pod": "pods", "Service": "services"}  # fmt: skip
+KIND_PLURALS = {
+    "Namespace": "namespaces",
+    "ServiceAccount": "serviceaccounts",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "ResourceQuota": "resourcequotas",
+    "NetworkPolicy": "networkpolicies",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "ConfigMap": "configmaps",
+    "Pod": "pods",
+    "Service": "services",
+}
 POD_UID_PLACEHOLDER = "<the pod's uid, given by the API server>"
 
 
@@ -188,16 +215,18 @@ def differences(rendered: object, live: object, path: str = "") -> list[str]:
                     if entry["name"] not in have:
                         found.append(f"{path}.env.{entry['name']}: missing")
                     elif "<made by the hub" not in str(entry.get("value")):
-                        found += differences(entry, have[entry["name"]],
-                                             f"{path}.env.{entry['name']}")  # fmt: skip
+                        found += differences(
+                            entry, have[entry["name"]], f"{path}.env.{entry['name']}"
+                        )
             else:
                 found += differences(value, live[key], f"{path}.{key}")
         return found
     if isinstance(rendered, list) and isinstance(live, list):
         if len(live) < len(rendered):
             return [f"{path}: {len(rendered)} items rendered, {len(live)} live"]
-        return [d for i, item in enumerate(rendered)
-                for d in differences(item, live[i], f"{path}[{i}]")]  # fmt: skip
+        return [
+            d for i, item in enumerate(rendered) for d in differences(item, live[i], f"{path}[{i}]")
+        ]
     if rendered == live:
         return []
     if any(part in path for part in ("resources", "hard")):
@@ -209,15 +238,31 @@ def differences(rendered: object, live: object, path: str = "") -> list[str]:
     return [f"{path}: rendered {rendered!r}, live {live!r}"]
 
 
-def assert_render_pod_is_the_spawn(cluster: Kube, platform: Platform, user: str, groups: str,
-                                   server: str = "", *options: str) -> None:  # fmt: skip
+def assert_render_pod_is_the_spawn(
+    cluster: Kube, platform: Platform, user: str, groups: str, server: str = "", *options: str
+) -> None:
     """``aglais-hub render-pod`` for this user and server prints exactly the objects the
     spawn made: each one exists on the cluster with every rendered field, and the spawn
     made no object of those kinds in the user's namespace that the dry run does not show."""
-    done = subprocess.run([sys.executable, "-m", "aglais_hub.cli", "render-pod",
-                           str(platform.values_file), "--user", user, "--groups", groups,
-                           "--server", server, *options],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aglais_hub.cli",
+            "render-pod",
+            str(platform.values_file),
+            "--user",
+            user,
+            "--groups",
+            groups,
+            "--server",
+            server,
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     rendered = [d for d in yaml.safe_load_all(done.stdout) if d]
     assert len(rendered) == len(KIND_PLURALS), [d["kind"] for d in rendered]
@@ -275,13 +320,19 @@ def alice_gets_her_server(cluster: Kube, platform: Platform) -> None:
         assert step in steps, steps
     # the pod's own events (the scheduler's, the node agent's) are there for the progress
     # stream to translate; this pod was Ready within the stream's one-second poll
-    reasons = {e["reason"] for e in cluster.list("events", "aglais-alice")
-               if e["involvedObject"]["name"] == "zeppelin-alice"}  # fmt: skip
+    reasons = {
+        e["reason"]
+        for e in cluster.list("events", "aglais-alice")
+        if e["involvedObject"]["name"] == "zeppelin-alice"
+    }
     assert {"Scheduled", "Pulled", "Started"} <= reasons, reasons
 
     ns = "aglais-alice"
-    for kind, name in [("serviceaccounts", "spark-driver"), ("resourcequotas", "tier-quota"),
-                       ("persistentvolumeclaims", "claim-alice")]:  # fmt: skip
+    for kind, name in [
+        ("serviceaccounts", "spark-driver"),
+        ("resourcequotas", "tier-quota"),
+        ("persistentvolumeclaims", "claim-alice"),
+    ]:
         assert get(cluster, kind, ns, name), f"{kind}/{name} missing"
     assert get(cluster, "roles", ns, "spark-driver")
     assert get(cluster, "rolebindings", ns, "spark-driver")
@@ -290,8 +341,10 @@ def alice_gets_her_server(cluster: Kube, platform: Platform) -> None:
     pod = get(cluster, "pods", ns, "zeppelin-alice")
     assert pod["status"]["phase"] == "Running"
     uid = pod["metadata"]["uid"]
-    for kind, name in [("services", "zeppelin-alice-driver"),
-                       ("configmaps", "zeppelin-alice-spark")]:  # fmt: skip
+    for kind, name in [
+        ("services", "zeppelin-alice-driver"),
+        ("configmaps", "zeppelin-alice-spark"),
+    ]:
         obj = get(cluster, kind, ns, name)
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid, kind
     # the admins' dry run shows what this spawn made
@@ -299,14 +352,25 @@ def alice_gets_her_server(cluster: Kube, platform: Platform) -> None:
     quota = get(cluster, "resourcequotas", ns, "tier-quota")
     assert quantity(quota["spec"]["hard"]["requests.storage"]) == 10 * 2**30  # standard
     # the resource-quota controller accounts for what runs in the namespace
-    wait_for(lambda: quantity((get(cluster, "resourcequotas", ns, "tier-quota")["status"]
-                               .get("used") or {}).get("pods", 0)) >= 1,
-             what="the quota's usage to count the pod")  # fmt: skip
+    wait_for(
+        lambda: (
+            quantity(
+                (get(cluster, "resourcequotas", ns, "tier-quota")["status"].get("used") or {}).get(
+                    "pods", 0
+                )
+            )
+            >= 1
+        ),
+        what="the quota's usage to count the pod",
+    )
 
     # through the hub's proxy to the auth proxy, which logs alice in with hub OAuth,
     # and on to Zeppelin (its stand-in) once that answers
-    version = wait_for(lambda: (r := alice.get("user/alice/api/version")).status_code == 200
-                       and r.json(), timeout=60, what="Zeppelin to answer")  # fmt: skip
+    version = wait_for(
+        lambda: (r := alice.get("user/alice/api/version")).status_code == 200 and r.json(),
+        timeout=60,
+        what="Zeppelin to answer",
+    )
     assert version["body"]["version"].startswith("0.12.")
     health = alice.get("user/alice/_aglais/health").json()
     assert health == {"proxy": "ok", "zeppelin": "up"}
@@ -323,14 +387,20 @@ def alice_gets_her_server(cluster: Kube, platform: Platform) -> None:
     assert seen.status_code == 200 and seen.json()["quota_bytes"] == 10 * 2**30
 
     # stopping removes the pod, its service and its Spark config; the claim stays
-    response = alice.session.delete(alice.url("hub/api/users/alice/server"),
-                                    headers=alice.xsrf_headers())  # fmt: skip
+    response = alice.session.delete(
+        alice.url("hub/api/users/alice/server"), headers=alice.xsrf_headers()
+    )
     assert response.status_code in (202, 204)
-    wait_for(lambda: get(cluster, "pods", ns, "zeppelin-alice") is None, timeout=60,
-             what="the pod to go")  # fmt: skip
-    wait_for(lambda: get(cluster, "services", ns, "zeppelin-alice-driver") is None
-             and get(cluster, "configmaps", ns, "zeppelin-alice-spark") is None,
-             what="the service and config map to go")  # fmt: skip
+    wait_for(
+        lambda: get(cluster, "pods", ns, "zeppelin-alice") is None, timeout=60, what="the pod to go"
+    )
+    wait_for(
+        lambda: (
+            get(cluster, "services", ns, "zeppelin-alice-driver") is None
+            and get(cluster, "configmaps", ns, "zeppelin-alice-spark") is None
+        ),
+        what="the service and config map to go",
+    )
     assert get(cluster, "persistentvolumeclaims", ns, "claim-alice")
 
 
@@ -341,16 +411,19 @@ def test_a_size_above_the_tier_is_refused_with_a_message(cluster, platform_on_cl
     refusal = "needs tier 'Power' or higher; your tier is 'Standard'"
     # the API answers 4xx with the reason
     response = alice.session.post(
-        alice.url("hub/api/users/alice/servers/big"), json={"profile": "large"},
+        alice.url("hub/api/users/alice/servers/big"),
+        json={"profile": "large"},
         headers=alice.xsrf_headers(),
-    )  # fmt: skip
+    )
     assert response.status_code == 403, response.text
     assert refusal in response.json()["message"]
     # the spawn form says it too
     page = alice.get("hub/spawn/alice/big2")
     form = next(f for f in forms_of(page.text) if "spawn" in f["action"])
-    answer = alice.session.post(urljoin(page.url, form["action"]),  # carries the _xsrf
-                                data={**form["fields"], "profile": "large"})  # fmt: skip
+    answer = alice.session.post(
+        urljoin(page.url, form["action"]),  # carries the _xsrf
+        data={**form["fields"], "profile": "large"},
+    )
     assert answer.status_code == 403, (answer.url, answer.text[-3000:])
     assert refusal.replace("'", "&#39;") in answer.text
     assert get(cluster, "pods", "aglais-alice", "zeppelin-alice--big") is None
@@ -374,14 +447,19 @@ def test_a_note_runs_pyspark_on_executor_pods_in_her_namespace(cluster, platform
     alice = HubClient(platform.url)
     alice.login("alice", "alice")
     assert alice.start_server(timeout=120).get("ready")
-    wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=60,
-             what="Zeppelin to answer")  # fmt: skip
-    note_id = alice.session.post(alice.url("user/alice/api/notebook"), json=SUM_NOTE,
-                                 timeout=60).json()["body"]  # fmt: skip
+    wait_for(
+        lambda: alice.get("user/alice/api/version").status_code == 200,
+        timeout=60,
+        what="Zeppelin to answer",
+    )
+    note_id = alice.session.post(
+        alice.url("user/alice/api/notebook"), json=SUM_NOTE, timeout=60
+    ).json()["body"]
     note = alice.get(f"user/alice/api/notebook/{note_id}").json()["body"]
     paragraph = note["paragraphs"][0]["id"]
-    result = alice.session.post(alice.url(f"user/alice/api/notebook/run/{note_id}/{paragraph}"),
-                                timeout=300).json()["body"]  # fmt: skip
+    result = alice.session.post(
+        alice.url(f"user/alice/api/notebook/run/{note_id}/{paragraph}"), timeout=300
+    ).json()["body"]
     assert result["code"] == "SUCCESS", result
     assert result["msg"][0]["data"].strip() == "499999500000"
 
@@ -395,9 +473,14 @@ def test_a_note_runs_pyspark_on_executor_pods_in_her_namespace(cluster, platform
 
     # stop: the pod and its executors go; the note stays on her volume
     alice.session.delete(alice.url("hub/api/users/alice/server"), headers=alice.xsrf_headers())
-    wait_for(lambda: not executors(cluster, "aglais-alice")
-             and get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None,
-             timeout=60, what="the pod and its executors to go")  # fmt: skip
+    wait_for(
+        lambda: (
+            not executors(cluster, "aglais-alice")
+            and get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None
+        ),
+        timeout=60,
+        what="the pod and its executors to go",
+    )
     alice.wait_stopped("alice")
     assert alice.start_server(timeout=120).get("ready")
     wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=60)
@@ -406,8 +489,11 @@ def test_a_note_runs_pyspark_on_executor_pods_in_her_namespace(cluster, platform
 
 
 def claim_size(cluster, user: str) -> int:
-    return quantity(get(cluster, "persistentvolumeclaims", f"aglais-{user}", f"claim-{user}")
-                    ["spec"]["resources"]["requests"]["storage"])  # fmt: skip
+    return quantity(
+        get(cluster, "persistentvolumeclaims", f"aglais-{user}", f"claim-{user}")["spec"][
+            "resources"
+        ]["requests"]["storage"]
+    )
 
 
 def test_claims_grow_with_the_tier_and_never_shrink(cluster, platform_on_cluster):
@@ -427,11 +513,20 @@ def test_claims_grow_with_the_tier_and_never_shrink(cluster, platform_on_cluster
     cycle()
     assert claim_size(cluster, "dana") == 50 * 2**30  # power
     # our provisioner grew the volume: the claim's status says so, and so does its PV
-    wait_for(lambda: quantity(get(cluster, "persistentvolumeclaims", "aglais-dana",
-                                  "claim-dana")["status"]["capacity"]["storage"])
-             == 50 * 2**30, what="the claim to grow")  # fmt: skip
+    wait_for(
+        lambda: (
+            quantity(
+                get(cluster, "persistentvolumeclaims", "aglais-dana", "claim-dana")["status"][
+                    "capacity"
+                ]["storage"]
+            )
+            == 50 * 2**30
+        ),
+        what="the claim to grow",
+    )
     volume = get(cluster, "persistentvolumeclaims", "aglais-dana", "claim-dana")["spec"][
-        "volumeName"]  # fmt: skip
+        "volumeName"
+    ]
     pv = cluster.call("GET", f"/api/v1/persistentvolumes/{volume}")
     assert quantity(pv["spec"]["capacity"]["storage"]) == 50 * 2**30
     platform.set_user("dana", ["users"])  # demoted: the claim keeps its size
@@ -441,8 +536,7 @@ def test_claims_grow_with_the_tier_and_never_shrink(cluster, platform_on_cluster
 
 
 def test_a_server_over_the_namespace_quota_fails_fast_naming_the_limit(cluster, tmp_path):
-    sizes = {"huge-driver": {"displayName": "Huge driver", "executors": 0,
-                             "driverMemory": "16Gi"}}  # fmt: skip
+    sizes = {"huge-driver": {"displayName": "Huge driver", "executors": 0, "driverMemory": "16Gi"}}
     with running_platform(cluster, tmp_path, sizes=sizes) as platform:
         alice = HubClient(platform.url)
         alice.login("alice", "alice")
@@ -466,24 +560,36 @@ def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on
     bigjoin = get(cluster, "configmaps", ns, "zeppelin-bob--bigjoin-spark")
     assert "spark.dynamicAllocation.maxExecutors 2\n" in explore["data"]["spark-defaults.conf"]
     assert "spark.dynamicAllocation.maxExecutors 8\n" in bigjoin["data"]["spark-defaults.conf"]
-    pods = {name: get(cluster, "pods", ns, f"zeppelin-bob--{name}") for name in
-            ("explore", "bigjoin")}  # fmt: skip
+    pods = {
+        name: get(cluster, "pods", ns, f"zeppelin-bob--{name}") for name in ("explore", "bigjoin")
+    }
     assert pods["explore"]["status"]["podIP"] != pods["bigjoin"]["status"]["podIP"]
-    driver_memory = {n: p["spec"]["containers"][1]["resources"]["limits"]["memory"]
-                     for n, p in pods.items()}  # fmt: skip
+    driver_memory = {
+        n: p["spec"]["containers"][1]["resources"]["limits"]["memory"] for n, p in pods.items()
+    }
     # the sizes' driver heaps with Spark's overhead: 1 GiB + 384 MiB, 4 GiB + 409 MiB
     assert {n: quantity(m) for n, m in driver_memory.items()} == {
-        "explore": 2**30 + 384 * 2**20, "bigjoin": 4 * 2**30 + 409 * 2**20}  # fmt: skip
+        "explore": 2**30 + 384 * 2**20,
+        "bigjoin": 4 * 2**30 + 409 * 2**20,
+    }
     # both share bob's one claim
-    claims = {v["persistentVolumeClaim"]["claimName"] for p in pods.values()
-              for v in p["spec"]["volumes"] if "persistentVolumeClaim" in v}  # fmt: skip
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for p in pods.values()
+        for v in p["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
     assert claims == {"claim-bob"}
     # each server runs its own Spark, with its own executors
     for name in ("explore", "bigjoin"):
-        wait_for(lambda n=name: bob.get(f"user/bob/{n}/api/version").status_code == 200,
-                 timeout=60, what=f"{name} to answer")  # fmt: skip
-        note_id = bob.session.post(bob.url(f"user/bob/{name}/api/notebook"), json=SUM_NOTE,
-                                   timeout=60).json()["body"]  # fmt: skip
+        wait_for(
+            lambda n=name: bob.get(f"user/bob/{n}/api/version").status_code == 200,
+            timeout=60,
+            what=f"{name} to answer",
+        )
+        note_id = bob.session.post(
+            bob.url(f"user/bob/{name}/api/notebook"), json=SUM_NOTE, timeout=60
+        ).json()["body"]
         note = bob.get(f"user/bob/{name}/api/notebook/{note_id}").json()["body"]
         run = f"user/bob/{name}/api/notebook/run/{note_id}/{note['paragraphs'][0]['id']}"
         result = bob.session.post(bob.url(run), timeout=300).json()["body"]
@@ -491,7 +597,8 @@ def test_two_named_servers_with_different_sizes_run_at_once(cluster, platform_on
     owners = {}
     for pod in executors(cluster, ns):
         owners.setdefault(pod["metadata"]["ownerReferences"][0]["name"], []).append(
-            pod["metadata"]["name"])  # fmt: skip
+            pod["metadata"]["name"]
+        )
     assert sorted(owners) == ["zeppelin-bob--bigjoin", "zeppelin-bob--explore"]
     for server, names in owners.items():
         assert all(n.startswith(f"{server}-exec-") for n in names)
@@ -515,13 +622,21 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
         time.sleep(3)  # several report intervals with no use
         assert server_activity(platform) == idle, "an idle server must not look active"
         alice.get("user/alice/api/notebook")
-        wait_for(lambda: server_activity(platform) > idle, timeout=10,
-                 what="activity to be reported")  # fmt: skip
+        wait_for(
+            lambda: server_activity(platform) > idle, timeout=10, what="activity to be reported"
+        )
 
         before = alice.get("user/alice/_aglais/usage").json()["used_bytes"]
-        note = {"name": "write", "paragraphs": [{"text": "%python\nimport os\n"
-                "open(os.path.join(os.environ['HOME'], 'one-mib.bin'), 'wb')"
-                ".write(os.urandom(2**20))"}]}  # fmt: skip
+        note = {
+            "name": "write",
+            "paragraphs": [
+                {
+                    "text": "%python\nimport os\n"
+                    "open(os.path.join(os.environ['HOME'], 'one-mib.bin'), 'wb')"
+                    ".write(os.urandom(2**20))"
+                }
+            ],
+        }
         note_id = alice.session.post(alice.url("user/alice/api/notebook"), json=note).json()["body"]
         paragraph = alice.get(f"user/alice/api/notebook/{note_id}").json()["body"]["paragraphs"][0]
         result = alice.session.post(
@@ -532,21 +647,34 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
         assert 2**20 <= after - before <= 2**20 + 64 * 2**10
 
         # a running Spark job keeps the server active with no request at all
-        slow = {"name": "slow", "paragraphs": [{"text": "%pyspark\nimport time\n"
-                "spark.sparkContext.parallelize(range(2), 2).foreach(lambda x: time.sleep(12))"}]}  # fmt: skip
+        slow = {
+            "name": "slow",
+            "paragraphs": [
+                {
+                    "text": "%pyspark\nimport time\n"
+                    "spark.sparkContext.parallelize(range(2), 2).foreach(lambda x: time.sleep(12))"
+                }
+            ],
+        }
         slow_id = alice.session.post(alice.url("user/alice/api/notebook"), json=slow).json()["body"]
         alice.session.post(alice.url(f"user/alice/api/notebook/job/{slow_id}"))
         time.sleep(4)  # the job is submitted; from now on alice sends nothing
         quiet_since = server_activity(platform)
-        wait_for(lambda: server_activity(platform) > quiet_since, timeout=8,
-                 what="the running job to count as activity")  # fmt: skip
+        wait_for(
+            lambda: server_activity(platform) > quiet_since,
+            timeout=8,
+            what="the running job to count as activity",
+        )
 
 
 def leftovers(cluster, namespace: str) -> list[str]:
     found = []
     for kind in ("pods", "services", "configmaps"):
-        found += [f"{kind}/{i['metadata']['name']}" for i in cluster.list(kind, namespace)
-                  if i["metadata"]["name"] != "kube-root-ca.crt"]  # fmt: skip
+        found += [
+            f"{kind}/{i['metadata']['name']}"
+            for i in cluster.list(kind, namespace)
+            if i["metadata"]["name"] != "kube-root-ca.crt"
+        ]
     return found
 
 
@@ -605,15 +733,21 @@ def test_an_api_server_restart_during_a_spawn_ends_running_or_clearly_with_no_or
     alice.login("alice", "alice")
     with ThreadPoolExecutor(1) as pool:
         spawning = pool.submit(alice.start_server, timeout=150)
-        wait_for(lambda: dev.faults.rules()[0]["fired"] == 1, timeout=30,
-                 what="the spawn to reach the pod's create")  # fmt: skip
+        wait_for(
+            lambda: dev.faults.rules()[0]["fired"] == 1,
+            timeout=30,
+            what="the spawn to reach the pod's create",
+        )
         dev.restart_apiserver(down=3)
         event = spawning.result()
     if event.get("ready"):
         pod = get(cluster, "pods", "aglais-alice", "zeppelin-alice")
         assert pod["status"]["phase"] == "Running"
-        wait_for(lambda: alice.get("user/alice/_aglais/health").status_code == 200,
-                 timeout=60, what="her server to answer")  # fmt: skip
+        wait_for(
+            lambda: alice.get("user/alice/_aglais/health").status_code == 200,
+            timeout=60,
+            what="her server to answer",
+        )
     else:
         message = event["message"]
         assert "Traceback" not in message and "HTTP response headers" not in message, message
@@ -628,8 +762,9 @@ def test_a_clean_up_the_api_server_outlasts_goes_on_in_the_background(
 ):
     """The API server goes away mid-spawn for longer than the clean-up waits: the user is
     told at once, and what the spawn had made goes once the API server is back."""
-    patient = {"config": {"ZeppelinSpawner": {"k8s_api_request_retry_timeout": 3,
-                                              "cleanup_timeout": 3}}}  # fmt: skip
+    patient = {
+        "config": {"ZeppelinSpawner": {"k8s_api_request_retry_timeout": 3, "cleanup_timeout": 3}}
+    }
     faulty = dev.through_faults(hub_kubeconfig, tmp_path / "faulty.kubeconfig")
     dev.faults.clear()
     with running_platform(cluster, tmp_path, faulty, hub=patient) as platform:
@@ -638,8 +773,11 @@ def test_a_clean_up_the_api_server_outlasts_goes_on_in_the_background(
         alice.login("alice", "alice")
         with ThreadPoolExecutor(1) as pool:
             spawning = pool.submit(alice.start_server, timeout=120)
-            wait_for(lambda: dev.faults.fired(rule) == 1, timeout=30,
-                     what="the spawn to reach the pod's create")  # fmt: skip
+            wait_for(
+                lambda: dev.faults.fired(rule) == 1,
+                timeout=30,
+                what="the spawn to reach the pod's create",
+            )
             dev.control_plane.stop_component("kube-apiserver")
             try:
                 event = spawning.result()
@@ -649,8 +787,10 @@ def test_a_clean_up_the_api_server_outlasts_goes_on_in_the_background(
         assert "The cluster kept refusing to start your server" in event["message"]
         assert "retrying in the background" in platform.log_file.read_text()
         wait_nothing_left(cluster)
-        wait_for(lambda: "Cleaned up after the failed spawn of alice"
-                 in platform.log_file.read_text(), what="the clean-up to say it is done")  # fmt: skip
+        wait_for(
+            lambda: "Cleaned up after the failed spawn of alice" in platform.log_file.read_text(),
+            what="the clean-up to say it is done",
+        )
         # and the next spawn starts her server
         assert alice.start_server(timeout=120).get("ready")
 
@@ -681,11 +821,15 @@ def test_servers_survive_a_hub_restart_and_can_still_be_stopped(cluster, platfor
     # the same pod, still reachable through the restarted hub with the same login
     assert get(cluster, "pods", "aglais-alice", "zeppelin-alice")["metadata"]["uid"] == uid
     assert alice.get("user/alice/api/version").status_code == 200
-    response = alice.session.delete(alice.url("hub/api/users/alice/server"),
-                                    headers=alice.xsrf_headers())  # fmt: skip
+    response = alice.session.delete(
+        alice.url("hub/api/users/alice/server"), headers=alice.xsrf_headers()
+    )
     assert response.status_code in (202, 204)
-    wait_for(lambda: get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None,
-             timeout=60, what="the pod to go")  # fmt: skip
+    wait_for(
+        lambda: get(cluster, "pods", "aglais-alice", "zeppelin-alice") is None,
+        timeout=60,
+        what="the pod to go",
+    )
 
 
 def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platform_on_cluster):
@@ -695,8 +839,11 @@ def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platfor
     assert alice.start_server("lab", profile="lab", timeout=120).get("ready")
     pod = get(cluster, "pods", "aglais-alice", "zeppelin-alice--lab")
     assert [c["name"] for c in pod["spec"]["containers"]] == ["auth-proxy", "jupyterlab"]
-    status = wait_for(lambda: (r := alice.get("user/alice/lab/api/status")).status_code == 200
-                      and r.json(), timeout=60, what="JupyterLab to answer")  # fmt: skip
+    status = wait_for(
+        lambda: (r := alice.get("user/alice/lab/api/status")).status_code == 200 and r.json(),
+        timeout=60,
+        what="JupyterLab to answer",
+    )
     assert "started" in status
     bob = HubClient(platform.url)
     bob.login("bob", "bob")
@@ -715,8 +862,11 @@ def test_the_auth_proxy_shows_a_starting_page_while_zeppelin_boots(cluster, tmp_
         api = alice.get("user/alice/api/notebook")
         assert api.status_code == 503 and api.headers["Retry-After"] == "3"
         assert alice.get("user/alice/_aglais/health").json()["zeppelin"] == "starting"
-        wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=30,
-                 what="Zeppelin to finish booting")  # fmt: skip
+        wait_for(
+            lambda: alice.get("user/alice/api/version").status_code == 200,
+            timeout=30,
+            what="Zeppelin to finish booting",
+        )
         assert alice.get("user/alice/_aglais/health").json()["zeppelin"] == "up"
 
 
@@ -762,8 +912,7 @@ def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_o
     limit = quantity(pod["spec"]["containers"][1]["resources"]["limits"]["memory"])
     assert limit == 4 * 2**30 + 409 * 2**20  # the booked 4 GiB driver and Spark's overhead
     # the dry run of a booking of this size shows what this spawn made
-    assert_render_pod_is_the_spawn(cluster, platform, "alice", "users", server,
-                                   "--booked", "large")  # fmt: skip
+    assert_render_pod_is_the_spawn(cluster, platform, "alice", "users", server, "--booked", "large")
     conf = get(cluster, "configmaps", ns, f"{pod_name}-spark")["data"]["spark-defaults.conf"]
     assert "spark.dynamicAllocation.maxExecutors 8\n" in conf
     assert "spark.executor.cores 2\n" in conf and "spark.executor.memory 4096m\n" in conf
@@ -774,5 +923,7 @@ def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_o
     assert notice[0]["message"].startswith(f"Your booking 'Full-sky join' ends at {end}.")
     index = alice.get(f"user/alice/{server}/")
     assert index.status_code == 200 and "<zeppelin-root>" in index.text
-    assert f'<script src="/user/alice/{server}/_aglais/notice.js" defer></script></body>' in index.text
+    assert (
+        f'<script src="/user/alice/{server}/_aglais/notice.js" defer></script></body>' in index.text
+    )
     assert "textContent" in alice.get(f"user/alice/{server}/_aglais/notice.js").text

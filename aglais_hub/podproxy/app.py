@@ -213,8 +213,11 @@ class ProxyHandler(Base):
             if name.lower() not in HOP_BY_HOP and name.lower() != "cookie":
                 headers.add(name, value)
         # the notebook's own cookies pass (JupyterLab's _xsrf); the hub's login does not
-        cookies = [f"{k}={m.value}" for k, m in self.request.cookies.items()
-                   if not k.startswith(self.hub_auth.cookie_name)]  # fmt: skip
+        cookies = [
+            f"{k}={m.value}"
+            for k, m in self.request.cookies.items()
+            if not k.startswith(self.hub_auth.cookie_name)
+        ]
         if cookies:
             headers["Cookie"] = "; ".join(cookies)
         request = httpclient.HTTPRequest(
@@ -281,8 +284,9 @@ class WebSocketProxy(CookiePolicy, HubOAuthenticated, websocket.WebSocketHandler
         host = self.request.headers.get("Host", "")
         if origin_allowed(origin, host, self.state.public_origins):
             return True
-        app_log.warning("WebSocket %s from Origin %s to host %s refused", self.request.path,
-                        origin, host)  # fmt: skip
+        app_log.warning(
+            "WebSocket %s from Origin %s to host %s refused", self.request.path, origin, host
+        )
         return False
 
     @web.authenticated
@@ -332,7 +336,7 @@ async def running_spark_jobs(state: ProxyState) -> int:
             jobs = await state.client.fetch(
                 f"{state.spark_ui}/api/v1/applications/{app['id']}/jobs?status=running",
                 request_timeout=2,
-            )  # fmt: skip
+            )
             running += len(json.loads(jobs.body))
         return running
     except (OSError, httpclient.HTTPClientError, ValueError, KeyError):

@@ -48,17 +48,18 @@ def account_of(token: str) -> str | None:
     return None
 
 
-def spark_rights_problem(account: str, namespace: str,
-                         allowed: Mapping[str, bool]) -> str | None:  # fmt: skip
+def spark_rights_problem(account: str, namespace: str, allowed: Mapping[str, bool]) -> str | None:
     """What a user should read when ``account`` lacks a verb Spark needs on pods in
     ``namespace`` (``allowed``: verb → the API server's answer); None if it has them all."""
     refused = [verb for verb in NEEDED_VERBS if not allowed.get(verb, False)]
     if not refused:
         return None
     verbs = refused[0] if len(refused) == 1 else ", ".join(refused[:-1]) + " or " + refused[-1]
-    return (f"Spark cannot start executors: this server's service account ({account}) may "
-            f"not {verbs} pods in namespace {namespace}. Ask an administrator to check the "
-            f"{account} Role.")  # fmt: skip
+    return (
+        f"Spark cannot start executors: this server's service account ({account}) may "
+        f"not {verbs} pods in namespace {namespace}. Ask an administrator to check the "
+        f"{account} Role."
+    )
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,12 @@ def api_server_url(environ: Mapping[str, str]) -> str | None:
 class SparkRights:
     """The last answer of the API server about the driver's rights on pods."""
 
-    def __init__(self, account: ServiceAccount, api_url: str,
-                 client: httpclient.AsyncHTTPClient | None = None):  # fmt: skip
+    def __init__(
+        self,
+        account: ServiceAccount,
+        api_url: str,
+        client: httpclient.AsyncHTTPClient | None = None,
+    ):
         self.account = account
         self.api_url = api_url.rstrip("/")
         self.client = client or httpclient.AsyncHTTPClient()
@@ -117,14 +122,28 @@ class SparkRights:
         return cls(account, url) if account and url else None
 
     async def allowed(self, verb: str) -> bool:
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                  "spec": {"resourceAttributes": {"namespace": self.account.namespace,
-                                                  "verb": verb, "resource": "pods"}}}  # fmt: skip
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": self.account.namespace,
+                    "verb": verb,
+                    "resource": "pods",
+                }
+            },
+        }
         request = httpclient.HTTPRequest(
-            self.api_url + REVIEWS, method="POST", body=json.dumps(review),
-            headers={"Authorization": f"Bearer {self.account.token}",
-                     "Content-Type": "application/json"},
-            ca_certs=self.account.ca_file, request_timeout=10)  # fmt: skip
+            self.api_url + REVIEWS,
+            method="POST",
+            body=json.dumps(review),
+            headers={
+                "Authorization": f"Bearer {self.account.token}",
+                "Content-Type": "application/json",
+            },
+            ca_certs=self.account.ca_file,
+            request_timeout=10,
+        )
         answer = await self.client.fetch(request)
         return bool(json.loads(answer.body).get("status", {}).get("allowed"))
 

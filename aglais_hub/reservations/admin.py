@@ -28,8 +28,11 @@ FIELDS = ["id", "user", "size", "title", "start", "end", "state", "server_name",
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--values", default=os.environ.get("AGLAIS_VALUES", "values.yaml"),
-                        help="the values file (default: $AGLAIS_VALUES)")  # fmt: skip
+    parser.add_argument(
+        "--values",
+        default=os.environ.get("AGLAIS_VALUES", "values.yaml"),
+        help="the values file (default: $AGLAIS_VALUES)",
+    )
     parser.add_argument("--db-url", help="the bookings database (default: from the values)")
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("serve", help="run the service (the hub or Kubernetes starts this)")

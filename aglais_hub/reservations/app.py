@@ -87,8 +87,9 @@ def parse_json_body(raw: bytes) -> Any:
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise Refused(422, "The request body holds a lone surrogate (such as \\ud800), "
-                           "which is not text.") from None  # fmt: skip
+        raise Refused(
+            422, "The request body holds a lone surrogate (such as \\ud800), which is not text."
+        ) from None
     return data
 
 
@@ -127,8 +128,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         except web.HTTPError as error:  # HubAuth's own: the hub did not answer the token check
             if error.status_code < 500:
                 raise
-            raise web.HTTPError(503, "The hub is not answering the reservation service right "
-                                     "now; try again shortly.") from error  # fmt: skip
+            raise web.HTTPError(
+                503,
+                "The hub is not answering the reservation service right now; try again shortly.",
+            ) from error
         self.current_user = model
 
     def json(self, status: int, body: Any) -> None:
@@ -153,8 +156,10 @@ class ApiHandler(BaseHandler):
         await super().prepare()
         if self.caller is None:
             if self.not_allowed:
-                raise web.HTTPError(403, "This login or token may not use the reservation "
-                                         "service (it lacks the scope).")  # fmt: skip
+                raise web.HTTPError(
+                    403,
+                    "This login or token may not use the reservation service (it lacks the scope).",
+                )
             raise web.HTTPError(
                 401, "Log in to the hub, or send 'Authorization: token <hub token>'."
             )
@@ -178,14 +183,18 @@ class ApiHandler(BaseHandler):
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:  # tornado's own answer would be a 400
-            raise web.HTTPError(422, f"The {'parameter ' + repr(name) if name else 'path'} "
-                                     "is not UTF-8.") from None  # fmt: skip
+            raise web.HTTPError(
+                422, f"The {'parameter ' + repr(name) if name else 'path'} is not UTF-8."
+            ) from None
 
     def allowed_methods(self) -> list[str]:
         """The methods this route answers (the ``Allow`` of a 405)."""
         base = web.RequestHandler
-        return [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
-                if getattr(type(self), m.lower()) is not getattr(base, m.lower())]  # fmt: skip
+        return [
+            m
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+        ]
 
     def _status_headers(self, status: int) -> None:
         if status == 401:
@@ -197,8 +206,12 @@ class ApiHandler(BaseHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if value is not None and not isinstance(value, web.HTTPError) and unavailable(value):
-            log.warning("503 for %s %s: %s", self.request.method, self.request.path,
-                        str(value).splitlines()[0] if str(value) else typ.__name__)  # fmt: skip
+            log.warning(
+                "503 for %s %s: %s",
+                self.request.method,
+                self.request.path,
+                str(value).splitlines()[0] if str(value) else typ.__name__,
+            )
             return  # a dependency away is no bug: one line, not a traceback
         super().log_exception(typ, value, tb)
 
@@ -208,8 +221,10 @@ class ApiHandler(BaseHandler):
         if isinstance(error, web.HTTPError):
             message = error.log_message or message
             if status_code == 405:
-                message = (f"{self.request.method} is not allowed here; "
-                           f"use {', '.join(self.allowed_methods())}.")  # fmt: skip
+                message = (
+                    f"{self.request.method} is not allowed here; "
+                    f"use {', '.join(self.allowed_methods())}."
+                )
         elif error is not None and unavailable(error):
             status_code, message = 503, unavailable(error)
             self.set_status(503)
@@ -443,20 +458,25 @@ class SpawnCheckHandler(ApiHandler):
             return self.refuse(refused.status, refused.message)
         try:
             decision = await self.service.spawn_check(
-                asked.user, asked.server_name, asked.profile, withdraw=asked.withdraw,
+                asked.user,
+                asked.server_name,
+                asked.profile,
+                withdraw=asked.withdraw,
                 tier=asked.tier,
-            )  # fmt: skip
+            )
         except Exception as error:
             # 503 lets the hub follow its whenUnreachable (unbooked spawns may start): only
             # for the hub or the database being away. Anything else is a 500, which the hub
             # reads as a refusal (the gate fails closed), so no request can open it.
             if self.dependency_away(error):
                 log.warning("spawn-check for %s/%s: %s", asked.user, asked.server_name, error)
-                return self.refuse(503, "The reservation service cannot reach the hub or its "
-                                        "database right now.")  # fmt: skip
+                return self.refuse(
+                    503, "The reservation service cannot reach the hub or its database right now."
+                )
             log.exception("spawn-check for %s/%s failed", asked.user, asked.server_name)
-            return self.refuse(500, "The reservation service failed on this spawn-check "
-                                    "(it is logged).")  # fmt: skip
+            return self.refuse(
+                500, "The reservation service failed on this spawn-check (it is logged)."
+            )
         metrics.SPAWN_CHECK.observe(time.perf_counter() - started)
         self.json(200, decision.as_json())
 
@@ -467,8 +487,9 @@ class SpawnCheckHandler(ApiHandler):
         answers and every database error (a bad value, say) as the service being away."""
         if isinstance(error, HTTPClientError):  # from the hub's API
             return error.code == 599 or error.code >= 500
-        return isinstance(error, (OSError, sa_exc.OperationalError, sa_exc.InterfaceError,
-                                  sa_exc.TimeoutError))  # fmt: skip
+        return isinstance(
+            error, (OSError, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+        )
 
 
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -518,7 +539,10 @@ class OpenApiHandler(ApiHandler):
             paths = spec["paths"]
             body = paths["/api/reservations"]["post"]["requestBody"]["content"]
             body["application/json"]["example"] = {
-                "size": smallest.name, **times, "title": "Gaia DR3 cross-match"}  # fmt: skip
+                "size": smallest.name,
+                **times,
+                "title": "Gaia DR3 cross-match",
+            }
             change = paths["/api/reservations/{id}"]["patch"]["requestBody"]["content"]
             change["application/json"]["example"] = {"end": times["end"]}
             for parameter in paths["/api/capacity"]["get"]["parameters"]:

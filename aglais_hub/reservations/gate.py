@@ -117,8 +117,11 @@ def spawn_request(data: object, profiles: Iterable[str]) -> SpawnRequest:
         raise Refused(422, "The request body must be a JSON object.")
     unknown = sorted(str(k) for k in data if k not in SPAWN_FIELDS)
     if unknown:
-        raise Refused(422, f"Unknown field(s): {', '.join(unknown)[:200]}. Send "
-                           '{"user", "server_name", "profile", "tier", "withdraw"}.')  # fmt: skip
+        raise Refused(
+            422,
+            f"Unknown field(s): {', '.join(unknown)[:200]}. Send "
+            '{"user", "server_name", "profile", "tier", "withdraw"}.',
+        )
 
     def text(name: str, value: object, empty: bool) -> str | None:
         if value is None and name in ("profile", "tier"):
@@ -251,8 +254,14 @@ class SpawnQueue:
                 total = total + need
         return total
 
-    def decide(self, key: Key, need: Resources, free: Resources, now: float,
-               capacity: Resources | None = None) -> Decision:  # fmt: skip
+    def decide(
+        self,
+        key: Key,
+        need: Resources,
+        free: Resources,
+        now: float,
+        capacity: Resources | None = None,
+    ) -> Decision:
         """Let the spawn through, or keep/put it in the line and say where it stands.
 
         A spawn bigger than the whole ``capacity`` is refused at once: it would wait forever.
@@ -260,9 +269,12 @@ class SpawnQueue:
         self.forget_abandoned(now)
         if capacity is not None and not need.fits_in(capacity):
             self.entries.pop(key, None)
-            return Decision(False, f"This size needs {need.describe()}, more than the "
-                                   f"{capacity.describe()} the whole platform has. Choose a "
-                                   "smaller size.")  # fmt: skip
+            return Decision(
+                False,
+                f"This size needs {need.describe()}, more than the "
+                f"{capacity.describe()} the whole platform has. Choose a "
+                "smaller size.",
+            )
         if key in self.entries:
             self.entries[key].seen = now
         else:

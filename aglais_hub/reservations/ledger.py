@@ -203,8 +203,15 @@ class Ledger:
             check_length(booking.start, end)
             if end > booking.end:
                 if not (caller.admin and booking.user != caller.name):
-                    self._check_tier_rules(session, booking.user, self._tier(tier), booking.start,
-                                           end, now, extending=booking.id)  # fmt: skip
+                    self._check_tier_rules(
+                        session,
+                        booking.user,
+                        self._tier(tier),
+                        booking.start,
+                        end,
+                        now,
+                        extending=booking.id,
+                    )
                 margin = self.settings.margin
                 extra = Span(booking.end + margin, end + margin, booking.need)
                 self._check_capacity(session, extra, exclude=booking.id)
@@ -300,8 +307,9 @@ class Ledger:
 
     @staticmethod
     def _by_key(session: Session, caller: Caller, key: str) -> Booking | None:
-        query = select(Booking).where(Booking.created_by == caller.name,
-                                      Booking.idempotency_key == key)  # fmt: skip
+        query = select(Booking).where(
+            Booking.created_by == caller.name, Booking.idempotency_key == key
+        )
         return session.scalars(query).first()
 
     @staticmethod
@@ -317,12 +325,21 @@ class Ledger:
         return found
 
     def _check_tier_rules(
-        self, session: Session, user: str, tier: Tier, start: datetime, end: datetime,
-        now: datetime, extending: int | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        session: Session,
+        user: str,
+        tier: Tier,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        extending: int | None = None,
+    ) -> None:
         """The tier's rules against the user's other bookings (`rules.check_tier`)."""
-        mine = [Held(b.start, b.end, b.state) for b in self.store.of_user(session, user, now)
-                if b.id != extending]  # fmt: skip
+        mine = [
+            Held(b.start, b.end, b.state)
+            for b in self.store.of_user(session, user, now)
+            if b.id != extending
+        ]
         check_tier(tier, start, end, now, mine, new=extending is None)
 
     def _tier(self, name: str | None) -> Tier:
@@ -335,8 +352,11 @@ class Ledger:
     def _check_capacity(self, session: Session, wanted: Span, exclude: int | None = None) -> None:
         bookable = self.settings.capacity - self.settings.reserve
         if not wanted.need.fits_in(bookable):
-            raise Refused(409, f"This size needs {wanted.need.describe()}, more than the "
-                               f"{bookable.describe()} the platform can book at all.")  # fmt: skip
+            raise Refused(
+                409,
+                f"This size needs {wanted.need.describe()}, more than the "
+                f"{bookable.describe()} the platform can book at all.",
+            )
         held = self.store.holding(session, wanted.start, wanted.end, self.settings.margin, exclude)
         spans = [b.span(self.settings.margin) for b in held]
         conflict = first_conflict(spans, wanted, self.settings.capacity, self.settings.reserve)
@@ -346,6 +366,11 @@ class Ledger:
 
 def request_digest(owner: str, size: str, start: datetime, end: datetime, title: str) -> str:
     """What a create asked for, as a SHA-256 (a retry with the same key must ask the same)."""
-    fields = [owner, size, start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat(),
-              title]  # fmt: skip
+    fields = [
+        owner,
+        size,
+        start.astimezone(UTC).isoformat(),
+        end.astimezone(UTC).isoformat(),
+        title,
+    ]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()

@@ -36,8 +36,12 @@ NOTICES = {
 
 def environment() -> Environment:
     """Our templates first, then the hub's (for page.html and its macros)."""
-    loader = ChoiceLoader([FileSystemLoader(HERE / "templates"),
-                          FileSystemLoader(Path(DATA_FILES_PATH) / "templates")])  # fmt: skip
+    loader = ChoiceLoader(
+        [
+            FileSystemLoader(HERE / "templates"),
+            FileSystemLoader(Path(DATA_FILES_PATH) / "templates"),
+        ]
+    )
     return Environment(loader=loader, autoescape=select_autoescape(default=True))
 
 
@@ -159,14 +163,13 @@ class PageHandler(BaseHandler):
                 if number is None:
                     raise Refused(404, f"You have no booking {sent[:20]}.")
                 if action == "cancel":
-                    booking = await self.service.db(
-                        self.service.ledger.cancel, self.caller, number
-                    )
+                    booking = await self.service.db(self.service.ledger.cancel, self.caller, number)
                     await self.service.stop_cancelled(booking)
                     return self._done("cancelled", booking.id)
                 end = parse_local(self.get_body_argument("end", ""), "end")
-                booking = await self.service.db(self.service.ledger.change_end, self.caller,
-                                                number, end, self.caller.tier)  # fmt: skip
+                booking = await self.service.db(
+                    self.service.ledger.change_end, self.caller, number, end, self.caller.tier
+                )
                 return self._done("changed", booking.id)
             raise Refused(422, f"Unknown action {action!r}.")
         except Refused as refused:
@@ -185,9 +188,15 @@ class PageHandler(BaseHandler):
         user = form["user"].strip() or None
         tier = await self.service.owner_tier(self.caller, user)
         return await self.service.db(
-            self.service.ledger.create, self.caller, size=form["size"], start=start,
-            end=start + timedelta(hours=hours), title=form["title"], user=user, tier=tier,
-        )  # fmt: skip
+            self.service.ledger.create,
+            self.caller,
+            size=form["size"],
+            start=start,
+            end=start + timedelta(hours=hours),
+            title=form["title"],
+            user=user,
+            tier=tier,
+        )
 
     def _done(self, kind: str, booking_id: int) -> None:
         self.redirect(

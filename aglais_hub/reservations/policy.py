@@ -107,9 +107,12 @@ def first_conflict(
 
 
 def free_timeline(
-    booked: Iterable[Span], start: datetime, end: datetime, capacity: Resources,
+    booked: Iterable[Span],
+    start: datetime,
+    end: datetime,
+    capacity: Resources,
     reserve: Resources = Resources(),
-) -> list[tuple[datetime, datetime, Resources]]:  # fmt: skip
+) -> list[tuple[datetime, datetime, Resources]]:
     """Bookable capacity left over ``[start, end)``, as ``(from, to, free)`` pieces."""
     bookable = capacity - reserve
     overlapping = (s for s in booked if s.start < end and s.end > start)

@@ -29,8 +29,9 @@ NAME_MAX = 255  # a hub user name (JupyterHub's column is 255 wide)
 ID_MAX = 2**31 - 1  # bookings.id is a 32-bit integer; larger ids name no booking
 YEARS = (2000, 2100)  # times outside these years are refused (no date arithmetic overflows)
 # the bidi marks, embeddings, overrides and isolates (what makes "txt.exe" read "exe.txt")
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                          "\u2066\u2067\u2068\u2069")  # fmt: skip
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 _RFC3339 = re.compile(
     r"(\d{4})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?", re.ASCII
 )
@@ -62,8 +63,9 @@ def parse_time(value: object, field: str) -> datetime:
         raise Refused(422, f"'{field}' needs a time zone (end it with Z for UTC): {_shown(value)}.")
     year = int(match.group(1))
     if not YEARS[0] <= year <= YEARS[1]:
-        raise Refused(422, f"'{field}' must fall in the years {YEARS[0]} to {YEARS[1]}: "
-                           f"{_shown(value)}.")  # fmt: skip
+        raise Refused(
+            422, f"'{field}' must fall in the years {YEARS[0]} to {YEARS[1]}: {_shown(value)}."
+        )
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -139,11 +141,16 @@ IDEMPOTENCY_KEY_MAX = 128
 
 def check_idempotency_key(value: object) -> str:
     """An ``Idempotency-Key``: 1–128 visible ASCII characters (a UUID is typical)."""
-    if not isinstance(value, str) or not 0 < len(value) <= IDEMPOTENCY_KEY_MAX or not all(
-        "!" <= char <= "~" for char in value
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= IDEMPOTENCY_KEY_MAX
+        or not all("!" <= char <= "~" for char in value)
     ):
-        raise Refused(422, f"An Idempotency-Key is 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII "
-                           "characters (no spaces), such as a UUID.")  # fmt: skip
+        raise Refused(
+            422,
+            f"An Idempotency-Key is 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII "
+            "characters (no spaces), such as a UUID.",
+        )
     return value
 
 
@@ -203,8 +210,15 @@ def booked_hours_in_week(mine: Iterable[Held], week: tuple[datetime, datetime]) 
     return hours(total)
 
 
-def check_tier(tier: Tier, start: datetime, end: datetime, now: datetime,
-               mine: Iterable[Held], *, new: bool = True) -> None:  # fmt: skip
+def check_tier(
+    tier: Tier,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    mine: Iterable[Held],
+    *,
+    new: bool = True,
+) -> None:
     """The tier's booking rules (`Tier.booking`), for a new booking or (``new=False``) a
     changed end.
 

@@ -51,10 +51,18 @@ async def stop_booking_servers(hub: object, booking: Booking) -> bool:
     stopped = await hub.stop_server(booking.user, booking.server_name)
     _, servers = await hub.active_servers()
     for server in servers:
-        if (server.user == booking.user and server.name != booking.server_name
-                and imitated_booking(server.name) == booking.id):  # fmt: skip
-            log.warning("Stopping %s/%s: its name imitates booking %d's server %s",
-                        server.user, server.name, booking.id, booking.server_name)  # fmt: skip
+        if (
+            server.user == booking.user
+            and server.name != booking.server_name
+            and imitated_booking(server.name) == booking.id
+        ):
+            log.warning(
+                "Stopping %s/%s: its name imitates booking %d's server %s",
+                server.user,
+                server.name,
+                booking.id,
+                booking.server_name,
+            )
             stopped = await hub.stop_server(server.user, server.name) or stopped
     return stopped
 

@@ -59,16 +59,25 @@ async def serve(values: dict) -> None:
     """Listen until SIGTERM/SIGINT."""
     service, scheduler = build(values)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", DEFAULT_PREFIX)
-    app = make_app(service, prefix, cookie_secret(os.environ["JUPYTERHUB_API_TOKEN"]),
-                   page_handlers=[("", PageHandler)])  # fmt: skip
+    app = make_app(
+        service,
+        prefix,
+        cookie_secret(os.environ["JUPYTERHUB_API_TOKEN"]),
+        page_handlers=[("", PageHandler)],
+    )
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
     port = url.port or values["reservations"]["port"]
     address = os.environ.get("AGLAIS_RESERVATIONS_IP") or url.hostname or "127.0.0.1"
     # bodies above BODY_HARD_MAX are not even read; the API answers 413 above BODY_MAX
     server = app.listen(port, address, xheaders=True, max_body_size=BODY_HARD_MAX)
     scheduler.start()
-    log.info("Reservation service on http://%s:%d%s (database %s)", address, port, prefix,
-             service.ledger.store.engine.url.render_as_string(hide_password=True))  # fmt: skip
+    log.info(
+        "Reservation service on http://%s:%d%s (database %s)",
+        address,
+        port,
+        prefix,
+        service.ledger.store.engine.url.render_as_string(hide_password=True),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -132,9 +132,13 @@ class Service:
         return offer.need
 
     async def spawn_check(
-        self, user: str, server: str, profile: str | None, withdraw: bool = False,
+        self,
+        user: str,
+        server: str,
+        profile: str | None,
+        withdraw: bool = False,
         tier: str | None = None,
-    ) -> Decision:  # fmt: skip
+    ) -> Decision:
         """``tier`` is what the hub's spawner resolved (from auth_state); without it the
         service resolves the tier from the user's hub groups."""
         key = (user, server)

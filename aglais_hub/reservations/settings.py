@@ -70,14 +70,21 @@ class Settings:
     def tier_offer(self, tier: Tier) -> Offer:
         """The size an unbooked server gets from the tier alone."""
         size = ClusterSize.from_tier(tier)
-        return Offer(TIER_PROFILE, f"{tier.display_name} tier", "", size, None,
-                     self.offering.footprint(size))  # fmt: skip
+        return Offer(
+            TIER_PROFILE, f"{tier.display_name} tier", "", size, None, self.offering.footprint(size)
+        )
 
 
 def offer_of(size: Size, offering: Offering) -> Offer:
     """A named size as the service shows and books it, with its footprint."""
-    return Offer(size.name, size.display_name, size.description, size.cluster,
-                 size.min_tier, offering.footprint(size.cluster))  # fmt: skip
+    return Offer(
+        size.name,
+        size.display_name,
+        size.description,
+        size.cluster,
+        size.min_tier,
+        offering.footprint(size.cluster),
+    )
 
 
 def settings_from_values(values: Mapping) -> Settings:

@@ -94,8 +94,9 @@ class Store:
             return True
         return self.is_postgres and isinstance(error, (OperationalError, InterfaceError))
 
-    def run(self, work: Callable[[Session], T], *, booking: bool = False,
-            retry_commit: bool = False) -> T:  # fmt: skip
+    def run(
+        self, work: Callable[[Session], T], *, booking: bool = False, retry_commit: bool = False
+    ) -> T:
         """``work(session)`` in one transaction (`booking_transaction` if ``booking``).
 
         A dropped connection re-runs the whole transaction once. A drop during the
@@ -113,8 +114,10 @@ class Store:
             except DBAPIError as error:
                 if attempt == 2 or not self.dropped(error) or (committing and not retry_commit):
                     raise
-                log.warning("The database dropped the connection (%s); running the "
-                            "transaction again", type(error.orig).__name__)  # fmt: skip
+                log.warning(
+                    "The database dropped the connection (%s); running the transaction again",
+                    type(error.orig).__name__,
+                )
                 time.sleep(RETRY_PAUSE)
         raise AssertionError("unreachable")
 
@@ -135,8 +138,13 @@ class Store:
             yield session
 
     @staticmethod
-    def holding(session: Session, start: datetime, end: datetime, margin: timedelta,
-                exclude: int | None = None) -> list[Booking]:  # fmt: skip
+    def holding(
+        session: Session,
+        start: datetime,
+        end: datetime,
+        margin: timedelta,
+        exclude: int | None = None,
+    ) -> list[Booking]:
         """Bookings that hold capacity somewhere in ``[start, end)`` (their margin included)."""
         if session.get_bind().dialect.name == "postgresql":  # the GiST range index (0002)
             period = func.tsrange(Booking.start, Booking.end)

@@ -43,8 +43,14 @@ class ChartRelease:
         helm = find_helm()
         if helm is None:
             raise ChartError("helm not found: run `make helm`")
-        command = [helm, "--kubeconfig", str(self.cluster.kubeconfig),
-                   "--namespace", self.namespace, *args]  # fmt: skip
+        command = [
+            helm,
+            "--kubeconfig",
+            str(self.cluster.kubeconfig),
+            "--namespace",
+            self.namespace,
+            *args,
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         if check and done.returncode != 0:
             raise ChartError(f"helm {' '.join(args[:2])} failed:\n{done.stderr or done.stdout}")
@@ -57,16 +63,23 @@ class ChartRelease:
     def create_namespace(self) -> None:
         """The release namespace, labelled for Pod Security restricted (idempotent)."""
         credentials = Credentials.from_kubeconfig(self.cluster.kubeconfig)
-        body = {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": self.namespace, "labels": POD_SECURITY}}  # fmt: skip
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": self.namespace, "labels": POD_SECURITY},
+        }
         try:
             request_sync(credentials, "POST", "/api/v1/namespaces", body)
         except ApiError as error:
             if error.status != 409:
                 raise
-            request_sync(credentials, "PATCH", f"/api/v1/namespaces/{self.namespace}",
-                         {"metadata": {"labels": POD_SECURITY}},
-                         content_type="application/merge-patch+json")  # fmt: skip
+            request_sync(
+                credentials,
+                "PATCH",
+                f"/api/v1/namespaces/{self.namespace}",
+                {"metadata": {"labels": POD_SECURITY}},
+                content_type="application/merge-patch+json",
+            )
 
     def _chart(self, verb: str, values: tuple[Path, ...], sets: dict[str, str] | None) -> str:
         args = ["--wait", "--timeout", self.timeout, *self._values_args(values, sets or {})]

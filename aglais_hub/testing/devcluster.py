@@ -81,8 +81,7 @@ def claim_address_base(nodes: int) -> tuple[int, IO]:
     """The first address base no other DevCluster holds, and the open lock file that holds
     it (an exclusive flock, released when the file closes or the process ends)."""
     if nodes > ADDRESS_BLOCK - 1:
-        raise DevClusterError(f"at most {ADDRESS_BLOCK - 1} nodes per cluster "
-                              f"(asked for {nodes})")  # fmt: skip
+        raise DevClusterError(f"at most {ADDRESS_BLOCK - 1} nodes per cluster (asked for {nodes})")
     directory = Path(tempfile.gettempdir()) / "aglais-devcluster-addresses"
     directory.mkdir(exist_ok=True)
     for base in ADDRESS_BASES:
@@ -103,16 +102,25 @@ def service_cidr(address_base: int) -> str:
 
 def _child_env() -> dict[str, str]:
     dropped = ("KUBECONFIG",)
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("KUBERNETES_") and k not in dropped}  # fmt: skip
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_") and k not in dropped
+    }
 
 
 class DevCluster:
-    def __init__(self, root: Path, nodes: int = 1, node_cpu: str = "8",
-                 node_memory: str = "32Gi", *, bin_dir: Path | None = None,
-                 images: tuple[str, ...] = (), startup_timeout: float = 120,
-                 fault_proxy: bool = True,
-                 node_monitor_grace_period: float | None = None):  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        nodes: int = 1,
+        node_cpu: str = "8",
+        node_memory: str = "32Gi",
+        *,
+        bin_dir: Path | None = None,
+        images: tuple[str, ...] = (),
+        startup_timeout: float = 120,
+        fault_proxy: bool = True,
+        node_monitor_grace_period: float | None = None,
+    ):
         """``images``: extra ``PATTERN=MODULE:FUNCTION`` image mappings for the agents;
         ``bin_dir``: the control-plane binaries (default: the build's directory);
         ``fault_proxy``: start the fault proxy too; ``node_monitor_grace_period``:
@@ -131,8 +139,8 @@ class DevCluster:
             if bin_dir is None:
                 raise DevClusterError(f"no control-plane binaries: run `{build.BUILD_COMMAND}`")
         self.control_plane = ControlPlane(
-            self.root, bin_dir, startup_timeout,
-            node_monitor_grace_period=node_monitor_grace_period)  # fmt: skip
+            self.root, bin_dir, startup_timeout, node_monitor_grace_period=node_monitor_grace_period
+        )
         self.agents: dict[str, subprocess.Popen] = {}
         self.address_base = ADDRESS_BASES[0]  # claimed at start
         self._address_lock: IO | None = None
@@ -170,8 +178,7 @@ class DevCluster:
     def _service(self, namespace: str, name: str) -> dict:
         return self._admin("GET", f"/api/v1/namespaces/{namespace}/services/{name}")
 
-    def service_url(self, namespace: str, name: str, port: str | int,
-                    scheme: str = "http") -> str:  # fmt: skip
+    def service_url(self, namespace: str, name: str, port: str | int, scheme: str = "http") -> str:
         """``scheme://<clusterIP>:<port>`` of a Service port (by name or number), which
         the service proxy forwards to the Service's ready pods."""
         spec = self._service(namespace, name)["spec"]
@@ -203,8 +210,7 @@ class DevCluster:
                 except OSError as error:
                     last = error
             time.sleep(0.1)
-        raise DevClusterError(f"service {namespace}/{name} not reachable within {timeout}s: "
-                              f"{last}")  # fmt: skip
+        raise DevClusterError(f"service {namespace}/{name} not reachable within {timeout}s: {last}")
 
     def client(self):  # noqa: ANN201 - kubernetes.client.ApiClient (a test dependency)
         """A client of the official ``kubernetes`` package, as the cluster's admin."""
@@ -244,14 +250,17 @@ class DevCluster:
         for user in config.get("users") or []:
             fields = user.get("user") or {}
             if {"client-certificate", "client-certificate-data"} & set(fields):
-                raise DevClusterError(f"{kubeconfig}: user {user.get('name')} has a client "
-                                      "certificate, which the fault proxy cannot forward; "
-                                      "use a token (HubAccount)")  # fmt: skip
+                raise DevClusterError(
+                    f"{kubeconfig}: user {user.get('name')} has a client "
+                    "certificate, which the fault proxy cannot forward; "
+                    "use a token (HubAccount)"
+                )
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()
         for cluster in config.get("clusters") or []:
             cluster["cluster"].pop("certificate-authority", None)
-            cluster["cluster"].update({"server": self.fault_proxy_server,
-                                       "certificate-authority-data": ca})  # fmt: skip
+            cluster["cluster"].update(
+                {"server": self.fault_proxy_server, "certificate-authority-data": ca}
+            )
         out = Path(path) if path else kubeconfig.with_name(f"{kubeconfig.stem}.faults.kubeconfig")
         out.touch(0o600)
         out.write_text(json.dumps(config, indent=2))
@@ -290,8 +299,10 @@ class DevCluster:
     def read_log(self, namespace: str, pod: str, container: str) -> str:
         """A container's output so far (in place of ``kubectl logs``; kept after the pod
         is gone). The newest pod of that name, on whichever node ran it."""
-        found = sorted(self.root.glob(f"nodes/*/pods/{namespace}_{pod}_*/{container}.log"),
-                       key=lambda path: path.stat().st_mtime)  # fmt: skip
+        found = sorted(
+            self.root.glob(f"nodes/*/pods/{namespace}_{pod}_*/{container}.log"),
+            key=lambda path: path.stat().st_mtime,
+        )
         return found[-1].read_text(errors="replace") if found else ""
 
     def pod_processes(self) -> list[int]:
@@ -317,15 +328,20 @@ class DevCluster:
 
     def describe(self) -> dict:
         """Where everything is (the dev-cluster command prints it and writes it as JSON)."""
-        return {"server": self.server, "kubeconfig": str(self.kubeconfig),
-                "root": str(self.root), "logs": str(self.root / "logs"),
-                "volumes": str(self.volumes_dir), "dns_file": str(self.dns_file),
-                "cluster_id": self.cluster_id,
-                "nodes": {n: self.node_prefix(n) + "0.1" for n in self.node_names},
-                "ports": dict(self.control_plane.ports),
-                "pids": {name: p.pid for name, p in self.children().items()},
-                "fault_proxy": self._fault_state.get("server"),
-                "fault_control": self._fault_state.get("control")}  # fmt: skip
+        return {
+            "server": self.server,
+            "kubeconfig": str(self.kubeconfig),
+            "root": str(self.root),
+            "logs": str(self.root / "logs"),
+            "volumes": str(self.volumes_dir),
+            "dns_file": str(self.dns_file),
+            "cluster_id": self.cluster_id,
+            "nodes": {n: self.node_prefix(n) + "0.1" for n in self.node_names},
+            "ports": dict(self.control_plane.ports),
+            "pids": {name: p.pid for name, p in self.children().items()},
+            "fault_proxy": self._fault_state.get("server"),
+            "fault_control": self._fault_state.get("control"),
+        }
 
     # -- starting ------------------------------------------------------------------------
 
@@ -334,9 +350,15 @@ class DevCluster:
         logs.mkdir(parents=True, exist_ok=True)
         log = open(logs / f"{name}.log", "ab")  # closed by stop()
         self._logs.append(log)
-        return subprocess.Popen([sys.executable, "-m", *args], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                                env=_child_env(), start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            env=_child_env(),
+            start_new_session=True,
+        )
 
     def _admin(self, method: str, path: str, body: object = None) -> dict:
         return request_sync(Credentials.from_kubeconfig(self.kubeconfig), method, path, body)
@@ -362,14 +384,28 @@ class DevCluster:
                 if error.status != 409:
                     raise
         config = self.control_plane.client_kubeconfig("provisioner", PROVISIONER_USER)
-        self.provisioner = self._spawn("provisioner", [
-            "aglais_hub.testing.provisioner", "--kubeconfig", str(config),
-            "--root", str(self.volumes_dir)])  # fmt: skip
+        self.provisioner = self._spawn(
+            "provisioner",
+            [
+                "aglais_hub.testing.provisioner",
+                "--kubeconfig",
+                str(config),
+                "--root",
+                str(self.volumes_dir),
+            ],
+        )
         self.dns_file.unlink(missing_ok=True)  # written afresh once the proxy has listed
         config = self.control_plane.client_kubeconfig("service-proxy", SERVICE_PROXY_USER)
-        self.service_proxy = self._spawn("service-proxy", [
-            "aglais_hub.testing.serviceproxy", "--kubeconfig", str(config),
-            "--dns-file", str(self.dns_file)])  # fmt: skip
+        self.service_proxy = self._spawn(
+            "service-proxy",
+            [
+                "aglais_hub.testing.serviceproxy",
+                "--kubeconfig",
+                str(config),
+                "--dns-file",
+                str(self.dns_file),
+            ],
+        )
         if self.want_fault_proxy:
             self._start_fault_proxy()
         for index, name in enumerate(self.node_names):
@@ -382,10 +418,22 @@ class DevCluster:
         cert, key = self.control_plane.serving_cert("fault-proxy")
         state = self.root / "fault-proxy.json"
         state.unlink(missing_ok=True)
-        self.fault_proxy = self._spawn("fault-proxy", [
-            "aglais_hub.testing.faultproxy", "--upstream", self.server,
-            "--ca", str(self.ca_file), "--cert", str(cert), "--key", str(key),
-            "--state-file", str(state)])  # fmt: skip
+        self.fault_proxy = self._spawn(
+            "fault-proxy",
+            [
+                "aglais_hub.testing.faultproxy",
+                "--upstream",
+                self.server,
+                "--ca",
+                str(self.ca_file),
+                "--cert",
+                str(cert),
+                "--key",
+                str(key),
+                "--state-file",
+                str(state),
+            ],
+        )
 
     def _wait_fault_proxy(self) -> None:
         """Until the proxy has written its ports (it binds free ones) and answers."""
@@ -393,8 +441,10 @@ class DevCluster:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.fault_proxy.poll() is not None:
-                raise DevClusterError(f"the fault proxy exited with {self.fault_proxy.returncode}"
-                                      f":\n{self._tail('fault-proxy')}")  # fmt: skip
+                raise DevClusterError(
+                    f"the fault proxy exited with {self.fault_proxy.returncode}"
+                    f":\n{self._tail('fault-proxy')}"
+                )
             if state.exists():
                 self._fault_state = json.loads(state.read_text())
                 self.faults.rules()  # the control API answers
@@ -405,14 +455,32 @@ class DevCluster:
     def start_agent(self, name: str, index: int | None = None) -> None:
         """Start (or start again) the agent of node ``name``."""
         index = self.node_names.index(name) if index is None else index
-        config = self.control_plane.client_kubeconfig(name, f"system:node:{name}",
-                                                      ("system:nodes",))  # fmt: skip
-        args = ["aglais_hub.testing.nodeagent", "--kubeconfig", str(config), "--name", name,
-                "--root", str(self.root / "nodes" / name), "--shared-dir",
-                str(self.root / "shared"), "--ip-prefix", str(self.address_base + index),
-                "--cluster-id", self.cluster_id, "--cpu", self.node_cpu,
-                "--memory", self.node_memory, "--dns-file", str(self.dns_file),
-                "--client-ca", str(self.ca_file)]  # fmt: skip
+        config = self.control_plane.client_kubeconfig(
+            name, f"system:node:{name}", ("system:nodes",)
+        )
+        args = [
+            "aglais_hub.testing.nodeagent",
+            "--kubeconfig",
+            str(config),
+            "--name",
+            name,
+            "--root",
+            str(self.root / "nodes" / name),
+            "--shared-dir",
+            str(self.root / "shared"),
+            "--ip-prefix",
+            str(self.address_base + index),
+            "--cluster-id",
+            self.cluster_id,
+            "--cpu",
+            self.node_cpu,
+            "--memory",
+            self.node_memory,
+            "--dns-file",
+            str(self.dns_file),
+            "--client-ca",
+            str(self.ca_file),
+        ]
         for image in self.images:
             args += ["--image", image]
         self.agents[name] = self._spawn(f"nodeagent-{name}", args)
@@ -432,8 +500,9 @@ class DevCluster:
             for name, process in [*self.agents.items(), *helpers]:
                 if process.poll() is not None:
                     log = f"nodeagent-{name}" if name in self.agents else name
-                    raise DevClusterError(f"{name} exited with {process.returncode}:\n"
-                                          f"{self._tail(log)}")  # fmt: skip
+                    raise DevClusterError(
+                        f"{name} exited with {process.returncode}:\n{self._tail(log)}"
+                    )
             try:
                 listed = self._admin("GET", "/api/v1/nodes")["items"]
                 nodes = {n["metadata"]["name"]: n for n in listed}
@@ -502,7 +571,10 @@ def _wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
 def _schedulable(node: dict | None) -> bool:
     if node is None or node["spec"].get("unschedulable"):
         return False
-    ready = any(c["type"] == "Ready" and c["status"] == "True"
-                for c in node.get("status", {}).get("conditions") or [])  # fmt: skip
-    return ready and not any(t.get("effect") in ("NoSchedule", "NoExecute")
-                             for t in node["spec"].get("taints") or [])  # fmt: skip
+    ready = any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in node.get("status", {}).get("conditions") or []
+    )
+    return ready and not any(
+        t.get("effect") in ("NoSchedule", "NoExecute") for t in node["spec"].get("taints") or []
+    )

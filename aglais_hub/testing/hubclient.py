@@ -102,19 +102,22 @@ class HubClient:
         """GET, accepting the hub's "authorize access" page on the way (shown when an
         admin opens another user's server)."""
         page = self.get(path)
-        forms = [f for f in forms_of(page.text)
-                 if "oauth2/authorize" in urljoin(page.url, f["action"])]  # fmt: skip
+        forms = [
+            f for f in forms_of(page.text) if "oauth2/authorize" in urljoin(page.url, f["action"])
+        ]
         if forms:
-            page = self.session.post(urljoin(page.url, forms[0]["action"]),
-                                     data=forms[0]["fields"], timeout=60)  # fmt: skip
+            page = self.session.post(
+                urljoin(page.url, forms[0]["action"]), data=forms[0]["fields"], timeout=60
+            )
         return page
 
     def xsrf_headers(self, path: str = "hub/") -> dict[str, str]:
         token = self.session.cookies.get("_xsrf", path=urlparse(self.url(path)).path)
         return {"X-XSRFToken": token} if token else {}
 
-    def start_server(self, server_name: str = "", timeout: float = 180,
-                     profile: str | None = None) -> dict:  # fmt: skip
+    def start_server(
+        self, server_name: str = "", timeout: float = 180, profile: str | None = None
+    ) -> dict:
         """Start a server from the spawn page and follow its progress to the end.
 
         Returns the final progress event (``ready`` or ``failed`` with a message).
@@ -163,8 +166,12 @@ class HubClient:
     def new_token(self, note: str = "test") -> str:
         """A hub API token of the logged-in user (as the hub's Token page makes one)."""
         user = self.whoami()["name"]
-        response = self.session.post(self.url(f"hub/api/users/{user}/tokens"), json={"note": note},
-                                     headers=self.xsrf_headers(), timeout=60)  # fmt: skip
+        response = self.session.post(
+            self.url(f"hub/api/users/{user}/tokens"),
+            json={"note": note},
+            headers=self.xsrf_headers(),
+            timeout=60,
+        )
         response.raise_for_status()
         return response.json()["token"]
 

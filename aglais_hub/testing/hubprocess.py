@@ -41,9 +41,12 @@ class HubProcess:
         self.token = secrets.token_hex(16)
         self.port = free_port()
         config = BASE_CONFIG.format(
-            port=self.port, hub_port=free_port(), proxy_api_port=free_port(), token=self.token,
+            port=self.port,
+            hub_port=free_port(),
+            proxy_api_port=free_port(),
+            token=self.token,
             proxy_command=json.dumps(proxy_command({"proxyCommand": []})),
-        )  # fmt: skip
+        )
         self.config = self.workdir / "jupyterhub_config.py"
         # the harness settings (ports, token, dummy login) come last, so they win
         self.config.write_text(extra_config + config)
@@ -60,9 +63,13 @@ class HubProcess:
     def start(self) -> HubProcess:
         log = (self.workdir / "hub.log").open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(self.config)], cwd=self.workdir,
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.config)],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for_http(self.url + "/hub/api/", 60, self.process)
         return self
 

@@ -36,8 +36,13 @@ def port_open(port: int) -> bool:
 class Platform:
     """One `aglais-hub demo` process with its own state directory and ports."""
 
-    def __init__(self, state_dir: Path, values: dict, log_name: str = "platform.log",
-                 env: dict[str, str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        state_dir: Path,
+        values: dict,
+        log_name: str = "platform.log",
+        env: dict[str, str] | None = None,
+    ):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -74,24 +79,40 @@ class Platform:
         return self.state_dir / "idp" / "users.json"
 
     def ports(self) -> list[int]:
-        return [self.port, self.idp_port, self.hub_port, self.proxy_api_port,
-                self.reservations_port]  # fmt: skip
+        return [
+            self.port,
+            self.idp_port,
+            self.hub_port,
+            self.proxy_api_port,
+            self.reservations_port,
+        ]
 
     def start(self, timeout: float = 90) -> float:
         """Start the demo; return the seconds until the hub answered through the proxy."""
         began = time.monotonic()
         command = [
-            sys.executable, "-m", "aglais_hub.cli", "demo",
-            "--state-dir", str(self.state_dir),
-            "--values", str(self.values_file),
-            "--port", str(self.port),
-            "--idp-port", str(self.idp_port),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "aglais_hub.cli",
+            "demo",
+            "--state-dir",
+            str(self.state_dir),
+            "--values",
+            str(self.values_file),
+            "--port",
+            str(self.port),
+            "--idp-port",
+            str(self.idp_port),
+        ]
         log = self.log_file.open("a")
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-        )  # fmt: skip
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+        )
         try:
             wait_for_http(self.url + "hub/api/", timeout, self.process)
             if self.reservations_enabled:  # spawns wait for the gate, so wait for it too
@@ -120,8 +141,11 @@ class Platform:
     def set_user(self, name: str, groups: list[str], **extra: object) -> None:
         """Add or change a user at the identity provider (read at each request)."""
         # before the first start the demo users are not written yet: start from them
-        users = (json.loads(self.users_file.read_text()) if self.users_file.exists()
-                 else json.loads(json.dumps(DEMO_USERS)))  # fmt: skip
+        users = (
+            json.loads(self.users_file.read_text())
+            if self.users_file.exists()
+            else json.loads(json.dumps(DEMO_USERS))
+        )
         users.setdefault(name, {"password": name}).update(groups=groups, **extra)
         self.users_file.parent.mkdir(parents=True, exist_ok=True)
         self.users_file.write_text(json.dumps(users, indent=2))

@@ -49,26 +49,40 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
 def storage_class() -> dict:
     return {
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": {"name": STORAGE_CLASS, "annotations": {
-            "storageclass.kubernetes.io/is-default-class": "true"}},
-        "provisioner": PROVISIONER, "reclaimPolicy": "Delete",
-        "allowVolumeExpansion": True, "volumeBindingMode": "Immediate",
-    }  # fmt: skip
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "allowVolumeExpansion": True,
+        "volumeBindingMode": "Immediate",
+    }
 
 
 def rbac(user: str = USER) -> list[tuple[str, dict]]:
     """(API path, object) pairs that let ``user`` do the provisioner's work, no more."""
     rules = [
-        {"apiGroups": [""], "resources": ["persistentvolumes"],
-         "verbs": ["get", "list", "watch", "create", "delete", "patch"]},
-        {"apiGroups": [""], "resources": ["persistentvolumeclaims"],
-         "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumes"],
+            "verbs": ["get", "list", "watch", "create", "delete", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumeclaims"],
+            "verbs": ["get", "list", "watch"],
+        },
         {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch"]},
-        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
-         "verbs": ["get", "list", "watch", "create"]},
+        {
+            "apiGroups": ["storage.k8s.io"],
+            "resources": ["storageclasses"],
+            "verbs": ["get", "list", "watch", "create"],
+        },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    ]  # fmt: skip
+    ]
     return user_cluster_role("aglais:local-provisioner", user, rules)
 
 
@@ -96,8 +110,10 @@ class Provisioner:
     def _ours(self, claim: dict) -> bool:
         annotations = claim["metadata"].get("annotations") or {}
         asked = annotations.get("volume.kubernetes.io/storage-provisioner")
-        return claim["spec"].get("storageClassName") == STORAGE_CLASS and asked in (None,
-                                                                                    PROVISIONER)
+        return claim["spec"].get("storageClassName") == STORAGE_CLASS and asked in (
+            None,
+            PROVISIONER,
+        )
 
     async def claim_event(self, kind: str, claim: dict) -> None:
         if kind == "DELETED" or claim["metadata"].get("deletionTimestamp") or not self._ours(claim):
@@ -116,8 +132,12 @@ class Provisioner:
                     elif phase == "Bound":
                         await self.resize(claim)
                 except ApiError as error:
-                    log.warning("claim %s/%s: %s", claim["metadata"]["namespace"],
-                                claim["metadata"]["name"], error)  # fmt: skip
+                    log.warning(
+                        "claim %s/%s: %s",
+                        claim["metadata"]["namespace"],
+                        claim["metadata"]["name"],
+                        error,
+                    )
                 claim = self.later.pop(uid, None)
         finally:
             self.busy.discard(uid)
@@ -128,7 +148,8 @@ class Provisioner:
         directory = self.root / name
         directory.mkdir(parents=True, exist_ok=True)
         volume = {
-            "apiVersion": "v1", "kind": "PersistentVolume",
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
             "metadata": {"name": name, "annotations": {PROVISIONED_BY: PROVISIONER}},
             "spec": {
                 "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
@@ -137,18 +158,26 @@ class Provisioner:
                 "storageClassName": STORAGE_CLASS,
                 "volumeMode": claim["spec"].get("volumeMode") or "Filesystem",
                 "hostPath": {"path": str(directory), "type": "DirectoryOrCreate"},
-                "claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
-                             "namespace": meta["namespace"], "name": meta["name"],
-                             "uid": meta["uid"]},
+                "claimRef": {
+                    "kind": "PersistentVolumeClaim",
+                    "apiVersion": "v1",
+                    "namespace": meta["namespace"],
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
             },
-        }  # fmt: skip
+        }
         try:
             await self.client.post("/api/v1/persistentvolumes", volume)
         except ApiError as error:
             if error.status == 409:  # made before, and the binder has not caught up yet
                 return
-            await self.event(claim, "ProvisioningFailed", f"failed to provision volume with "
-                             f"StorageClass {STORAGE_CLASS!r}: {error}", "Warning")  # fmt: skip
+            await self.event(
+                claim,
+                "ProvisioningFailed",
+                f"failed to provision volume with StorageClass {STORAGE_CLASS!r}: {error}",
+                "Warning",
+            )
             raise
         await self.event(claim, "ProvisioningSucceeded", f"Successfully provisioned volume {name}")
 
@@ -162,18 +191,35 @@ class Provisioner:
         namespace, name = meta["namespace"], quote(meta["name"])
         path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
         # strategic merge: conditions merge by type, so the other controllers' stay
-        await self.client.patch(f"{path}/status", {"status": {
-            "allocatedResources": {"storage": wanted},
-            "conditions": [{"type": "Resizing", "status": "True",
-                            "lastTransitionTime": now()}]}}, STRATEGIC)  # fmt: skip
+        await self.client.patch(
+            f"{path}/status",
+            {
+                "status": {
+                    "allocatedResources": {"storage": wanted},
+                    "conditions": [
+                        {"type": "Resizing", "status": "True", "lastTransitionTime": now()}
+                    ],
+                }
+            },
+            STRATEGIC,
+        )
         await self.event(claim, "Resizing", f"External resizer is resizing volume {volume_name}")
-        await self.client.patch(f"/api/v1/persistentvolumes/{volume_name}",
-                                {"spec": {"capacity": {"storage": wanted}}})  # fmt: skip
+        await self.client.patch(
+            f"/api/v1/persistentvolumes/{volume_name}", {"spec": {"capacity": {"storage": wanted}}}
+        )
         # a directory needs no file-system resize on the node: done here, as for a CSI
         # driver that reports no node expansion
-        await self.client.patch(f"{path}/status", {"status": {
-            "capacity": {"storage": wanted}, "allocatedResourceStatuses": None,
-            "conditions": [{"type": "Resizing", "$patch": "delete"}]}}, STRATEGIC)  # fmt: skip
+        await self.client.patch(
+            f"{path}/status",
+            {
+                "status": {
+                    "capacity": {"storage": wanted},
+                    "allocatedResourceStatuses": None,
+                    "conditions": [{"type": "Resizing", "$patch": "delete"}],
+                }
+            },
+            STRATEGIC,
+        )
         await self.event(claim, "VolumeResizeSuccessful", "Resize volume succeeded")
 
     # -- volumes -----------------------------------------------------------------------
@@ -198,15 +244,32 @@ class Provisioner:
         meta = claim["metadata"]
         stamp = now()
         try:
-            await self.client.post(f"/api/v1/namespaces/{meta['namespace']}/events", {
-                "apiVersion": "v1", "kind": "Event",
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                "involvedObject": {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
-                                   "namespace": meta["namespace"], "name": meta["name"],
-                                   "uid": meta["uid"]},
-                "reason": reason, "message": message, "type": kind,
-                "source": {"component": PROVISIONER}, "reportingComponent": PROVISIONER,
-                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})  # fmt: skip
+            await self.client.post(
+                f"/api/v1/namespaces/{meta['namespace']}/events",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {
+                        "generateName": f"{meta['name']}.",
+                        "namespace": meta["namespace"],
+                    },
+                    "involvedObject": {
+                        "kind": "PersistentVolumeClaim",
+                        "apiVersion": "v1",
+                        "namespace": meta["namespace"],
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                    },
+                    "reason": reason,
+                    "message": message,
+                    "type": kind,
+                    "source": {"component": PROVISIONER},
+                    "reportingComponent": PROVISIONER,
+                    "firstTimestamp": stamp,
+                    "lastTimestamp": stamp,
+                    "count": 1,
+                },
+            )
         except Exception as error:  # noqa: BLE001 - an event lost is not worth a volume
             log.warning("event %s not recorded: %s", reason, error)
 
@@ -217,14 +280,17 @@ async def serve(kubeconfig: Path, root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aglais_hub.testing.provisioner",
-                                     description="The testing cluster's volume provisioner.")
+    parser = argparse.ArgumentParser(
+        prog="python -m aglais_hub.testing.provisioner",
+        description="The testing cluster's volume provisioner.",
+    )
     parser.add_argument("--kubeconfig", required=True, type=Path)
     parser.add_argument("--root", required=True, type=Path, help="volumes' directories")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(serve(args.kubeconfig, args.root))
     return 0
 

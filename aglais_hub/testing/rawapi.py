@@ -25,11 +25,23 @@ class Api:
     def __init__(self, url: str):
         self.url = url
 
-    def request(self, method: str, path: str, body: Any = None,
-                content_type: str = "application/json", **params: str) -> Answer:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        **params: str,
+    ) -> Answer:
         data = json.dumps(body) if body is not None else None
-        r = requests.request(method, self.url + path, data=data, params=params or None,
-                             headers={"Content-Type": content_type}, timeout=30)  # fmt: skip
+        r = requests.request(
+            method,
+            self.url + path,
+            data=data,
+            params=params or None,
+            headers={"Content-Type": content_type},
+            timeout=30,
+        )
         is_json = r.content and "json" in r.headers.get("Content-Type", "")
         return r.status_code, (r.json() if is_json else r.text)
 
@@ -48,8 +60,9 @@ class Api:
     def delete(self, path: str, body: Any = None, **params: str) -> Answer:
         return self.request("DELETE", path, body, **params)
 
-    def pod(self, name: str = "p", labels: dict | None = None, ns: str = "default",
-            **spec: Any) -> Answer:  # fmt: skip
+    def pod(
+        self, name: str = "p", labels: dict | None = None, ns: str = "default", **spec: Any
+    ) -> Answer:
         """Create a pod (an inert container unless ``containers`` is given)."""
         body = copy.deepcopy(POD)
         body["metadata"] = {"name": name, "labels": labels if labels is not None else {"app": "a"}}

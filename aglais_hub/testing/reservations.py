@@ -43,8 +43,14 @@ _service._ServiceSpawner = _PollingServiceSpawner
 class ReservationHub(HubProcess):
     """``jupyterhub`` with the reservation service managed by it, on free ports."""
 
-    def __init__(self, workdir: Path, values: dict, db_url: str | None = None,
-                 env: dict[str, str] | None = None, restart_poll: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        workdir: Path,
+        values: dict,
+        db_url: str | None = None,
+        env: dict[str, str] | None = None,
+        restart_poll: int | None = None,
+    ):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         values = json.loads(json.dumps(values))

@@ -91,8 +91,9 @@ def target_port(service_port: dict, pod: dict) -> int | None:
     return None
 
 
-def endpoints(service: dict, pods: list[dict], port: dict | None = None,
-              ready_only: bool = True) -> list[tuple[str, int | None]]:  # fmt: skip
+def endpoints(
+    service: dict, pods: list[dict], port: dict | None = None, ready_only: bool = True
+) -> list[tuple[str, int | None]]:
     """(pod IP, target port) of the pods a Service selects, as the EndpointSlice controller
     picks them; ``port`` None: the port is left out (for the DNS file)."""
     spec = service["spec"]
@@ -103,10 +104,13 @@ def endpoints(service: dict, pods: list[dict], port: dict | None = None,
     found = []
     for pod in pods:
         status = pod.get("status") or {}
-        if (pod["metadata"]["namespace"] != namespace or not status.get("podIP")
-                or pod["metadata"].get("deletionTimestamp")
-                or status.get("phase") in ("Succeeded", "Failed")
-                or not _selects(selector, pod)):  # fmt: skip
+        if (
+            pod["metadata"]["namespace"] != namespace
+            or not status.get("podIP")
+            or pod["metadata"].get("deletionTimestamp")
+            or status.get("phase") in ("Succeeded", "Failed")
+            or not _selects(selector, pod)
+        ):
             continue
         if ready_only and not (spec.get("publishNotReadyAddresses") or _ready(pod)):
             continue
@@ -162,8 +166,9 @@ class ServiceProxy:
 
     async def run(self) -> None:
         await asyncio.gather(
-            list_and_watch(self.client, "/api/v1/services", self.service_event,
-                           self.services_listed),  # fmt: skip
+            list_and_watch(
+                self.client, "/api/v1/services", self.service_event, self.services_listed
+            ),
             list_and_watch(self.client, "/api/v1/pods", self.pod_event, self.pods_listed),
         )
 
@@ -230,13 +235,14 @@ class ServiceProxy:
             return
         try:
             listener.server = await asyncio.start_server(
-                lambda r, w: self._accepted(address, r, w), *address,
-                reuse_address=True)  # fmt: skip
+                lambda r, w: self._accepted(address, r, w), *address, reuse_address=True
+            )
             listener.retry = None
             log.info("service %s: listening on %s:%s", listener.key, *address)
         except OSError as error:  # another cluster's proxy may hold it
-            log.warning("service %s: cannot listen on %s:%s (%s); retrying", listener.key,
-                        *address, error)  # fmt: skip
+            log.warning(
+                "service %s: cannot listen on %s:%s (%s); retrying", listener.key, *address, error
+            )
             listener.retry = asyncio.ensure_future(self._retry(address, listener))
 
     async def _retry(self, address: tuple[str, int], listener: Listener) -> None:
@@ -263,14 +269,16 @@ class ServiceProxy:
             return [self.api]
         return endpoints(service, list(self.pods.values()), listener.port)
 
-    def _accepted(self, address: tuple[str, int], reader: asyncio.StreamReader,
-                  writer: asyncio.StreamWriter) -> None:  # fmt: skip
+    def _accepted(
+        self, address: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.ensure_future(self._forward(address, reader, writer))
         self.connections.add(task)
         task.add_done_callback(self.connections.discard)
 
-    async def _forward(self, address: tuple[str, int], reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:  # fmt: skip
+    async def _forward(
+        self, address: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         choices = self.backends(address)
         start = self.turn.get(address, 0)
         self.turn[address] = start + 1
@@ -305,8 +313,11 @@ class ServiceProxy:
                 ports[str(port["port"])] = port["port"]
                 if port.get("name"):
                     ports[port["name"]] = port["port"]
-            entries[key] = {"clusterIP": ip if ip and ip != "None" else None, "ips": ips,
-                            "ports": ports}  # fmt: skip
+            entries[key] = {
+                "clusterIP": ip if ip and ip != "None" else None,
+                "ips": ips,
+                "ports": ports,
+            }
         return {"services": entries}
 
     def write_dns(self) -> None:
@@ -334,8 +345,10 @@ def _key(obj: dict) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m aglais_hub.testing.serviceproxy",
-                                     description="the testing cluster's kube-proxy")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m aglais_hub.testing.serviceproxy",
+        description="the testing cluster's kube-proxy",
+    )
     parser.add_argument("--kubeconfig", required=True, help="a system:kube-proxy kubeconfig")
     parser.add_argument("--dns-file", required=True, type=Path, help="the DNS file to keep")
     parser.add_argument("--log-level", default="INFO")
@@ -351,8 +364,9 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(serve(args))
     return 0
 

@@ -16,8 +16,9 @@ async def run_until_signalled(work: Coroutine, stop: Callable[[], Awaitable[None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     running = asyncio.ensure_future(work)
-    await asyncio.wait([running, asyncio.ensure_future(stopping.wait())],
-                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    await asyncio.wait(
+        [running, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
     running.cancel()
     await stop()
     if running.done() and not running.cancelled() and running.exception():

@@ -65,8 +65,11 @@ def chains(manifests: Iterable[Mapping]) -> list[list[Mapping]]:
     roles: dict[str, list[Mapping]] = {}
     for manifest in manifests:
         ref = manifest.get("roleRef") or {}
-        if manifest["kind"] == "RoleBinding" and ref.get("kind") == "Role" \
-                and ref.get("name") in roles:  # fmt: skip
+        if (
+            manifest["kind"] == "RoleBinding"
+            and ref.get("kind") == "Role"
+            and ref.get("name") in roles
+        ):
             roles[ref["name"]].append(manifest)
             continue
         found.append([manifest])

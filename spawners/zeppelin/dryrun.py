@@ -62,12 +62,15 @@ def client_configuration() -> Iterator[None]:
         yield
         return
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "render-pod",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "render-pod",
         "clusters": [{"name": "render-pod", "cluster": {"server": NOWHERE}}],
         "users": [{"name": "render-pod", "user": {"token": "none"}}],
-        "contexts": [{"name": "render-pod",
-                      "context": {"cluster": "render-pod", "user": "render-pod"}}],
-    }  # fmt: skip
+        "contexts": [
+            {"name": "render-pod", "context": {"cluster": "render-pod", "user": "render-pod"}}
+        ],
+    }
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "kubeconfig"
         path.write_text(yaml.safe_dump(config))
@@ -78,9 +81,15 @@ def client_configuration() -> Iterator[None]:
             os.environ.pop("KUBECONFIG", None)
 
 
-def render_server(values: Mapping, username: str, groups: Iterable[str], server_name: str = "",
-                  profile: str | None = None, booked: str | None = None,
-                  user_id: int = 0) -> list[dict]:  # fmt: skip
+def render_server(
+    values: Mapping,
+    username: str,
+    groups: Iterable[str],
+    server_name: str = "",
+    profile: str | None = None,
+    booked: str | None = None,
+    user_id: int = 0,
+) -> list[dict]:
     """The objects of one spawn of ``username``'s server, as they stand once its pod runs.
 
     ``profile`` is the spawn form's size; ``booked`` the named size of a booking the
@@ -100,14 +109,18 @@ def render_server(values: Mapping, username: str, groups: Iterable[str], server_
         tier = sized(tier, size)
     prefix = f"/user/{username}/{server_name + '/' if server_name else ''}"
     # what the hub passes; tokens are made per spawn, so placeholders stand in
-    env = {"JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_USER": username,
-           "JUPYTERHUB_API_TOKEN": TOKEN_PLACEHOLDER}  # fmt: skip
+    env = {
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_USER": username,
+        "JUPYTERHUB_API_TOKEN": TOKEN_PLACEHOLDER,
+    }
 
     async def render() -> list[dict]:
         from .spawner import ZeppelinSpawner  # imports the Kubernetes client
 
-        spawner = ZeppelinSpawner(config=config, user=DryRunUser(username, user_id),
-                                  orm_spawner=DryRunServer(server_name))  # fmt: skip
+        spawner = ZeppelinSpawner(
+            config=config, user=DryRunUser(username, user_id), orm_spawner=DryRunServer(server_name)
+        )
         spec = spawner.server_spec_for(tier, profile, size, env)
         return objects.build_objects(spec, POD_UID_PLACEHOLDER)
 

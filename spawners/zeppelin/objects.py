@@ -122,8 +122,9 @@ class ServerSpec:
         return f"{self.pod_name}-spark"
 
 
-def _meta(spec: ServerSpec, name: str, component: str, namespaced: bool = True,
-          shared: bool = False) -> dict:  # fmt: skip
+def _meta(
+    spec: ServerSpec, name: str, component: str, namespaced: bool = True, shared: bool = False
+) -> dict:
     """Metadata; objects ``shared`` by all of a user's servers carry no server label."""
     labels = {**spec.labels, LABEL_COMPONENT: component}
     if shared:
@@ -136,15 +137,22 @@ def _meta(spec: ServerSpec, name: str, component: str, namespaced: bool = True,
 
 def namespace(spec: ServerSpec) -> dict:
     meta = _meta(spec, spec.namespace, "user-namespace", namespaced=False, shared=True)
-    meta["labels"].update({"pod-security.kubernetes.io/enforce": spec.settings.pod_security,
-                           "pod-security.kubernetes.io/enforce-version": "latest"})  # fmt: skip
+    meta["labels"].update(
+        {
+            "pod-security.kubernetes.io/enforce": spec.settings.pod_security,
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }
+    )
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def service_account(spec: ServerSpec) -> dict:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": _meta(spec, spec.service_account, "spark-driver", shared=True),
-            "automountServiceAccountToken": True}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(spec, spec.service_account, "spark-driver", shared=True),
+        "automountServiceAccountToken": True,
+    }
 
 
 SPARK_VERBS = ["get", "list", "watch", "create", "delete", "deletecollection", "patch"]
@@ -153,26 +161,34 @@ SPARK_VERBS = ["get", "list", "watch", "create", "delete", "deletecollection", "
 def role(spec: ServerSpec) -> dict:
     """What the Spark driver needs in its own namespace, and nothing cluster-wide."""
     return {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
         "metadata": _meta(spec, "spark-driver", "spark-driver", shared=True),
         "rules": [
             {"apiGroups": [""], "resources": ["pods"], "verbs": SPARK_VERBS},
-            {"apiGroups": [""], "resources": ["configmaps", "services",
-                                              "persistentvolumeclaims"],
-             "verbs": ["get", "list", "watch", "create", "delete", "deletecollection"]},
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps", "services", "persistentvolumeclaims"],
+                "verbs": ["get", "list", "watch", "create", "delete", "deletecollection"],
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def role_binding(spec: ServerSpec) -> dict:
     return {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
         "metadata": _meta(spec, "spark-driver", "spark-driver", shared=True),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                    "name": "spark-driver"},
-        "subjects": [{"kind": "ServiceAccount", "name": spec.service_account,
-                      "namespace": spec.namespace}],
-    }  # fmt: skip
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "spark-driver",
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": spec.service_account, "namespace": spec.namespace}
+        ],
+    }
 
 
 def resource_quota(spec: ServerSpec) -> dict:
@@ -181,62 +197,80 @@ def resource_quota(spec: ServerSpec) -> dict:
     ceiling = footprint(ClusterSize.from_tier(tier), spec.overhead) * servers
     cpu, memory = ceiling.millicores, ceiling.memory
     return {
-        "apiVersion": "v1", "kind": "ResourceQuota",
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
         "metadata": _meta(spec, "tier-quota", "quota", shared=True),
-        "spec": {"hard": {
-            "requests.cpu": f"{cpu}m", "limits.cpu": f"{cpu}m",
-            "requests.memory": str(memory), "limits.memory": str(memory),
-            "pods": str(servers * (1 + tier.max_executors)),
-            "requests.storage": str(tier.storage),
-            "persistentvolumeclaims": "1",
-        }},
-    }  # fmt: skip
+        "spec": {
+            "hard": {
+                "requests.cpu": f"{cpu}m",
+                "limits.cpu": f"{cpu}m",
+                "requests.memory": str(memory),
+                "limits.memory": str(memory),
+                "pods": str(servers * (1 + tier.max_executors)),
+                "requests.storage": str(tier.storage),
+                "persistentvolumeclaims": "1",
+            }
+        },
+    }
 
 
 def network_policy(spec: ServerSpec) -> dict:
     """In: the hub's proxy to the auth proxy, and driver ↔ executors inside the namespace.
     Out: DNS, the Kubernetes API, the data services, and the same driver ↔ executor ports."""
     same_namespace = {"podSelector": {}}
-    spark_ports = [{"protocol": "TCP", "port": spec.settings.driver_port},
-                   {"protocol": "TCP", "port": spec.settings.block_manager_port}]  # fmt: skip
+    spark_ports = [
+        {"protocol": "TCP", "port": spec.settings.driver_port},
+        {"protocol": "TCP", "port": spec.settings.block_manager_port},
+    ]
     egress = [
-        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
-            "k8s-app": "kube-dns"}}}],
-         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-        {"to": [{"ipBlock": {"cidr": c}} for c in spec.settings.api_server_cidrs],
-         "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
+        {
+            "to": [
+                {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
+        {
+            "to": [{"ipBlock": {"cidr": c}} for c in spec.settings.api_server_cidrs],
+            "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+        },
         {"to": [same_namespace], "ports": spark_ports},
         # the auth proxy checks logins and reports activity at the hub's API (and asks
         # the reservation service, one of the platform's pods, for booking notices)
         {"to": [spec.settings.hub_selector], "ports": [{"protocol": "TCP", "port": HUB_API_PORT}]},
-    ]  # fmt: skip
+    ]
     if spec.settings.reservations_port:
         egress[-1]["ports"].append({"protocol": "TCP", "port": spec.settings.reservations_port})
     if spec.settings.data_cidrs:
         egress.append({"to": [{"ipBlock": {"cidr": c}} for c in spec.settings.data_cidrs]})
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
         "metadata": _meta(spec, "aglais-user", "network-policy", shared=True),
         "spec": {
             "podSelector": {"matchLabels": {LABEL_USER: spec.username}},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
-                {"from": [spec.settings.hub_selector],
-                 "ports": [{"protocol": "TCP", "port": PROXY_PORT}]},
+                {
+                    "from": [spec.settings.hub_selector],
+                    "ports": [{"protocol": "TCP", "port": PROXY_PORT}],
+                },
                 {"from": [same_namespace], "ports": spark_ports},
             ],
             "egress": egress,
         },
-    }  # fmt: skip
+    }
 
 
 def persistent_volume_claim(spec: ServerSpec) -> dict:
     body: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
         "metadata": _meta(spec, spec.pvc_name, "user-storage", shared=True),
-        "spec": {"accessModes": list(spec.settings.access_modes),
-                 "resources": {"requests": {"storage": str(spec.tier.storage)}}},
-    }  # fmt: skip
+        "spec": {
+            "accessModes": list(spec.settings.access_modes),
+            "resources": {"requests": {"storage": str(spec.tier.storage)}},
+        },
+    }
     if spec.settings.storage_class:
         body["spec"]["storageClassName"] = spec.settings.storage_class
     return body
@@ -244,32 +278,45 @@ def persistent_volume_claim(spec: ServerSpec) -> dict:
 
 def _data_mounts(spec: ServerSpec) -> tuple[list[dict], list[dict]]:
     volumes = [{"name": v.name, **v.source} for v in spec.settings.data_volumes]
-    mounts = [{"name": v.name, "mountPath": v.mount_path, "readOnly": True}
-              for v in spec.settings.data_volumes]  # fmt: skip
+    mounts = [
+        {"name": v.name, "mountPath": v.mount_path, "readOnly": True}
+        for v in spec.settings.data_volumes
+    ]
     return volumes, mounts
 
 
 def _pod_security_context(spec: ServerSpec) -> dict:
     """The user's ids for every container of a pod (and the volume's group)."""
     uid = spec.settings.run_as_user
-    return {"runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
-            "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    return {
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def executor_pod_template(spec: ServerSpec) -> dict:
     """The pod template Spark starts its executors from (image, security, data volumes)."""
     volumes, mounts = _data_mounts(spec)
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"labels": {**spec.labels, LABEL_COMPONENT: "spark-executor"}},
         "spec": {
             "securityContext": _pod_security_context(spec),
             "automountServiceAccountToken": False,
-            "containers": [{"name": "spark-kubernetes-executor", "image": spec.settings.spark_image,
-                            "securityContext": SECURITY_CONTEXT, "volumeMounts": mounts}],
+            "containers": [
+                {
+                    "name": "spark-kubernetes-executor",
+                    "image": spec.settings.spark_image,
+                    "securityContext": SECURITY_CONTEXT,
+                    "volumeMounts": mounts,
+                }
+            ],
             "volumes": volumes,
         },
-    }  # fmt: skip
+    }
 
 
 def spark_properties(spec: ServerSpec) -> dict[str, str]:
@@ -308,8 +355,15 @@ def spark_properties(spec: ServerSpec) -> dict[str, str]:
 
 def owned_by_pod(spec: ServerSpec, pod_uid: str) -> list[dict]:
     """ownerReferences to the server's pod: the object goes when the pod does."""
-    return [{"apiVersion": "v1", "kind": "Pod", "name": spec.pod_name, "uid": pod_uid,
-             "blockOwnerDeletion": True}]  # fmt: skip
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": spec.pod_name,
+            "uid": pod_uid,
+            "blockOwnerDeletion": True,
+        }
+    ]
 
 
 def spark_config_map(spec: ServerSpec, pod_uid: str | None = None) -> dict:
@@ -318,14 +372,16 @@ def spark_config_map(spec: ServerSpec, pod_uid: str | None = None) -> dict:
     if pod_uid:
         meta["ownerReferences"] = owned_by_pod(spec, pod_uid)
     return {
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": meta,
         "data": {
             "spark-defaults.conf": format_spark_defaults(spark_properties(spec)),
-            "executor-pod-template.yaml": yaml.safe_dump(executor_pod_template(spec),
-                                                         sort_keys=False),
+            "executor-pod-template.yaml": yaml.safe_dump(
+                executor_pod_template(spec), sort_keys=False
+            ),
         },
-    }  # fmt: skip
+    }
 
 
 def _resources(amount: Resources) -> dict:
@@ -352,19 +408,31 @@ def pod(spec: ServerSpec) -> dict:
         "name": "auth-proxy",
         "image": spec.settings.zeppelin_image,
         "command": ["aglais-podproxy"],
-        "args": ["--port", str(PROXY_PORT), "--upstream", f"http://127.0.0.1:{ZEPPELIN_PORT}",
-                 "--volume", HOME_MOUNT, "--quota-bytes", str(spec.tier.storage),
-                 "--activity-interval", str(spec.settings.activity_interval),
-                 "--spark-ui", f"http://127.0.0.1:{SPARK_UI_PORT}"],
+        "args": [
+            "--port",
+            str(PROXY_PORT),
+            "--upstream",
+            f"http://127.0.0.1:{ZEPPELIN_PORT}",
+            "--volume",
+            HOME_MOUNT,
+            "--quota-bytes",
+            str(spec.tier.storage),
+            "--activity-interval",
+            str(spec.settings.activity_interval),
+            "--spark-ui",
+            f"http://127.0.0.1:{SPARK_UI_PORT}",
+        ],
         "ports": [{"name": "notebook-port", "containerPort": PROXY_PORT}],
         "env": env,
         "resources": _resources(AUTH_PROXY),
         "securityContext": SECURITY_CONTEXT,
-        "readinessProbe": {"httpGet": {"path": f"{prefix.rstrip('/')}/_aglais/health",
-                                       "port": "notebook-port"},
-                           "periodSeconds": 1, "failureThreshold": 3},
+        "readinessProbe": {
+            "httpGet": {"path": f"{prefix.rstrip('/')}/_aglais/health", "port": "notebook-port"},
+            "periodSeconds": 1,
+            "failureThreshold": 3,
+        },
         "volumeMounts": [{"name": "home", "mountPath": HOME_MOUNT, "readOnly": True}],
-    }  # fmt: skip
+    }
     notebook_flavour = flavour_named(spec.flavour)  # UnknownFlavour names the known ones
     zeppelin_env = [
         {"name": "ZEPPELIN_RUN_MODE", "value": "local"},
@@ -391,11 +459,12 @@ def pod(spec: ServerSpec) -> dict:
             {"name": "tmp", "mountPath": "/tmp"},
             *data_mounts,
         ],
-    }  # fmt: skip
+    }
     meta = _meta(spec, spec.pod_name, "singleuser-server")
     meta["labels"].update(spec.pod_labels)
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": meta,
         "spec": {
             "serviceAccountName": spec.service_account,
@@ -405,7 +474,7 @@ def pod(spec: ServerSpec) -> dict:
             "containers": [proxy, notebook],
             "volumes": volumes,
         },
-    }  # fmt: skip
+    }
 
 
 def driver_service(spec: ServerSpec, pod_uid: str | None = None) -> dict:
@@ -414,24 +483,43 @@ def driver_service(spec: ServerSpec, pod_uid: str | None = None) -> dict:
     if pod_uid:
         meta["ownerReferences"] = owned_by_pod(spec, pod_uid)
     return {
-        "apiVersion": "v1", "kind": "Service", "metadata": meta,
-        "spec": {"clusterIP": "None",
-                 "selector": {LABEL_USER: spec.username,
-                              LABEL_SERVER: spec.labels[LABEL_SERVER],
-                              LABEL_COMPONENT: "singleuser-server"},
-                 "ports": [{"name": "driver", "port": spec.settings.driver_port},
-                           {"name": "block-manager", "port": spec.settings.block_manager_port}]},
-    }  # fmt: skip
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "clusterIP": "None",
+            "selector": {
+                LABEL_USER: spec.username,
+                LABEL_SERVER: spec.labels[LABEL_SERVER],
+                LABEL_COMPONENT: "singleuser-server",
+            },
+            "ports": [
+                {"name": "driver", "port": spec.settings.driver_port},
+                {"name": "block-manager", "port": spec.settings.block_manager_port},
+            ],
+        },
+    }
 
 
 def namespace_objects(spec: ServerSpec) -> list[dict]:
     """Objects shared by all of a user's servers, created before any pod."""
-    return [namespace(spec), service_account(spec), role(spec), role_binding(spec),
-            resource_quota(spec), network_policy(spec)]  # fmt: skip
+    return [
+        namespace(spec),
+        service_account(spec),
+        role(spec),
+        role_binding(spec),
+        resource_quota(spec),
+        network_policy(spec),
+    ]
 
 
 def build_objects(spec: ServerSpec, pod_uid: str | None = None) -> list[dict]:
     """Every object of one spawn, in creation order, as they stand once the pod exists
     (``pod_uid``: its uid, which the API server gives it)."""
-    return [*namespace_objects(spec), persistent_volume_claim(spec),
-            spark_config_map(spec, pod_uid), pod(spec), driver_service(spec, pod_uid)]  # fmt: skip
+    return [
+        *namespace_objects(spec),
+        persistent_volume_claim(spec),
+        spark_config_map(spec, pod_uid),
+        pod(spec),
+        driver_service(spec, pod_uid),
+    ]

@@ -25,7 +25,10 @@ def start_problem(pod: dict | None) -> str | None:
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
         if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
-            "PodScheduled", "False", "Unschedulable"):  # fmt: skip
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
             if WAITING_FOR_VOLUME in (condition.get("message") or ""):
                 continue
             return (
@@ -36,8 +39,10 @@ def start_problem(pod: dict | None) -> str | None:
         reason = waiting.get("reason")
         if reason in WAITING_PROBLEMS:
             detail = waiting.get("message") or reason
-            return (f"Your server cannot start: {WAITING_PROBLEMS[reason]} "
-                    f"(container {container['name']}, {reason}: {detail}).")  # fmt: skip
+            return (
+                f"Your server cannot start: {WAITING_PROBLEMS[reason]} "
+                f"(container {container['name']}, {reason}: {detail})."
+            )
     return None
 
 

@@ -33,10 +33,12 @@ RETRIED = (429, 500, 502, 503, 504)  # API answers worth another try
 # long, unless a new spawn of the same server begins (which rewrites, then owns, the rest)
 CLEANUP_BACKGROUND = 600.0
 # the API server's words for an RBAC refusal (a 403 that is not an exceeded quota)
-FORBIDDEN = re.compile(r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
-                       r'(?: in API group "(?P<group>[^"]*)")?'
-                       r'(?: in the namespace "(?P<namespace>[^"]+)"'
-                       r'|(?P<cluster> at the cluster scope))?')  # fmt: skip
+FORBIDDEN = re.compile(
+    r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
+    r'(?: in API group "(?P<group>[^"]*)")?'
+    r'(?: in the namespace "(?P<namespace>[^"]+)"'
+    r"|(?P<cluster> at the cluster scope))?"
+)
 
 
 def worth_retrying(error: ApiException) -> bool:
@@ -64,11 +66,18 @@ def forbidden_message(error: BaseException) -> str | None:
                 resource = found["resource"]
                 if found["group"]:
                     resource += f" (API group {found['group']})"
-                where = (f" in namespace {found['namespace']}" if found["namespace"]
-                         else " at the cluster scope" if found["cluster"] else "")  # fmt: skip
-                return (f"The hub may not {found['verb']} {resource}{where} (forbidden by "
-                        f"the cluster's RBAC: {text}). Ask an administrator to check the "
-                        "hub's ClusterRole.")  # fmt: skip
+                where = (
+                    f" in namespace {found['namespace']}"
+                    if found["namespace"]
+                    else " at the cluster scope"
+                    if found["cluster"]
+                    else ""
+                )
+                return (
+                    f"The hub may not {found['verb']} {resource}{where} (forbidden by "
+                    f"the cluster's RBAC: {text}). Ask an administrator to check the "
+                    "hub's ClusterRole."
+                )
         current = current.__cause__ or current.__context__
     return None
 
@@ -183,13 +192,16 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             env["AGLAIS_RESERVATIONS_URL"] = self.reservations_url
         return env
 
-    def server_spec_for(self, tier: Tier, profile: str | None, size: ClusterSize | None,
-                        env: dict[str, str]) -> objects.ServerSpec:  # fmt: skip
+    def server_spec_for(
+        self, tier: Tier, profile: str | None, size: ClusterSize | None, env: dict[str, str]
+    ) -> objects.ServerSpec:
         """Everything this server's objects are built from: ``profile``'s size (or
         ``size``, a booking's) and flavour, KubeSpawner's names and the hub's labels."""
         if self.kubernetes is None:
-            raise SpawnRefused("The hub's spawner.kubernetes settings are missing; ask an "
-                                 "administrator.", reason="config")  # fmt: skip
+            raise SpawnRefused(
+                "The hub's spawner.kubernetes settings are missing; ask an administrator.",
+                reason="config",
+            )
         named_size, flavour = self.offering.server_size(tier, profile)
         names = ServerNames(self.namespace, self.pod_name, self.pvc_name)
         # KubeSpawner's reflector and z2jh tools find singleuser pods by these labels
@@ -198,9 +210,18 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             "hub.jupyter.org/username": self._expand_user_properties("{username}"),
             "hub.jupyter.org/servername": self._expand_user_properties("{servername}"),
         }
-        return server_spec(self.kubernetes, names, self.user.name, self.name, tier,
-                           size or named_size, flavour, env, hub_labels,
-                           self.offering.overhead)  # fmt: skip
+        return server_spec(
+            self.kubernetes,
+            names,
+            self.user.name,
+            self.name,
+            tier,
+            size or named_size,
+            flavour,
+            env,
+            hub_labels,
+            self.offering.overhead,
+        )
 
     def check_options(self, tier: Tier) -> None:
         try:
@@ -232,8 +253,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
                 # filled and refuses, for a moment, what the hub may do
                 if error.status not in (*RETRIED, 403):
                     raise
-                self.log.warning("Cleaning up after %s: %s, retrying", self._log_name,
-                                 error.status)  # fmt: skip
+                self.log.warning("Cleaning up after %s: %s, retrying", self._log_name, error.status)
                 return False
             except (TimeoutError, aiohttp.ClientError, OSError) as error:
                 # the API server may be the failure (restarting): wait for it to come back
@@ -243,11 +263,14 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
 
         try:
             patience = max(self.k8s_api_request_retry_timeout, self.cleanup_timeout)
-            await exponential_backoff(attempt, f"Could not clean up after {self._log_name}",
-                                      timeout=patience)  # fmt: skip
+            await exponential_backoff(
+                attempt, f"Could not clean up after {self._log_name}", timeout=patience
+            )
         except TimeoutError:  # the user hears of the spawn's failure now; we go on
-            self.log.warning("Cleaning up after %s: the API server is still away; retrying "
-                             "in the background", self._log_name)  # fmt: skip
+            self.log.warning(
+                "Cleaning up after %s: the API server is still away; retrying in the background",
+                self._log_name,
+            )
             self._background_cleanup = asyncio.ensure_future(self._clean_up_later(attempt))
         except Exception:  # the original failure matters more than this one
             self.log.exception("Cleaning up after a failed spawn of %s", self._log_name)
@@ -261,18 +284,21 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             return await attempt()
 
         try:
-            await exponential_backoff(unless_respawned, "", timeout=CLEANUP_BACKGROUND,
-                                      max_wait=10)  # fmt: skip
+            await exponential_backoff(unless_respawned, "", timeout=CLEANUP_BACKGROUND, max_wait=10)
             self.log.info("Cleaned up after the failed spawn of %s", self._log_name)
         except Exception:
-            self.log.exception("Giving up cleaning up after %s: its pod or Spark ConfigMap "
-                               "may be left in %s", self._log_name, self.namespace)  # fmt: skip
+            self.log.exception(
+                "Giving up cleaning up after %s: its pod or Spark ConfigMap may be left in %s",
+                self._log_name,
+                self.namespace,
+            )
 
     def _api_for(self, kind: str) -> tuple[Any, str]:
         """The client API object and method suffix that write ``kind``."""
         group, suffix = apply.KIND_API[kind]
-        api = {"core": self.api, "rbac": RbacAuthorizationV1Api,
-               "networking": NetworkingV1Api}[group]  # fmt: skip
+        api = {"core": self.api, "rbac": RbacAuthorizationV1Api, "networking": NetworkingV1Api}[
+            group
+        ]
         return (api if group == "core" else api(self.api.api_client)), suffix
 
     async def _apply(self, manifest: dict) -> str:
@@ -289,8 +315,9 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
                 await getattr(api, f"create_{suffix}")(*where, manifest)
             except ApiException as error:
                 if worth_retrying(error):
-                    self.log.warning("Creating %s %s: %s, retrying", kind, meta["name"],
-                                     error.status)  # fmt: skip
+                    self.log.warning(
+                        "Creating %s %s: %s, retrying", kind, meta["name"], error.status
+                    )
                     return False
                 if error.status != 409:
                     raise
@@ -300,8 +327,11 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
                     outcome = "replaced"
             return True
 
-        await exponential_backoff(attempt, f"Could not create {kind} {meta['name']}",
-                                  timeout=self.k8s_api_request_retry_timeout)  # fmt: skip
+        await exponential_backoff(
+            attempt,
+            f"Could not create {kind} {meta['name']}",
+            timeout=self.k8s_api_request_retry_timeout,
+        )
         return outcome
 
     async def _apply_in_order(self, manifests: list[dict]) -> None:
@@ -319,11 +349,15 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             self._pvc_exists = False  # whatever the state says, the claim went with it
         writes = [m for m in shared if apply.needs_write(m, self.applied, existed)]
         if len(writes) < len(shared):
-            self.log.debug("%s: %d shared objects unchanged, not written", self._log_name,
-                           len(shared) - len(writes))  # fmt: skip
+            self.log.debug(
+                "%s: %d shared objects unchanged, not written",
+                self._log_name,
+                len(shared) - len(writes),
+            )
         config_map = objects.spark_config_map(self.spec)
-        await apply.gather_all(*(self._apply_in_order(c) for c in apply.chains(writes)),
-                               self._apply(config_map))  # fmt: skip
+        await apply.gather_all(
+            *(self._apply_in_order(c) for c in apply.chains(writes)), self._apply(config_map)
+        )
         self.applied = apply.remember(self.applied if existed else {}, writes)
 
     def _model(self, manifest: dict, model: str) -> Any:
@@ -339,21 +373,27 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         assert self.spec is not None
         if self.fresh_namespace:  # this spawn created the claim, at the tier's size
             return
-        claim = await self.api.read_namespaced_persistent_volume_claim(self.pvc_name,
-                                                                       self.namespace)  # fmt: skip
+        claim = await self.api.read_namespaced_persistent_volume_claim(
+            self.pvc_name, self.namespace
+        )
         have = parse_quantity(claim.spec.resources.requests["storage"])
         want = self.spec.tier.storage
         if want > have:
             patch = {"spec": {"resources": {"requests": {"storage": str(want)}}}}
             try:
                 await self.api.patch_namespaced_persistent_volume_claim(
-                    self.pvc_name, self.namespace, patch)  # fmt: skip
+                    self.pvc_name, self.namespace, patch
+                )
                 self.log.info("Grew %s from %s to %s bytes", self.pvc_name, have, want)
             except ApiException as error:
                 self.log.warning("Could not grow %s: %s", self.pvc_name, error.reason)
         elif want < have:
-            self.log.info("Keeping %s at %s bytes: volumes never shrink (tier asks %s)",
-                          self.pvc_name, have, want)  # fmt: skip
+            self.log.info(
+                "Keeping %s at %s bytes: volumes never shrink (tier asks %s)",
+                self.pvc_name,
+                have,
+                want,
+            )
 
     async def get_pod_manifest(self) -> V1Pod:
         assert self.spec is not None
@@ -381,8 +421,9 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             raise SpawnRefused(problem, reason="pod", status_code=500)
         return super().is_pod_running(pod)
 
-    async def _make_create_pvc_request(self, pvc: V1PersistentVolumeClaim,
-                                       request_timeout: int) -> bool:  # fmt: skip
+    async def _make_create_pvc_request(
+        self, pvc: V1PersistentVolumeClaim, request_timeout: int
+    ) -> bool:
         try:
             return await super()._make_create_pvc_request(pvc, request_timeout)
         except ApiException as error:
@@ -405,8 +446,9 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
                 raise SpawnRefused(
                     f"This server does not fit in your tier's quota: {message}. "
                     "Stop another server or choose a smaller size.",
-                    reason="quota", status_code=403,
-                ) from None  # fmt: skip
+                    reason="quota",
+                    status_code=403,
+                ) from None
             raise
 
     @staticmethod
@@ -417,8 +459,10 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         owner = {"metadata": {"ownerReferences": objects.owned_by_pod(spawner.spec, uid)}}
         await apply.gather_all(
             spawner._apply(objects.driver_service(spawner.spec, uid)),
-            spawner.api.patch_namespaced_config_map(spawner.spec.config_map,
-                                                    spawner.namespace, owner))  # fmt: skip
+            spawner.api.patch_namespaced_config_map(
+                spawner.spec.config_map, spawner.namespace, owner
+            ),
+        )
 
     async def _delete_config_map(self) -> None:
         if self.spec is None:

@@ -99,8 +99,9 @@ def test_folded_names_of_other_identities_cannot_take_alices_account(platform):
         assert alice.get("user/alice/api/status").status_code == 200
         assert bound_subject(platform, "alice") == "alice"
     finally:
-        response = alice.session.delete(alice.url("hub/api/users/alice/server"),
-                                        headers=alice.xsrf_headers())  # fmt: skip
+        response = alice.session.delete(
+            alice.url("hub/api/users/alice/server"), headers=alice.xsrf_headers()
+        )
         assert response.status_code in (202, 204)
         alice.wait_stopped("alice")
 
@@ -125,8 +126,9 @@ def test_a_name_that_needs_no_folding_is_unaffected(platform):
 
 def test_a_user_an_admin_created_is_bound_at_its_first_login(platform):
     hub_admin = admin(platform)
-    created = hub_admin.session.post(hub_admin.url("hub/api/users/frida"),
-                                     headers=hub_admin.xsrf_headers(), timeout=60)  # fmt: skip
+    created = hub_admin.session.post(
+        hub_admin.url("hub/api/users/frida"), headers=hub_admin.xsrf_headers(), timeout=60
+    )
     assert created.status_code == 201, created.text
     assert hub_admin.get("hub/api/users/frida").json()["auth_state"] is None
     platform.set_user("Frida", ["users"])

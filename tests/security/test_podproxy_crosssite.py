@@ -52,8 +52,11 @@ def alice(platform):
     client.login("alice", "alice")
     event = client.start_server(timeout=120)
     assert event.get("ready"), (event, platform.log_tail())
-    wait_for(lambda: client.get("user/alice/api/version").status_code == 200, timeout=60,
-             what="Zeppelin to answer")  # fmt: skip
+    wait_for(
+        lambda: client.get("user/alice/api/version").status_code == 200,
+        timeout=60,
+        what="Zeppelin to answer",
+    )
     return client
 
 
@@ -86,41 +89,64 @@ def test_a_cross_site_post_with_her_cookie_creates_no_note(alice):
         # Sec-Fetch-Site (the browser's own word) wins over a matching Origin
         {"Origin": hub_origin(alice), "Sec-Fetch-Site": "same-site"},
     ):
-        response = alice.session.post(alice.url(NOTES), json={"name": "pwned"},
-                                      headers=headers, timeout=60)  # fmt: skip
+        response = alice.session.post(
+            alice.url(NOTES), json={"name": "pwned"}, headers=headers, timeout=60
+        )
         assert response.status_code == 403, (headers, response.status_code, response.text)
         assert "cross-site request refused" in response.json()["message"], response.text
     # a form, as a page on another site would post it
-    form = alice.session.post(alice.url(NOTES), data={"name": "pwned"},
-                              headers={"Origin": EVIL}, timeout=60)  # fmt: skip
+    form = alice.session.post(
+        alice.url(NOTES), data={"name": "pwned"}, headers={"Origin": EVIL}, timeout=60
+    )
     assert form.status_code == 403
     assert f"Origin {EVIL}" in form.json()["message"]
     # a cookie request that says nothing of where it comes from is refused too
-    bare = requests.post(alice.url(NOTES), json={"name": "pwned"}, cookies=alice.session.cookies,
-                         timeout=60)  # fmt: skip
+    bare = requests.post(
+        alice.url(NOTES), json={"name": "pwned"}, cookies=alice.session.cookies, timeout=60
+    )
     assert bare.status_code == 403 and "without Origin" in bare.json()["message"], bare.text
     # a made-up token does not turn a cookie request into a token-authenticated one
-    forged = alice.session.post(alice.url(NOTES), json={"name": "pwned"}, timeout=60,
-                                headers={"Origin": EVIL, "Authorization": "token nonsense"})  # fmt: skip
+    forged = alice.session.post(
+        alice.url(NOTES),
+        json={"name": "pwned"},
+        timeout=60,
+        headers={"Origin": EVIL, "Authorization": "token nonsense"},
+    )
     assert forged.status_code == 403
     assert note_names(alice) == before, "a refused request created a note"
 
     # the same request from the hub's own origin: Zeppelin's UI keeps working
-    same = alice.session.post(alice.url(NOTES), json={"name": "same-origin"},
-                              headers={"Origin": hub_origin(alice)}, timeout=60)  # fmt: skip
+    same = alice.session.post(
+        alice.url(NOTES),
+        json={"name": "same-origin"},
+        headers={"Origin": hub_origin(alice)},
+        timeout=60,
+    )
     assert same.status_code == 200, same.text
-    fetch = requests.post(alice.url(NOTES), json={"name": "fetch-same-origin"}, timeout=60,
-                          cookies=alice.session.cookies,
-                          headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"})  # fmt: skip
+    fetch = requests.post(
+        alice.url(NOTES),
+        json={"name": "fetch-same-origin"},
+        timeout=60,
+        cookies=alice.session.cookies,
+        headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"},
+    )
     assert fetch.status_code == 200, fetch.text
-    referer = requests.post(alice.url(NOTES), json={"name": "old-browser"}, timeout=60,
-                            cookies=alice.session.cookies,
-                            headers={"Referer": alice.url("user/alice/")})  # fmt: skip
+    referer = requests.post(
+        alice.url(NOTES),
+        json={"name": "old-browser"},
+        timeout=60,
+        cookies=alice.session.cookies,
+        headers={"Referer": alice.url("user/alice/")},
+    )
     assert referer.status_code == 200, referer.text
     # an API token is not a cross-site risk (no page can make a browser send it)
     token = alice.new_token("crosssite")
-    scripted = requests.post(alice.url(NOTES), json={"name": "scripted"}, timeout=60,
-                             headers={"Authorization": f"token {token}", "Origin": EVIL})  # fmt: skip
+    scripted = requests.post(
+        alice.url(NOTES),
+        json={"name": "scripted"},
+        timeout=60,
+        headers={"Authorization": f"token {token}", "Origin": EVIL},
+    )
     assert scripted.status_code == 200, scripted.text
     assert sorted(note_names(alice)) == sorted(
         [*before, "same-origin", "fetch-same-origin", "old-browser", "scripted"]
@@ -138,12 +164,14 @@ def cookie_header(client: HubClient) -> str:
 @pytest.mark.e2e
 def test_a_cross_site_websocket_with_her_cookie_is_refused(alice):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        websocket.create_connection(ws_url(alice), header=[cookie_header(alice)], origin=EVIL,
-                                    timeout=30)  # fmt: skip
+        websocket.create_connection(
+            ws_url(alice), header=[cookie_header(alice)], origin=EVIL, timeout=30
+        )
     assert refused.value.status_code == 403
     # from the hub's own origin it opens and talks to Zeppelin
-    ws = websocket.create_connection(ws_url(alice), header=[cookie_header(alice)],
-                                     origin=hub_origin(alice), timeout=30)  # fmt: skip
+    ws = websocket.create_connection(
+        ws_url(alice), header=[cookie_header(alice)], origin=hub_origin(alice), timeout=30
+    )
     try:
         assert ws.getstatus() == 101
         ws.send(json.dumps({"op": "PING"}))
@@ -173,8 +201,9 @@ def test_the_proxys_cookies_are_samesite_and_secure_over_https(platform, alice):
     https = {"X-Forwarded-Proto": "https"}
     other = HubClient(platform.url)
     other.login("alice", "alice")
-    first = other.session.get(other.url("user/alice/api/version"), headers=https,
-                              allow_redirects=False, timeout=60)  # fmt: skip
+    first = other.session.get(
+        other.url("user/alice/api/version"), headers=https, allow_redirects=False, timeout=60
+    )
     assert first.status_code == 302, first.text
     state = set_cookies(first)
     assert state and all({"secure", "httponly", "samesite=lax"} <= attributes(c) for c in state)
@@ -186,8 +215,9 @@ def test_the_proxys_cookies_are_samesite_and_secure_over_https(platform, alice):
         location = urljoin(step.url, step.headers["Location"])
     # back at the proxy: an HTTPS browser sends its Secure state cookie back
     sent = "; ".join(c.split(";")[0] for c in state)
-    done = requests.get(location, headers={**https, "Cookie": sent}, allow_redirects=False,
-                        timeout=60)  # fmt: skip
+    done = requests.get(
+        location, headers={**https, "Cookie": sent}, allow_redirects=False, timeout=60
+    )
     assert done.status_code == 302, done.text
     login = [c for c in set_cookies(done) if not c.startswith("jupyterhub-user-alice-oauth-state")]
     assert {c.partition("=")[0] for c in login} == {"jupyterhub-user-alice", "_xsrf"}, login
@@ -273,8 +303,12 @@ def test_a_token_authenticated_request_is_not_cross_site_exposed():
 
 
 def test_the_hubs_public_origins_are_allowed_besides_the_host():
-    public = public_origins_from({"JUPYTERHUB_PUBLIC_URL": "https://aglais.example.org/user/a/",
-                                  "JUPYTERHUB_PUBLIC_HUB_URL": "https://aglais.example.org/hub/"})  # fmt: skip
+    public = public_origins_from(
+        {
+            "JUPYTERHUB_PUBLIC_URL": "https://aglais.example.org/user/a/",
+            "JUPYTERHUB_PUBLIC_HUB_URL": "https://aglais.example.org/hub/",
+        }
+    )
     assert public == ("https://aglais.example.org",)
     assert public_origins_from({"JUPYTERHUB_PUBLIC_URL": ""}) == ()
     h = headers(Origin="https://aglais.example.org")
@@ -293,7 +327,10 @@ def test_origins_are_normalised():
 
 
 def test_zeppelins_cors_answers_are_dropped():
-    for name in ("Access-Control-Allow-Origin", "access-control-allow-credentials",
-                 "Access-Control-Allow-Methods"):  # fmt: skip
+    for name in (
+        "Access-Control-Allow-Origin",
+        "access-control-allow-credentials",
+        "Access-Control-Allow-Methods",
+    ):
         assert is_cors_header(name)
     assert not is_cors_header("Content-Type")

@@ -54,8 +54,9 @@ def iso(when: datetime) -> str:
 class Burst:
     """CLIENTS threads, each creating PER_CLIENT bookings with keys, retrying on errors."""
 
-    def __init__(self, hub: ReservationHub, token: str, timeout: float = 5.0,
-                 first_timeout: float = 0.05):  # fmt: skip
+    def __init__(
+        self, hub: ReservationHub, token: str, timeout: float = 5.0, first_timeout: float = 0.05
+    ):
         self.hub, self.token, self.timeout = hub, token, timeout
         self.first_timeout = first_timeout
         self.base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -70,8 +71,12 @@ class Burst:
     def one(self, session: requests.Session, n: int) -> None:
         key = str(uuid.uuid4())
         start = self.base + timedelta(days=1, minutes=n)
-        body = {"size": "tiny", "start": iso(start), "end": iso(start + timedelta(hours=1)),
-                "title": f"burst {key}"}  # fmt: skip
+        body = {
+            "size": "tiny",
+            "start": iso(start),
+            "end": iso(start + timedelta(hours=1)),
+            "title": f"burst {key}",
+        }
         url = self.hub.service_url + "api/reservations"
         for attempt in range(ATTEMPTS):
             if time.monotonic() - self.began > DEADLINE:
@@ -80,8 +85,9 @@ class Burst:
             # service goes on to book it (a client that retries then must not book twice)
             timeout = self.first_timeout if attempt == 0 else self.timeout
             try:
-                response = session.post(url, json=body, timeout=timeout,
-                                        headers={"Idempotency-Key": key})  # fmt: skip
+                response = session.post(
+                    url, json=body, timeout=timeout, headers={"Idempotency-Key": key}
+                )
             except requests.RequestException as error:  # killed, restarting, too slow
                 with self.lock:
                     self.answers[type(error).__name__] += 1
@@ -98,8 +104,11 @@ class Burst:
                 with self.lock:
                     self.refused.append(f"{status} {response.text[:200]}")
                 return
-            if status == 500 or (status == 503 and from_service(response) and not (
-                    response.headers.get("Retry-After") and is_json_error(response))):  # fmt: skip
+            if status == 500 or (
+                status == 503
+                and from_service(response)
+                and not (response.headers.get("Retry-After") and is_json_error(response))
+            ):
                 with self.lock:
                     self.bare_500s.append(f"{status} {response.headers} {response.text[:200]}")
             time.sleep(0.2)  # 502/503 from the proxy while the service restarts; 503 ours
@@ -192,15 +201,18 @@ def test_dropped_database_connections_answer_503_never_a_bare_500(
                         return
                     rows = connection.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (name,),
                     ).fetchall()
                     terminated.append(len(rows))
                     time.sleep(0.15)
 
         burst = Burst(hub, token)
         burst.run(terminate)
-        print(f"\ndropped-connection burst: {sum(terminated)} connections terminated in "
-              f"{len(terminated)} rounds, answers {dict(burst.answers)}")  # fmt: skip
+        print(
+            f"\ndropped-connection burst: {sum(terminated)} connections terminated in "
+            f"{len(terminated)} rounds, answers {dict(burst.answers)}"
+        )
         assert sum(terminated) >= 10, terminated
         assert not burst.bare_500s, burst.bare_500s
         assert burst.answers[500] == 0

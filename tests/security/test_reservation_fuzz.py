@@ -63,10 +63,13 @@ STATS: dict[tuple[str, str], collections.Counter] = collections.defaultdict(coll
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReservationHub]:
     values = reservation_values()
     for tier in ("standard", "power"):
-        values["tiers"][tier].update(activeBookings=10_000, bookingHours=10_000,
-                                     bookingAheadDays=365)  # fmt: skip
-    with fresh_postgres() as url, ReservationHub(tmp_path_factory.mktemp("fuzz"), values,
-                                                 db_url=url) as hub:  # fmt: skip
+        values["tiers"][tier].update(
+            activeBookings=10_000, bookingHours=10_000, bookingAheadDays=365
+        )
+    with (
+        fresh_postgres() as url,
+        ReservationHub(tmp_path_factory.mktemp("fuzz"), values, db_url=url) as hub,
+    ):
         began = time.monotonic()
         yield hub
         report(time.monotonic() - began)
@@ -82,15 +85,22 @@ def tokens(hub: ReservationHub) -> dict[str, str]:
 
 
 def api_schema(hub: ReservationHub, token: str):  # noqa: ANN201
-    config = SchemathesisConfig.from_dict({
-        "seed": SEED,
-        "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True,
-                       "database": "none", "allow-x00": True},
-        "phases": {"stateful": {"enabled": False}},
-        "checks": {"positive_data_acceptance": {"enabled": False}},
-        "auth": {"openapi": {"hubToken": {"api_key": f"token {token}"}}},
-        "request-timeout": 30,
-    })  # fmt: skip
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "generation": {
+                "mode": "all",
+                "max-examples": MAX_EXAMPLES,
+                "deterministic": True,
+                "database": "none",
+                "allow-x00": True,
+            },
+            "phases": {"stateful": {"enabled": False}},
+            "checks": {"positive_data_acceptance": {"enabled": False}},
+            "auth": {"openapi": {"hubToken": {"api_key": f"token {token}"}}},
+            "request-timeout": 30,
+        }
+    )
     return schemathesis.openapi.from_url(hub.service_url + "api/openapi.json", config=config)
 
 
@@ -121,8 +131,11 @@ def test_the_api_keeps_its_schema(hub: ReservationHub, tokens: dict, role: str) 
     def check(case) -> None:  # noqa: ANN001
         response = case.call(timeout=30)
         STATS[(role, case.operation.label)][response.status_code] += 1
-        case.validate_response(response, excluded_checks=[positive_data_acceptance],
-                               additional_checks=[positive_data_accepted])  # fmt: skip
+        case.validate_response(
+            response,
+            excluded_checks=[positive_data_acceptance],
+            additional_checks=[positive_data_accepted],
+        )
 
     failures = []
     tests = list(get_all_tests(schema=schema, test_func=check, settings=None, given_kwargs={}))
@@ -143,8 +156,10 @@ def report(elapsed: float) -> None:
     """What ran: operations, requests per caller, statuses (shown with ``-s``)."""
     operations = {label for _, label in STATS}
     total = sum(sum(c.values()) for c in STATS.values())
-    print(f"\nschemathesis: {len(operations)} operations x {len(ROLES)} callers, "
-          f"{total} requests checked in {elapsed:.0f} s")  # fmt: skip
+    print(
+        f"\nschemathesis: {len(operations)} operations x {len(ROLES)} callers, "
+        f"{total} requests checked in {elapsed:.0f} s"
+    )
     for (role, label), statuses in sorted(STATS.items()):
         shown = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
         print(f"  {role:5} {label:40} {sum(statuses.values()):5}  ({shown})")
@@ -155,9 +170,14 @@ def report(elapsed: float) -> None:
 def test_unknown_routes_and_methods_answer_json(hub: ReservationHub, tokens: dict) -> None:
     """What the fuzzer cannot reach from the document: routes and methods it does not list."""
     session = hub.client(tokens["user"])
-    for method, path, status in (("GET", "api/nope", 404), ("GET", "api/reservations/x", 404),
-                                 ("PUT", "api/reservations", 405), ("POST", "api/capacity", 405),
-                                 ("OPTIONS", "api/sizes", 405), ("PATCH", "api/sizes", 405)):  # fmt: skip
+    for method, path, status in (
+        ("GET", "api/nope", 404),
+        ("GET", "api/reservations/x", 404),
+        ("PUT", "api/reservations", 405),
+        ("POST", "api/capacity", 405),
+        ("OPTIONS", "api/sizes", 405),
+        ("PATCH", "api/sizes", 405),
+    ):
         response = session.request(method, hub.service_url + path, timeout=30)
         assert response.status_code == status, (method, path, response.status_code)
         assert response.json()["status"] == status

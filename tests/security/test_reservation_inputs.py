@@ -52,8 +52,12 @@ START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta
 
 
 def booking(hours: float = 1, **extra: object) -> dict:
-    return {"size": "tiny", "start": iso(START), "end": iso(START + timedelta(hours=hours)),
-            **extra}  # fmt: skip
+    return {
+        "size": "tiny",
+        "start": iso(START),
+        "end": iso(START + timedelta(hours=hours)),
+        **extra,
+    }
 
 
 def refused(response: requests.Response, status: int, words: str) -> None:
@@ -70,8 +74,12 @@ def count(hub: ReservationHub, session: requests.Session) -> int:
 
 
 def post_raw(hub: ReservationHub, session: requests.Session, raw: bytes) -> requests.Response:
-    return session.post(hub.service_url + "api/reservations", data=raw, timeout=30,
-                        headers={"Content-Type": "application/json"})  # fmt: skip
+    return session.post(
+        hub.service_url + "api/reservations",
+        data=raw,
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def test_a_lone_surrogate_title_is_422(hub: ReservationHub, alice: requests.Session) -> None:
@@ -93,14 +101,17 @@ def test_a_nul_in_a_title_is_422_and_never_reaches_the_database(
     assert count(hub, alice) == before
 
 
-@pytest.mark.parametrize("title, words", [
-    ("\u202eexe.txt", "bidirectional control character (U+202E)"),
-    ("isolate \u2066x\u2069", "bidirectional control character (U+2066)"),
-    ("two\nlines", "control character (U+000A)"),
-    ("tab\there", "control character (U+0009)"),
-    ("line\u2028separator", "line break (U+2028)"),
-    ("x" * 201, "longer than 200 characters"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "title, words",
+    [
+        ("\u202eexe.txt", "bidirectional control character (U+202E)"),
+        ("isolate \u2066x\u2069", "bidirectional control character (U+2066)"),
+        ("two\nlines", "control character (U+000A)"),
+        ("tab\there", "control character (U+0009)"),
+        ("line\u2028separator", "line break (U+2028)"),
+        ("x" * 201, "longer than 200 characters"),
+    ],
+)
 def test_titles_are_checked_like_display_names(
     hub: ReservationHub, alice: requests.Session, title: str, words: str
 ) -> None:
@@ -108,10 +119,16 @@ def test_titles_are_checked_like_display_names(
     refused(response, 422, words)
 
 
-def test_a_title_is_stored_trimmed_as_one_line(hub: ReservationHub, alice: requests.Session) -> None:
+def test_a_title_is_stored_trimmed_as_one_line(
+    hub: ReservationHub, alice: requests.Session
+) -> None:
     later = START + timedelta(days=1)
-    body = {"size": "tiny", "start": iso(later), "end": iso(later + timedelta(hours=1)),
-            "title": "  Gaia   DR3\u200b workshop  "}  # fmt: skip
+    body = {
+        "size": "tiny",
+        "start": iso(later),
+        "end": iso(later + timedelta(hours=1)),
+        "title": "  Gaia   DR3\u200b workshop  ",
+    }
     response = alice.post(hub.service_url + "api/reservations", json=body)
     assert response.status_code == 201, response.text
     assert response.json()["title"] == "Gaia DR3 workshop"
@@ -131,7 +148,9 @@ def test_json_nested_100k_deep_is_refused(hub: ReservationHub, alice: requests.S
     refused(post_raw(hub, alice, b'{"a":' * 33 + b"1" + b"}" * 33), 422, "deeper than 32")
 
 
-def test_other_bodies_that_are_not_json_are_422(hub: ReservationHub, alice: requests.Session) -> None:
+def test_other_bodies_that_are_not_json_are_422(
+    hub: ReservationHub, alice: requests.Session
+) -> None:
     refused(post_raw(hub, alice, b'{"size": NaN}'), 422, "not JSON")
     refused(post_raw(hub, alice, b'{"size": ' + b"9" * 5000 + b"}"), 422, "not JSON")
     refused(post_raw(hub, alice, b"[1]"), 422, "must be a JSON object")
@@ -150,12 +169,15 @@ def test_ids_beyond_the_database_integer_are_404(
     refused(alice.get(hub.service_url + "api/reservations/-1"), 404, "no such API route")
 
 
-@pytest.mark.parametrize("start, end", [
-    ("0001-01-01T00:00:00Z", None),
-    ("9999-12-31T23:59:59Z", None),
-    ("2026-12-01T00:00:00Z", "9999-12-31T23:59:59Z"),
-    ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "start, end",
+    [
+        ("0001-01-01T00:00:00Z", None),
+        ("9999-12-31T23:59:59Z", None),
+        ("2026-12-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+    ],
+)
 def test_capacity_near_year_1_or_9999_is_422(
     hub: ReservationHub, alice: requests.Session, start: str, end: str | None
 ) -> None:
@@ -177,7 +199,9 @@ def test_admins_name_the_user_as_a_string(
     refused(response, 422, "'user'")
 
 
-def test_reservations_filter_by_user_is_checked(hub: ReservationHub, admin: requests.Session) -> None:
+def test_reservations_filter_by_user_is_checked(
+    hub: ReservationHub, admin: requests.Session
+) -> None:
     response = admin.get(hub.service_url + "api/reservations", params={"user": "x" * 300})
     refused(response, 422, "longer than 255")
 
@@ -189,8 +213,12 @@ def test_ten_thousand_hours_is_422_for_admins_too(
     for body in (booking(10_000, user="alice"), booking(10_000), booking(745, user="alice")):
         refused(admin.post(url, json=body), 422, "longer than any booking may last (744 h")
     later = START + timedelta(days=40)
-    longest = {"size": "tiny", "start": iso(later), "end": iso(later + timedelta(hours=744)),
-               "user": "alice"}  # fmt: skip
+    longest = {
+        "size": "tiny",
+        "start": iso(later),
+        "end": iso(later + timedelta(hours=744)),
+        "user": "alice",
+    }
     made = admin.post(url, json=longest)
     assert made.status_code == 201, made.text
     number = made.json()["id"]

@@ -40,16 +40,20 @@ from tests.test_spawn_gate import progress, spawn
 pytestmark = pytest.mark.timeout(300)
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
-LIMITS = {"executors": 0, "executor_cores": 1, "executor_memory": 2**30,
-          "driver_cores": 1, "driver_memory": 768 * 2**20}  # fmt: skip
+LIMITS = {
+    "executors": 0,
+    "executor_cores": 1,
+    "executor_memory": 2**30,
+    "driver_cores": 1,
+    "driver_memory": 768 * 2**20,
+}
 
 
 def platform_values() -> dict:
     """Room for one unbooked server: everyone gets the standard tier (3.1 cores with
     its auth proxy, two servers at a time) on a platform of 3.1 cores; a queued spawn
     gives up after 6 s."""
-    values = reservation_values(capacity={"cores": 3.1, "memory": "64Gi"},
-                                queueTimeoutMinutes=0.1)
+    values = reservation_values(capacity={"cores": 3.1, "memory": "64Gi"}, queueTimeoutMinutes=0.1)
     values["auth"]["defaultTier"] = "standard"  # the dummy login leaves no auth_state
     return values
 
@@ -124,9 +128,13 @@ def test_a_poisoned_profile_is_refused_and_the_queue_still_holds(
     try:
         assert spawn(hub, "ann", "work").get("ready")
         mallory = hub.client(tokens["mallory"])
-        refusals = [spawn(hub, "mallory", name, options, session=mallory)
-                    for name, options in (("work", {"profile": ["x"]}),
-                                          ("other", {"profile": {"slug": "large"}}))]  # fmt: skip
+        refusals = [
+            spawn(hub, "mallory", name, options, session=mallory)
+            for name, options in (
+                ("work", {"profile": ["x"]}),
+                ("other", {"profile": {"slug": "large"}}),
+            )
+        ]
 
         assert hub.api.post(f"{hub.url}/hub/api/users/ben/servers/work", json={}).ok
         events = progress(hub, "ben", "work")
@@ -138,8 +146,12 @@ def test_a_poisoned_profile_is_refused_and_the_queue_still_holds(
             assert "The spawn option 'profile' must be the name of a size" in refused["message"]
         assert servers_of(hub, "mallory") == {}
     finally:
-        for user, server in (("ann", "work"), ("ben", "work"), ("mallory", "work"),
-                             ("mallory", "other")):  # fmt: skip
+        for user, server in (
+            ("ann", "work"),
+            ("ben", "work"),
+            ("mallory", "work"),
+            ("mallory", "other"),
+        ):
             hub.api.delete(f"{hub.url}/hub/api/users/{user}/servers/{server}")
 
 
@@ -152,8 +164,9 @@ def test_an_error_answer_from_the_service_refuses_the_spawn(tmp_path: Path) -> N
         hub.add_user("ann", ["users"])
         refused = spawn(hub, "ann", "work")
         assert refused.get("failed"), refused
-        assert re.search(r"The reservation service refused this start \(HTTP 40[13]\)",
-                         refused["message"]), refused  # fmt: skip
+        assert re.search(
+            r"The reservation service refused this start \(HTTP 40[13]\)", refused["message"]
+        ), refused
         assert "Authorization: token" in refused["message"]  # the service's own words
         assert "smallest size" not in refused["message"]
         assert servers_of(hub, "ann") == {}
@@ -215,9 +228,16 @@ def test_only_no_answer_is_unreachable(status: str) -> None:
 def booking(hub: ReservationHub, tokens: dict) -> Iterator[dict]:
     """alice's booking of `tiny`, active now for 30 minutes (cancelled at the end)."""
     now = datetime.now(UTC).replace(microsecond=0)
-    booked = hub.client(tokens["alice"]).post(hub.service_url + "api/reservations", json={
-        "size": "tiny", "start": now.isoformat(), "title": "alias test",
-        "end": (now + timedelta(minutes=30)).isoformat()}, timeout=30)  # fmt: skip
+    booked = hub.client(tokens["alice"]).post(
+        hub.service_url + "api/reservations",
+        json={
+            "size": "tiny",
+            "start": now.isoformat(),
+            "title": "alias test",
+            "end": (now + timedelta(minutes=30)).isoformat(),
+        },
+        timeout=30,
+    )
     assert booked.status_code == 201, booked.text
     yield booked.json()
     hub.client(tokens["alice"]).delete(hub.service_url + f"api/reservations/{booked.json()['id']}")
@@ -226,9 +246,15 @@ def booking(hub: ReservationHub, tokens: dict) -> Iterator[dict]:
 
 
 def aliases(number: int) -> list[str]:
-    return [f"r0{number}", f"r00{number}", "r" + str(number).translate(ARABIC_INDIC),
-            "r" + "".join(chr(0xFF10 + int(d)) for d in str(number)),  # full-width digits
-            f"r{number} ", f"r {number}", f"R{number}"]  # fmt: skip
+    return [
+        f"r0{number}",
+        f"r00{number}",
+        "r" + str(number).translate(ARABIC_INDIC),
+        "r" + "".join(chr(0xFF10 + int(d)) for d in str(number)),  # full-width digits
+        f"r{number} ",
+        f"r {number}",
+        f"R{number}",
+    ]
 
 
 def test_spawn_check_refuses_names_imitating_a_booking(hub: ReservationHub, booking: dict) -> None:
@@ -291,9 +317,15 @@ def test_a_servers_own_token_reads_notices_but_cannot_book_or_cancel(
     assert not [s for s in scopes if s.startswith("access:services")], scopes
 
     now = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=5)
-    create = notebook.post(hub.service_url + "api/reservations", timeout=30, json={
-        "size": "tiny", "start": now.isoformat(),
-        "end": (now + timedelta(hours=1)).isoformat()})  # fmt: skip
+    create = notebook.post(
+        hub.service_url + "api/reservations",
+        timeout=30,
+        json={
+            "size": "tiny",
+            "start": now.isoformat(),
+            "end": (now + timedelta(hours=1)).isoformat(),
+        },
+    )
     assert create.status_code == 403, create.text
     assert notebook.delete(hub.service_url + f"api/reservations/{number}").status_code == 403
     assert notebook.get(hub.service_url + "api/reservations").status_code == 403
@@ -303,8 +335,12 @@ def test_a_servers_own_token_reads_notices_but_cannot_book_or_cancel(
     assert found.status_code == 200, found.text
     assert isinstance(found.json()["notices"], list)
     # still booked and running: the token changed nothing
-    assert hub.client(tokens["alice"]).get(
-        hub.service_url + f"api/reservations/{number}").json()["state"] == "active"  # fmt: skip
+    assert (
+        hub.client(tokens["alice"])
+        .get(hub.service_url + f"api/reservations/{number}")
+        .json()["state"]
+        == "active"
+    )
 
 
 def test_after_cancelling_no_server_of_the_booking_runs(
@@ -371,8 +407,14 @@ def test_a_title_stored_before_the_rules_is_cleaned_in_notices_and_refusals() ->
     from aglais_hub.reservations.notices import notices
 
     now = datetime(2026, 12, 1, 12, tzinfo=UTC)
-    booking = Booking(id=7, user="alice", title="evil\u202e\ngpj.exe\x00", state="active",
-                      start=now - timedelta(hours=1), end=now + timedelta(minutes=5))  # fmt: skip
+    booking = Booking(
+        id=7,
+        user="alice",
+        title="evil\u202e\ngpj.exe\x00",
+        state="active",
+        start=now - timedelta(hours=1),
+        end=now + timedelta(minutes=5),
+    )
     [notice] = notices([booking], now, timedelta(minutes=10), timedelta(0))
     refusal = booked_decision("alice", "r7", booking, now + timedelta(hours=1))
     for text in (notice["message"], refusal.reason):

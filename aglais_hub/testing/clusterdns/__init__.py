@@ -37,8 +37,16 @@ PRELOAD = DIRECTORY / "preload.cjs"
 FILE_ENV = "AGLAIS_CLUSTER_DNS_FILE"
 NAMESPACE_ENV = "AGLAIS_POD_NAMESPACE"
 
-__all__ = ["DIRECTORY", "PRELOAD", "SITE", "DnsFile", "lookup", "hosts_lines", "process_env",
-           "resolving"]
+__all__ = [
+    "DIRECTORY",
+    "PRELOAD",
+    "SITE",
+    "DnsFile",
+    "lookup",
+    "hosts_lines",
+    "process_env",
+    "resolving",
+]
 
 
 @contextmanager
@@ -53,8 +61,9 @@ def resolving(dns_file: Path | str, namespace: str | None = None) -> Iterator[Dn
         _patch.restore(before)
 
 
-def process_env(env: dict[str, str], dns_file: Path | str, namespace: str,
-                pod_ip: str | None = None) -> dict[str, str]:  # fmt: skip
+def process_env(
+    env: dict[str, str], dns_file: Path | str, namespace: str, pod_ip: str | None = None
+) -> dict[str, str]:
     """``env`` with what a process needs to resolve Service names: PYTHONPATH led by
     ``SITE``, NODE_OPTIONS with ``--require preload.cjs``, the DNS file and namespace;
     with ``pod_ip``, Python binds to all addresses bind it."""

@@ -40,8 +40,9 @@ def make(find: Callable[[str], list[str] | None]) -> dict[str, Callable]:
             return REAL_GETADDRINFO(host, port, family, type, proto, flags)
         answers = []
         for ip in ips:  # numeric: the real function only fills in the tuples
-            answers += REAL_GETADDRINFO(ip, port, family, type, proto,
-                                        flags | socket.AI_NUMERICHOST)  # fmt: skip
+            answers += REAL_GETADDRINFO(
+                ip, port, family, type, proto, flags | socket.AI_NUMERICHOST
+            )
         return answers
 
     def gethostbyname(host):  # noqa: ANN001, ANN202
@@ -52,14 +53,18 @@ def make(find: Callable[[str], list[str] | None]) -> dict[str, Callable]:
         ips = cluster_addresses(host if isinstance(host, str) else None)
         return REAL_GETHOSTBYNAME_EX(host) if ips is None else (host, [], list(ips))
 
-    return {"getaddrinfo": getaddrinfo, "gethostbyname": gethostbyname,
-            "gethostbyname_ex": gethostbyname_ex}  # fmt: skip
+    return {
+        "getaddrinfo": getaddrinfo,
+        "gethostbyname": gethostbyname,
+        "gethostbyname_ex": gethostbyname_ex,
+    }
 
 
 def install(find: Callable[[str], list[str] | None]) -> dict[str, Callable]:
     """Patch the socket module; returns what was there before (for ``restore``)."""
-    before = {name: getattr(socket, name) for name in ("getaddrinfo", "gethostbyname",
-                                                       "gethostbyname_ex")}  # fmt: skip
+    before = {
+        name: getattr(socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex")
+    }
     for name, function in make(find).items():
         setattr(socket, name, function)
     return before
@@ -81,8 +86,11 @@ def install_pod_address(pod_ip: str) -> None:
     lookup = socket.getaddrinfo
 
     def bind(self, address):  # noqa: ANN001, ANN202
-        if (self.family == socket.AF_INET and isinstance(address, tuple)
-                and address[0] in ("", "0.0.0.0")):  # fmt: skip
+        if (
+            self.family == socket.AF_INET
+            and isinstance(address, tuple)
+            and address[0] in ("", "0.0.0.0")
+        ):
             address = (pod_ip, *address[1:])
         return real_bind(self, address)
 

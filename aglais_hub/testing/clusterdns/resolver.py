@@ -17,8 +17,10 @@ import os
 import re
 
 DOMAIN = "cluster.local"
-_SERVICE_FQDN = re.compile(r"([a-z0-9]([a-z0-9-]*[a-z0-9])?)\.([a-z0-9]([a-z0-9-]*[a-z0-9])?)"
-                           r"\.svc\.cluster\.local")  # fmt: skip
+_SERVICE_FQDN = re.compile(
+    r"([a-z0-9]([a-z0-9-]*[a-z0-9])?)\.([a-z0-9]([a-z0-9-]*[a-z0-9])?)"
+    r"\.svc\.cluster\.local"
+)
 NDOTS = 5
 
 

@@ -164,8 +164,9 @@ def check_go(env: dict[str, str]) -> str:
             f"Go >= {MIN_GO[0]}.{MIN_GO[1]} is needed to build the testing cluster "
             "(or set AGLAIS_CLUSTER_BIN to a directory holding " + ", ".join(BINARIES) + ")"
         )
-    version = subprocess.run([go, "env", "GOVERSION"], env=env, capture_output=True,
-                             text=True, check=False).stdout.strip()  # fmt: skip
+    version = subprocess.run(
+        [go, "env", "GOVERSION"], env=env, capture_output=True, text=True, check=False
+    ).stdout.strip()
     match = re.match(r"go(\d+)\.(\d+)", version)
     if env["GOTOOLCHAIN"] == "local" and (not match or tuple(map(int, match.groups())) < MIN_GO):
         raise BuildError(f"Go >= {MIN_GO[0]}.{MIN_GO[1]} is needed; {go} is {version or '?'}")
@@ -173,8 +174,14 @@ def check_go(env: dict[str, str]) -> str:
 
 
 def _release_info(go: str, env: dict[str, str]) -> dict:
-    out = subprocess.run([go, "list", "-m", "-json", "k8s.io/kubernetes"], cwd=KUBE_MODULE,
-                         env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    out = subprocess.run(
+        [go, "list", "-m", "-json", "k8s.io/kubernetes"],
+        cwd=KUBE_MODULE,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode:
         raise BuildError(f"go list -m k8s.io/kubernetes failed:\n{out.stderr}")
     return json.loads(out.stdout)
@@ -184,8 +191,14 @@ def kube_ldflags(version: str, build_date: str) -> str:
     """The -ldflags upstream's hack/lib/version.sh passes, for the pinned release: the
     binaries' ``--version``, the apiserver's /version and client user agents report it."""
     major, minor = re.match(r"v(\d+)\.(\d+)", version).groups()
-    values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor,
-              "gitTreeState": "archive", "gitCommit": "", "buildDate": build_date}  # fmt: skip
+    values = {
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "archive",
+        "gitCommit": "",
+        "buildDate": build_date,
+    }
     flags = ["-s", "-w"]
     for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
         flags += [f"-X '{package}.{key}={value}'" for key, value in values.items()]
@@ -201,8 +214,9 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], label: str, log: Te
     started = time.monotonic()
     tail: deque[str] = deque(maxlen=60)
     packages = 0
-    with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as process:  # fmt: skip
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
         done = threading.Event()
 
         def heartbeat() -> None:
@@ -247,12 +261,19 @@ def build(log: TextIO = sys.stderr, force: bool = False) -> Path:
         total = time.monotonic()
         kube = kubernetes_version()
         print(f"cluster-bin: Kubernetes {kube}, etcd {etcd_version()} -> {out}", file=log)
-        print(f"cluster-bin: Go caches in {env['GOCACHE']}, {env['GOMODCACHE']} "
-              "(a cold build takes a while)", file=log, flush=True)  # fmt: skip
+        print(
+            f"cluster-bin: Go caches in {env['GOCACHE']}, {env['GOMODCACHE']} "
+            "(a cold build takes a while)",
+            file=log,
+            flush=True,
+        )
         for module in (ETCD_MODULE, KUBE_MODULE):
             started = time.monotonic()
-            print(f"  downloading modules for {module.relative_to(HERE.parent.parent.parent)}",
-                  file=log, flush=True)  # fmt: skip
+            print(
+                f"  downloading modules for {module.relative_to(HERE.parent.parent.parent)}",
+                file=log,
+                flush=True,
+            )
             _run([go, "mod", "download", "-x"], module, env, "download", log)
             print(f"      done in {_minutes(time.monotonic() - started)}", file=log, flush=True)
         release = _release_info(go, env)
@@ -267,12 +288,29 @@ def build(log: TextIO = sys.stderr, force: bool = False) -> Path:
                 print(f"  [{index}/{len(TARGETS)}] building {target.name}", file=log, flush=True)
                 partial = out / f".{target.name}.partial"
                 flags = ldflags["etcd" if target.name == "etcd" else "kube"]
-                _run([go, "build", "-v", "-trimpath", f"-tags={TAGS}", f"-ldflags={flags}",
-                      "-o", str(partial), target.package],
-                     target.module, env, target.name, log)  # fmt: skip
+                _run(
+                    [
+                        go,
+                        "build",
+                        "-v",
+                        "-trimpath",
+                        f"-tags={TAGS}",
+                        f"-ldflags={flags}",
+                        "-o",
+                        str(partial),
+                        target.package,
+                    ],
+                    target.module,
+                    env,
+                    target.name,
+                    log,
+                )
                 partial.replace(binary)
-                print(f"      {target.name} done in {_minutes(time.monotonic() - started)}",
-                      file=log, flush=True)  # fmt: skip
+                print(
+                    f"      {target.name} done in {_minutes(time.monotonic() - started)}",
+                    file=log,
+                    flush=True,
+                )
             else:
                 print(f"  [{index}/{len(TARGETS)}] {target.name} already built", file=log)
         (out / STAMP).write_text(f"kubernetes {kube}\netcd {etcd_version()}\n")
@@ -286,11 +324,15 @@ def ensure_binaries(log: TextIO = sys.stderr) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aglais_hub.testing.controlplane.build",
-                                     description=__doc__.split("\n\n")[0])  # fmt: skip
-    parser.add_argument("--print-dir", action="store_true",
-                        help="print the directory the binaries are (or would be) in, build "
-                        "nothing; exit status 1 when they are not there yet")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m aglais_hub.testing.controlplane.build", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--print-dir",
+        action="store_true",
+        help="print the directory the binaries are (or would be) in, build "
+        "nothing; exit status 1 when they are not there yet",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even when already built")
     args = parser.parse_args(argv)
     try:

@@ -99,8 +99,9 @@ class _PortTaken(ControlPlaneError):
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())  # fmt: skip
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
@@ -128,23 +129,41 @@ class CertificateAuthority:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=365))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
             .sign(key, hashes.SHA256())
-        )  # fmt: skip
+        )
         return cls(key, cert)
 
     @property
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, organizations: tuple[str, ...] = (), *,
-              dns: tuple[str, ...] = (), ips: tuple[str, ...] = (),
-              server: bool = False, client: bool = False) -> tuple[bytes, bytes]:  # fmt: skip
+    def issue(
+        self,
+        common_name: str,
+        organizations: tuple[str, ...] = (),
+        *,
+        dns: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+        server: bool = False,
+        client: bool = False,
+    ) -> tuple[bytes, bytes]:
         """A leaf certificate and its key, both PEM."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
@@ -159,14 +178,26 @@ class CertificateAuthority:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=365))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                         content_commitment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_encipherment=False,
+                    content_commitment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                           critical=False)
-        )  # fmt: skip
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
         names = [x509.DNSName(d) for d in dns]
         names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         if names:
@@ -192,13 +223,21 @@ def kubeconfig(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, user
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "aglais-testing",
-                      "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
-        "users": [{"name": user, "user": {"client-certificate-data": b64(cert_pem),
-                                          "client-key-data": b64(key_pem)}}],
+        "clusters": [
+            {
+                "name": "aglais-testing",
+                "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": b64(cert_pem), "client-key-data": b64(key_pem)},
+            }
+        ],
         "contexts": [{"name": user, "context": {"cluster": "aglais-testing", "user": user}}],
         "current-context": user,
-    }  # fmt: skip
+    }
 
 
 # --- flags -----------------------------------------------------------------------------
@@ -207,19 +246,27 @@ def kubeconfig(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, user
 def etcd_args(data_dir: Path, client_port: int, peer_port: int) -> list[str]:
     client, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
     return [
-        "--name=aglais", f"--data-dir={data_dir}",
-        f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-        f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster=aglais={peer}", "--initial-cluster-state=new",
-        "--unsafe-no-fsync", "--log-level=warn",
-    ]  # fmt: skip
+        "--name=aglais",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=aglais={peer}",
+        "--initial-cluster-state=new",
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+    ]
 
 
-def apiserver_args(pki: Path, etcd_url: str, port: int,
-                   service_cidr: str = SERVICE_CIDR) -> list[str]:  # fmt: skip
+def apiserver_args(
+    pki: Path, etcd_url: str, port: int, service_cidr: str = SERVICE_CIDR
+) -> list[str]:
     return [
         f"--etcd-servers={etcd_url}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={port}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
@@ -247,22 +294,30 @@ def apiserver_args(pki: Path, etcd_url: str, port: int,
         # the `kubernetes` Service would point at 127.0.0.1, which Endpoints refuse
         "--endpoint-reconciler-type=none",
         "--profiling=false",
-    ]  # fmt: skip
+    ]
 
 
 def _component_serving(pki: Path, name: str, port: int, config: Path) -> list[str]:
     return [
         f"--kubeconfig={config}",
-        f"--authentication-kubeconfig={config}", f"--authorization-kubeconfig={config}",
-        "--bind-address=127.0.0.1", f"--secure-port={port}",
-        f"--tls-cert-file={pki / f'{name}.crt'}", f"--tls-private-key-file={pki / f'{name}.key'}",
-        "--leader-elect=false", "--profiling=false",
-    ]  # fmt: skip
+        f"--authentication-kubeconfig={config}",
+        f"--authorization-kubeconfig={config}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--tls-cert-file={pki / f'{name}.crt'}",
+        f"--tls-private-key-file={pki / f'{name}.key'}",
+        "--leader-elect=false",
+        "--profiling=false",
+    ]
 
 
-def controller_manager_args(pki: Path, port: int, config: Path,
-                            node_monitor_grace_period: float | None = None,
-                            service_cidr: str = SERVICE_CIDR) -> list[str]:  # fmt: skip
+def controller_manager_args(
+    pki: Path,
+    port: int,
+    config: Path,
+    node_monitor_grace_period: float | None = None,
+    service_cidr: str = SERVICE_CIDR,
+) -> list[str]:
     """``node_monitor_grace_period``: seconds without a Lease renewal before the
     node-lifecycle controller marks a Node's Ready condition Unknown (default 50s); tests
     of an unresponsive node shorten it (the agent renews every 10s: keep it above ~20)."""
@@ -272,10 +327,12 @@ def controller_manager_args(pki: Path, port: int, config: Path,
         f"--root-ca-file={pki / 'ca.crt'}",
         f"--service-cluster-ip-range={service_cidr}",
         f"--controllers={','.join(CONTROLLERS)}",
-    ]  # fmt: skip
+    ]
     if node_monitor_grace_period is not None:
-        args += [f"--node-monitor-grace-period={node_monitor_grace_period:g}s",
-                 "--node-monitor-period=2s"]  # fmt: skip
+        args += [
+            f"--node-monitor-grace-period={node_monitor_grace_period:g}s",
+            "--node-monitor-period=2s",
+        ]
     return args
 
 
@@ -305,16 +362,23 @@ def free_ports(count: int) -> list[int]:
 def _child_env() -> dict[str, str]:
     """Our environment without anything that would point a client elsewhere."""
     dropped = ("KUBECONFIG", "ETCDCTL_ENDPOINTS")
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("KUBERNETES_") and k not in dropped}  # fmt: skip
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_") and k not in dropped
+    }
 
 
 class ControlPlane:
     """etcd, kube-apiserver, kube-controller-manager and kube-scheduler under ``root``."""
 
-    def __init__(self, root: Path, bin_dir: Path, startup_timeout: float = 120, *,
-                 node_monitor_grace_period: float | None = None,
-                 service_cidr: str = SERVICE_CIDR):  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        bin_dir: Path,
+        startup_timeout: float = 120,
+        *,
+        node_monitor_grace_period: float | None = None,
+        service_cidr: str = SERVICE_CIDR,
+    ):
         self.root = Path(root)
         self.service_cidr = service_cidr
         self.node_monitor_grace_period = node_monitor_grace_period
@@ -353,8 +417,12 @@ class ControlPlane:
         cert, key = self._ca.issue(user, groups, client=True)
         return self._write_kubeconfig(self.root / f"{name}.kubeconfig", cert, key, user)
 
-    def serving_cert(self, name: str, dns: tuple[str, ...] = ("localhost",),
-                     ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:  # fmt: skip
+    def serving_cert(
+        self,
+        name: str,
+        dns: tuple[str, ...] = ("localhost",),
+        ips: tuple[str, ...] = ("127.0.0.1",),
+    ) -> tuple[Path, Path]:
         """A serving certificate signed by the cluster CA (so clients that trust the API
         server trust it too), written to ``pki/<name>.crt`` and ``.key``; their paths."""
         if self._ca is None:
@@ -370,13 +438,17 @@ class ControlPlane:
         ca = self._ca = CertificateAuthority.create()
         _write(self.pki / "ca.crt", ca.cert_pem)
         service_ip = str(next(ipaddress.ip_network(self.service_cidr).hosts()))
-        in_cluster = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                      "kubernetes.default.svc.cluster.local")  # fmt: skip
+        in_cluster = (
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        )
         serving = {
             "apiserver": (("localhost", *in_cluster), ("127.0.0.1", "::1", service_ip)),
             "kube-controller-manager": (("localhost",), ("127.0.0.1",)),
             "kube-scheduler": (("localhost",), ("127.0.0.1",)),
-        }  # fmt: skip
+        }
         for name, (dns, ips) in serving.items():
             cert, key = ca.issue(name, dns=dns, ips=ips, server=True)
             _write(self.pki / f"{name}.crt", cert)
@@ -391,8 +463,9 @@ class ControlPlane:
         _write(self.pki / "front-proxy-client.key", key, secret=True)
         sa_key = ec.generate_private_key(ec.SECP256R1())
         _write(self.pki / "sa.key", _pem_key(sa_key), secret=True)
-        public = sa_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        public = sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         _write(self.pki / "sa.pub", public)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -401,9 +474,14 @@ class ControlPlane:
         self._log_files.append(log)
         log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {name} {' '.join(args)}\n".encode())
         log.flush()
-        process = subprocess.Popen([str(self.bin_dir / name), *args], stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                                   env=_child_env())  # fmt: skip
+        process = subprocess.Popen(
+            [str(self.bin_dir / name), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            env=_child_env(),
+        )
         self.processes[name] = process
         self.started.append(process)
         return process
@@ -439,8 +517,10 @@ class ControlPlane:
             except OSError as error:
                 last = str(error)
             time.sleep(0.25)
-        raise ControlPlaneError(f"{name} not ready at {url} within {self.startup_timeout}s: {last}"
-                                f"\n{self._log_tail(name)}")  # fmt: skip
+        raise ControlPlaneError(
+            f"{name} not ready at {url} within {self.startup_timeout}s: {last}"
+            f"\n{self._log_tail(name)}"
+        )
 
     @property
     def _etcd_url(self) -> str:
@@ -452,9 +532,12 @@ class ControlPlane:
         self._wait("etcd", f"{self._etcd_url}/health", deadline, None)
 
     def _start_apiserver(self, deadline: float, restart: bool = False) -> None:
-        self._spawn("kube-apiserver",
-                    apiserver_args(self.pki, self._etcd_url, self.ports["kube-apiserver"],
-                                   self.service_cidr))
+        self._spawn(
+            "kube-apiserver",
+            apiserver_args(
+                self.pki, self._etcd_url, self.ports["kube-apiserver"], self.service_cidr
+            ),
+        )
         self._wait("kube-apiserver", f"{self.server}/readyz", deadline, self._ssl(client=True))
         if restart:
             # /readyz can pass before the RBAC authorizer has its roles again; until then
@@ -473,16 +556,27 @@ class ControlPlane:
         self._start_apiserver(deadline)
         admin = self._ssl(client=True)
 
-        self._write_kubeconfig(self.kubeconfig, (self.pki / "admin.crt").read_bytes(),
-                               (self.pki / "admin.key").read_bytes(), ADMIN_USER)
+        self._write_kubeconfig(
+            self.kubeconfig,
+            (self.pki / "admin.crt").read_bytes(),
+            (self.pki / "admin.key").read_bytes(),
+            ADMIN_USER,
+        )
         kcm = self.client_kubeconfig("kube-controller-manager", "system:kube-controller-manager")
         scheduler = self.client_kubeconfig("kube-scheduler", "system:kube-scheduler")
-        self._spawn("kube-controller-manager",
-                    controller_manager_args(self.pki, self.ports["kube-controller-manager"], kcm,
-                                            self.node_monitor_grace_period,
-                                            self.service_cidr))  # fmt: skip
-        self._spawn("kube-scheduler",
-                    scheduler_args(self.pki, self.ports["kube-scheduler"], scheduler))  # fmt: skip
+        self._spawn(
+            "kube-controller-manager",
+            controller_manager_args(
+                self.pki,
+                self.ports["kube-controller-manager"],
+                kcm,
+                self.node_monitor_grace_period,
+                self.service_cidr,
+            ),
+        )
+        self._spawn(
+            "kube-scheduler", scheduler_args(self.pki, self.ports["kube-scheduler"], scheduler)
+        )
         serving = self._ssl(client=False)
         for name in ("kube-controller-manager", "kube-scheduler"):
             self._wait(name, f"https://127.0.0.1:{self.ports[name]}/healthz", deadline, serving)
@@ -545,12 +639,20 @@ class ControlPlane:
         elif name == "kube-apiserver":
             self._start_apiserver(deadline, restart=True)
         elif name == "kube-controller-manager":
-            self._spawn(name, controller_manager_args(
-                self.pki, self.ports[name], self.root / f"{name}.kubeconfig",
-                self.node_monitor_grace_period, self.service_cidr))  # fmt: skip
+            self._spawn(
+                name,
+                controller_manager_args(
+                    self.pki,
+                    self.ports[name],
+                    self.root / f"{name}.kubeconfig",
+                    self.node_monitor_grace_period,
+                    self.service_cidr,
+                ),
+            )
         else:
-            self._spawn(name, scheduler_args(self.pki, self.ports[name],
-                                             self.root / f"{name}.kubeconfig"))  # fmt: skip
+            self._spawn(
+                name, scheduler_args(self.pki, self.ports[name], self.root / f"{name}.kubeconfig")
+            )
         if name in ("kube-controller-manager", "kube-scheduler"):
             url = f"https://127.0.0.1:{self.ports[name]}/healthz"
             self._wait(name, url, deadline, self._ssl(client=False))

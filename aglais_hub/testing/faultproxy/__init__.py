@@ -18,5 +18,4 @@ its control API.
 from .client import FaultProxy, FaultProxyError
 from .rules import VERBS, RequestInfo, Rule, RuleError, classify
 
-__all__ = ["VERBS", "FaultProxy", "FaultProxyError", "RequestInfo", "Rule", "RuleError",
-           "classify"]  # fmt: skip
+__all__ = ["VERBS", "FaultProxy", "FaultProxyError", "RequestInfo", "Rule", "RuleError", "classify"]

@@ -19,15 +19,17 @@ from .server import serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aglais_hub.testing.faultproxy",
-                                     description=__doc__)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m aglais_hub.testing.faultproxy", description=__doc__
+    )
     parser.add_argument("--upstream", required=True, help="the API server, https://HOST:PORT")
     parser.add_argument("--ca", required=True, type=Path, help="the cluster CA (PEM)")
     parser.add_argument("--cert", required=True, type=Path, help="the proxy's serving cert")
     parser.add_argument("--key", required=True, type=Path, help="its key")
     parser.add_argument("--port", type=int, default=0, help="the proxy's port (0: a free one)")
-    parser.add_argument("--control-port", type=int, default=0,
-                        help="the control API's port (0: a free one)")  # fmt: skip
+    parser.add_argument(
+        "--control-port", type=int, default=0, help="the control API's port (0: a free one)"
+    )
     parser.add_argument("--state-file", type=Path, help="write the bound ports here (JSON)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -40,13 +42,24 @@ async def _run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     server, runners, port, control_port = await serve(
-        args.upstream, str(args.ca), str(args.cert), str(args.key), port=args.port,
-        control_port=args.control_port)  # fmt: skip
-    state = {"pid": os.getpid(), "port": port, "control_port": control_port,
-             "server": f"https://127.0.0.1:{port}", "control": f"http://127.0.0.1:{control_port}",
-             "upstream": args.upstream}  # fmt: skip
-    logging.info("fault proxy %s -> %s; control %s", state["server"], args.upstream,
-                 state["control"])  # fmt: skip
+        args.upstream,
+        str(args.ca),
+        str(args.cert),
+        str(args.key),
+        port=args.port,
+        control_port=args.control_port,
+    )
+    state = {
+        "pid": os.getpid(),
+        "port": port,
+        "control_port": control_port,
+        "server": f"https://127.0.0.1:{port}",
+        "control": f"http://127.0.0.1:{control_port}",
+        "upstream": args.upstream,
+    }
+    logging.info(
+        "fault proxy %s -> %s; control %s", state["server"], args.upstream, state["control"]
+    )
     if args.state_file:
         partial = args.state_file.with_suffix(".partial")
         partial.write_text(json.dumps(state))

@@ -25,8 +25,12 @@ class FaultProxy:
 
     def _call(self, method: str, path: str, body: object = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.control + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            self.control + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 return json.loads(answer.read())
@@ -38,18 +42,33 @@ class FaultProxy:
                 pass
             raise FaultProxyError(error.code, text) from None
 
-    def add(self, verb: str, resource: str, status: int | None = None, *,
-            namespace: str | None = None, count: int | None = 1,
-            retry_after: int | None = None, delay: float | None = None,
-            message: str | None = None) -> str:  # fmt: skip
+    def add(
+        self,
+        verb: str,
+        resource: str,
+        status: int | None = None,
+        *,
+        namespace: str | None = None,
+        count: int | None = 1,
+        retry_after: int | None = None,
+        delay: float | None = None,
+        message: str | None = None,
+    ) -> str:
         """A rule: the next ``count`` (None: every, until removed) ``verb`` requests on
         ``resource`` (plural, ``pods/status`` for a subresource, "*" for any; in
         ``namespace`` if given) wait ``delay`` seconds, then are answered ``status``
         (a Kubernetes Status; ``Retry-After: retry_after`` with it) or, without a status,
         go on to the API server. Its id."""
-        rule = {"verb": verb, "resource": resource, "namespace": namespace,
-                "status": status, "count": count, "retry_after": retry_after,
-                "delay": delay, "message": message}  # fmt: skip
+        rule = {
+            "verb": verb,
+            "resource": resource,
+            "namespace": namespace,
+            "status": status,
+            "count": count,
+            "retry_after": retry_after,
+            "delay": delay,
+            "message": message,
+        }
         rule = {k: v for k, v in rule.items() if v is not None or k == "count"}
         return self._call("POST", "/faults", rule)["id"]
 

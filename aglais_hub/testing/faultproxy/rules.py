@@ -22,11 +22,23 @@ from urllib.parse import parse_qs
 
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 # what the API server calls its failures (metav1.StatusReason), by code
-REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-           405: "MethodNotAllowed", 406: "NotAcceptable", 409: "Conflict", 410: "Expired",
-           413: "RequestEntityTooLarge", 415: "UnsupportedMediaType", 422: "Invalid",
-           429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
-           504: "Timeout"}  # fmt: skip
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    410: "Expired",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
 # "namespaces/<name>/<these>" are subresources of the Namespace, not namespaced resources
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
 
@@ -73,9 +85,12 @@ def classify(method: str, path: str, query: str = "") -> RequestInfo | None:
     if method in ("GET", "HEAD"):
         verb = "watch" if watch else ("get" if name else "list")
     else:
-        verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete" if name else "deletecollection",
-                }.get(method, method.lower())  # fmt: skip
+        verb = {
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection",
+        }.get(method, method.lower())
     return RequestInfo(verb, resource, namespace, name, group)
 
 
@@ -98,8 +113,7 @@ class Rule:
     id: str = field(default_factory=lambda: f"f{next(_ids)}")
     fired: int = 0
 
-    FIELDS = ("verb", "resource", "namespace", "status", "count", "retry_after", "delay",
-              "message")  # fmt: skip
+    FIELDS = ("verb", "resource", "namespace", "status", "count", "retry_after", "delay", "message")
 
     @classmethod
     def parse(cls, data: object) -> Rule:
@@ -108,15 +122,22 @@ class Rule:
             raise RuleError("a rule is a JSON object")
         unknown = sorted(set(data) - set(cls.FIELDS))
         if unknown:
-            raise RuleError(f"unknown field(s): {', '.join(unknown)}; "
-                            f"known: {', '.join(cls.FIELDS)}")  # fmt: skip
+            raise RuleError(
+                f"unknown field(s): {', '.join(unknown)}; known: {', '.join(cls.FIELDS)}"
+            )
         verb, resource = data.get("verb"), data.get("resource")
         if verb not in (*VERBS, "*"):
             raise RuleError(f"verb: {verb!r} is not one of {', '.join(VERBS)} or '*'")
-        if not isinstance(resource, str) or not resource or resource.count("/") > 1 \
-                or not all(resource.split("/")):  # fmt: skip
-            raise RuleError(f"resource: {resource!r} is not a plural resource such as 'pods', "
-                            "'pods/status' or '*'")  # fmt: skip
+        if (
+            not isinstance(resource, str)
+            or not resource
+            or resource.count("/") > 1
+            or not all(resource.split("/"))
+        ):
+            raise RuleError(
+                f"resource: {resource!r} is not a plural resource such as 'pods', "
+                "'pods/status' or '*'"
+            )
         namespace = data.get("namespace")
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
             raise RuleError("namespace: a namespace name, or absent for any")
@@ -139,8 +160,16 @@ class Rule:
         message = data.get("message")
         if message is not None and not isinstance(message, str):
             raise RuleError("message: a string")
-        return cls(verb, resource, namespace, status, count, retry_after,
-                   float(delay) if delay is not None else None, message)  # fmt: skip
+        return cls(
+            verb,
+            resource,
+            namespace,
+            status,
+            count,
+            retry_after,
+            float(delay) if delay is not None else None,
+            message,
+        )
 
     def matches(self, request: RequestInfo) -> bool:
         return (
@@ -159,11 +188,20 @@ class Rule:
             details["name"] = request.name
         if self.retry_after is not None:
             details["retryAfterSeconds"] = self.retry_after
-        message = self.message or (f"injected by the aglais fault proxy (rule {self.id}): "
-                                   f"{request.verb} {request.resource}")  # fmt: skip
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": message, "reason": REASONS.get(self.status, ""),
-                "details": details, "code": self.status}  # fmt: skip
+        message = self.message or (
+            f"injected by the aglais fault proxy (rule {self.id}): "
+            f"{request.verb} {request.resource}"
+        )
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": REASONS.get(self.status, ""),
+            "details": details,
+            "code": self.status,
+        }
 
     def describe(self) -> dict:
         return asdict(self)

@@ -33,8 +33,18 @@ from yarl import URL
 from .rules import RequestInfo, Rule, RuleError, Rules, classify
 
 log = logging.getLogger(__name__)
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-              "trailer", "trailers", "transfer-encoding", "upgrade", "host"}  # fmt: skip
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+}
 SEEN = 1000  # requests remembered for GET /requests
 
 
@@ -53,11 +63,13 @@ class FaultProxyServer:
             # no total timeout: watches and long requests last as long as the server says
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=context, limit=0), timeout=timeout,
+                connector=aiohttp.TCPConnector(ssl=context, limit=0),
+                timeout=timeout,
                 auto_decompress=False,  # bytes as they came, their Content-Encoding kept
                 # only what the client sent: the official client sends bodies without a
                 # Content-Type (the API server takes them as JSON), aiohttp would add one
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))  # fmt: skip
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
         return self._session
 
     async def close(self) -> None:
@@ -66,12 +78,21 @@ class FaultProxyServer:
 
     # -- the proxy -----------------------------------------------------------------------
 
-    def _remember(self, request: web.Request, info: RequestInfo | None, status: int,
-                  rule: Rule | None) -> None:  # fmt: skip
-        self.seen.append({"time": time.time(), "method": request.method, "path": request.path,
-                          "verb": info and info.verb, "resource": info and info.resource,
-                          "namespace": info and info.namespace, "status": status,
-                          "rule": rule and rule.id})  # fmt: skip
+    def _remember(
+        self, request: web.Request, info: RequestInfo | None, status: int, rule: Rule | None
+    ) -> None:
+        self.seen.append(
+            {
+                "time": time.time(),
+                "method": request.method,
+                "path": request.path,
+                "verb": info and info.verb,
+                "resource": info and info.resource,
+                "namespace": info and info.namespace,
+                "status": status,
+                "rule": rule and rule.id,
+            }
+        )
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         info = classify(request.method, request.path, request.query_string)
@@ -87,15 +108,22 @@ class FaultProxyServer:
         url = URL(self.upstream + request.raw_path, encoded=True)
         try:
             upstream = await self.session.request(
-                request.method, url, headers=headers, data=body or None,
-                allow_redirects=False)  # fmt: skip
+                request.method, url, headers=headers, data=body or None, allow_redirects=False
+            )
         except (aiohttp.ClientError, OSError) as error:
             self._remember(request, info, 503, rule)
             return web.json_response(
-                {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                 "reason": "ServiceUnavailable", "code": 503,
-                 "message": f"aglais fault proxy: the API server is unreachable: {error}"},
-                status=503)  # fmt: skip
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "reason": "ServiceUnavailable",
+                    "code": 503,
+                    "message": f"aglais fault proxy: the API server is unreachable: {error}",
+                },
+                status=503,
+            )
         try:
             self._remember(request, info, upstream.status, rule)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -164,22 +192,29 @@ class FaultProxyServer:
         return web.json_response({"requests": list(self.seen)})
 
 
-async def serve(upstream: str, ca_file: str, cert_file: str, key_file: str, *,
-                host: str = "127.0.0.1", port: int = 0,
-                control_port: int = 0,
-                ) -> tuple[FaultProxyServer, list[web.AppRunner], int, int]:  # fmt: skip
+async def serve(
+    upstream: str,
+    ca_file: str,
+    cert_file: str,
+    key_file: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    control_port: int = 0,
+) -> tuple[FaultProxyServer, list[web.AppRunner], int, int]:
     """Start both servers; the server object, their runners and the ports they bound."""
     server = FaultProxyServer(upstream, ca_file)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert_file, key_file)
     bound = []
     runners = []
-    for app, bind_port, context in ((server.proxy_app(), port, tls),
-                                    (server.control_app(), control_port, None)):  # fmt: skip
+    for app, bind_port, context in (
+        (server.proxy_app(), port, tls),
+        (server.control_app(), control_port, None),
+    ):
         # cancel a handler whose client went away: a watch must not outlive its client
         # and on SIGTERM, open watches get a second to finish, not the default minute
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                               shutdown_timeout=1)  # fmt: skip
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
         await runner.setup()
         site = web.TCPSite(runner, host, bind_port, ssl_context=context)
         await site.start()

@@ -65,10 +65,21 @@ class AddressPool:
 
 
 class NodeAgent:
-    def __init__(self, client: ApiClient, spec: NodeSpec, root: Path, *, shared_dir: Path,
-                 api_host: str, api_port: int, registry: ImageRegistry, cluster_id: str,
-                 ip_prefix: int, dns_file: Path | None = None,
-                 client_ca: Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        client: ApiClient,
+        spec: NodeSpec,
+        root: Path,
+        *,
+        shared_dir: Path,
+        api_host: str,
+        api_port: int,
+        registry: ImageRegistry,
+        cluster_id: str,
+        ip_prefix: int,
+        dns_file: Path | None = None,
+        client_ca: Path | None = None,
+    ):
         self.client = client
         self.spec = spec
         self.root = Path(root)
@@ -97,16 +108,23 @@ class NodeAgent:
         if left:
             log.warning("killed %d processes an earlier agent left behind", len(left))
         if self.client_ca is not None:  # before registering: the Node names its port
-            self.kubelet_api = await kubeletapi.serve(self.container_log, self.spec.address,
-                                                      self.client_ca, self.exec_in)  # fmt: skip
+            self.kubelet_api = await kubeletapi.serve(
+                self.container_log, self.spec.address, self.client_ca, self.exec_in
+            )
             self.spec.kubelet_port = kubeletapi.KUBELET_PORT
         await self.keeper.register()
         log.info("node %s registered at %s", self.spec.name, self.spec.address)
         self.tasks = [
             asyncio.ensure_future(self.keeper.heartbeat()),
-            asyncio.ensure_future(list_and_watch(
-                self.client, "/api/v1/pods", self.pod_event, self.pods_listed,
-                fieldSelector=f"spec.nodeName={self.spec.name}")),  # fmt: skip
+            asyncio.ensure_future(
+                list_and_watch(
+                    self.client,
+                    "/api/v1/pods",
+                    self.pod_event,
+                    self.pods_listed,
+                    fieldSelector=f"spec.nodeName={self.spec.name}",
+                )
+            ),
         ]
         self.ready.set()
         await asyncio.gather(*self.tasks)
@@ -140,13 +158,17 @@ class NodeAgent:
                 return worker
         return None
 
-    def container_log(self, namespace: str, pod: str, container: str
-                      ) -> tuple[Path, Callable[[], bool], int] | None:  # fmt: skip
+    def container_log(
+        self, namespace: str, pod: str, container: str
+    ) -> tuple[Path, Callable[[], bool], int] | None:
         """What the kubelet API serves for ``kubectl logs``: the container's log file,
         whether it still runs, how often it restarted (None: no such container here)."""
         worker = self._worker(namespace, pod)
-        run = None if worker is None else (worker.containers.get(container)
-                                           or worker.init_containers.get(container))  # fmt: skip
+        run = (
+            None
+            if worker is None
+            else (worker.containers.get(container) or worker.init_containers.get(container))
+        )
         if worker is None or run is None:
             return None
 
@@ -156,20 +178,30 @@ class NodeAgent:
 
         return run.log_path, running, run.restarts
 
-    async def exec_in(self, namespace: str, pod: str, container: str,
-                      command: list[str]) -> asyncio.subprocess.Process | None:  # fmt: skip
+    async def exec_in(
+        self, namespace: str, pod: str, container: str, command: list[str]
+    ) -> asyncio.subprocess.Process | None:
         """`kubectl exec`: ``command`` as a local process in a running container's
         environment (images.exec_command), killed with the pod (None: not running here)."""
         worker = self._worker(namespace, pod)
         run = None if worker is None or worker.stopping else worker.containers.get(container)
-        if run is None or run.context is None or run.process is None \
-                or run.process.returncode is not None:  # fmt: skip
+        if (
+            run is None
+            or run.context is None
+            or run.process is None
+            or run.process.returncode is not None
+        ):
             return None
         local = exec_command(run.context, command, run.exec_env, run.exec_cwd)
         process = await asyncio.create_subprocess_exec(
-            *local.argv, env=local.env, cwd=str(local.cwd or worker.directory),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)  # fmt: skip
+            *local.argv,
+            env=local.env,
+            cwd=str(local.cwd or worker.directory),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
         worker.pgids.add(process.pid)
         return process
 
@@ -196,8 +228,7 @@ class NodeAgent:
                 grace = meta.get("deletionGracePeriodSeconds")
                 if grace is None:
                     grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-                log.info("pod %s/%s: stopping (grace %ss)", meta["namespace"], meta["name"],
-                         grace)  # fmt: skip
+                log.info("pod %s/%s: stopping (grace %ss)", meta["namespace"], meta["name"], grace)
                 self._later(worker.terminate(int(grace)))
             return
         if worker is not None:
@@ -225,8 +256,12 @@ class NodeAgent:
         if uid in self.deleting:
             return
         self.deleting.add(uid)
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                "preconditions": {"uid": uid}}  # fmt: skip
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": uid},
+        }
         try:
             await self.client.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", body)
         except ApiError as error:

@@ -62,8 +62,12 @@ class Credentials:
                 return base64.b64decode(section[f"{key}-data"])
             return Path(section[key]).read_bytes()
 
-        return cls(cluster["server"].rstrip("/"), data(cluster, "certificate-authority"),
-                   data(user, "client-certificate"), data(user, "client-key"))  # fmt: skip
+        return cls(
+            cluster["server"].rstrip("/"),
+            data(cluster, "certificate-authority"),
+            data(user, "client-certificate"),
+            data(user, "client-key"),
+        )
 
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cadata=self.ca_pem.decode())
@@ -96,22 +100,33 @@ class ApiClient:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=20)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": self.user_agent})  # fmt: skip
+                connector=connector, headers={"User-Agent": self.user_agent}
+            )
         return self._session
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def request(self, method: str, path: str, body: object = None, *,
-                      params: dict | None = None, content_type: str = "application/json",
-                      timeout: float = 30) -> dict:  # fmt: skip
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        params: dict | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30,
+    ) -> dict:
         data = json.dumps(body) if body is not None else None
         async with self.session.request(
-            method, self.server + path, data=data, params=params,
+            method,
+            self.server + path,
+            data=data,
+            params=params,
             headers={"Content-Type": content_type, "Accept": "application/json"},
             timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:  # fmt: skip
+        ) as response:
             text = await response.text()
             try:
                 answer = json.loads(text) if text else {}
@@ -160,9 +175,13 @@ class ApiClient:
 Handler = Callable[[str, dict], Awaitable[None]]
 
 
-async def list_and_watch(client: ApiClient, path: str, handler: Handler,
-                         on_list: Callable[[list[dict]], Awaitable[None]] | None = None,
-                         **params: str) -> None:  # fmt: skip
+async def list_and_watch(
+    client: ApiClient,
+    path: str,
+    handler: Handler,
+    on_list: Callable[[list[dict]], Awaitable[None]] | None = None,
+    **params: str,
+) -> None:
     """A reflector: list, hand every object over (``on_list`` gets them all, else the
     handler each as ADDED), then watch from the list's resourceVersion. Every event moves
     the resourceVersion on (bookmarks too); a closed watch resumes from there; 410 Gone
@@ -179,8 +198,12 @@ async def list_and_watch(client: ApiClient, path: str, handler: Handler,
                 else:
                     for item in items:
                         await handler("ADDED", item)
-            watch_params = {**params, "resourceVersion": version,
-                            "allowWatchBookmarks": "true", "timeoutSeconds": "240"}  # fmt: skip
+            watch_params = {
+                **params,
+                "resourceVersion": version,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": "240",
+            }
             async for kind, obj in client.watch(path, watch_params):
                 if kind == "ERROR":
                     if obj.get("code") == 410:
@@ -204,16 +227,26 @@ async def list_and_watch(client: ApiClient, path: str, handler: Handler,
             await asyncio.sleep(1)
 
 
-def request_sync(credentials: Credentials, method: str, path: str, body: object = None,
-                 content_type: str = "application/json", timeout: float = 30) -> dict:  # fmt: skip
+def request_sync(
+    credentials: Credentials,
+    method: str,
+    path: str,
+    body: object = None,
+    content_type: str = "application/json",
+    timeout: float = 30,
+) -> dict:
     """One blocking request (standard library only), for setup code outside an event loop."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(credentials.server + path, data=data, method=method,
-                                     headers={"Content-Type": content_type,
-                                              "Accept": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        credentials.server + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": content_type, "Accept": "application/json"},
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout,
-                                    context=credentials.ssl_context()) as response:  # fmt: skip
+        with urllib.request.urlopen(
+            request, timeout=timeout, context=credentials.ssl_context()
+        ) as response:
             text = response.read()
     except urllib.error.HTTPError as error:
         payload = error.read()
@@ -228,17 +261,29 @@ def quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
 
-
 def user_cluster_role(name: str, user: str, rules: list[dict]) -> list[tuple[str, dict]]:
     """(API path, object) pairs: a ClusterRole ``name`` of ``rules`` bound to ``user``,
     for the testing cluster's own components."""
     base = "/apis/rbac.authorization.k8s.io/v1"
     group = "rbac.authorization.k8s.io"
     return [
-        (f"{base}/clusterroles", {"apiVersion": f"{group}/v1", "kind": "ClusterRole",
-                                  "metadata": {"name": name}, "rules": rules}),
-        (f"{base}/clusterrolebindings", {
-            "apiVersion": f"{group}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
-            "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": name},
-            "subjects": [{"apiGroup": group, "kind": "User", "name": user}]}),
-    ]  # fmt: skip
+        (
+            f"{base}/clusterroles",
+            {
+                "apiVersion": f"{group}/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": name},
+                "rules": rules,
+            },
+        ),
+        (
+            f"{base}/clusterrolebindings",
+            {
+                "apiVersion": f"{group}/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": name},
+                "subjects": [{"apiGroup": group, "kind": "User", "name": user}],
+            },
+        ),
+    ]

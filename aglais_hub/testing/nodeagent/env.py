@@ -40,9 +40,11 @@ class PodPlace:
 
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes $(VAR) expansion; $$ escapes; unknown references stay as written."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
-                  text)  # fmt: skip
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)",
+        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+        text,
+    )
 
 
 def field_value(pod: dict, path: str, place: PodPlace) -> str:
@@ -55,12 +57,16 @@ def field_value(pod: dict, path: str, place: PodPlace) -> str:
         items = sorted((meta.get(path.split(".")[1]) or {}).items())
         return "\n".join(f'{k}="{v}"' for k, v in items)
     values = {
-        "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-        "metadata.uid": meta["uid"], "spec.nodeName": pod["spec"].get("nodeName", ""),
+        "metadata.name": meta["name"],
+        "metadata.namespace": meta["namespace"],
+        "metadata.uid": meta["uid"],
+        "spec.nodeName": pod["spec"].get("nodeName", ""),
         "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
-        "status.podIP": place.pod_ip, "status.podIPs": place.pod_ip,
-        "status.hostIP": place.host_ip, "status.hostIPs": place.host_ip,
-    }  # fmt: skip
+        "status.podIP": place.pod_ip,
+        "status.podIPs": place.pod_ip,
+        "status.hostIP": place.host_ip,
+        "status.hostIPs": place.host_ip,
+    }
     if path not in values:
         raise ConfigError(f"unsupported fieldRef {path!r}")
     return values[path]
@@ -91,8 +97,9 @@ async def _key(objects: PodObjects, kind: str, ref: dict) -> str | None:
     if ref["key"] not in source:
         if optional:
             return None
-        raise ConfigError(f"couldn't find key {ref['key']} in {label} "
-                          f"{objects.namespace}/{ref['name']}")  # fmt: skip
+        raise ConfigError(
+            f"couldn't find key {ref['key']} in {label} {objects.namespace}/{ref['name']}"
+        )
     return source[ref["key"]].decode(errors="replace")
 
 
@@ -112,7 +119,8 @@ def service_links(services: list[dict]) -> dict[str, str]:
         for port in ports:
             if port.get("name"):
                 env[f"{name}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(
-                    port["port"])  # fmt: skip
+                    port["port"]
+                )
         first = ports[0]
         env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
         for port in ports:
@@ -125,21 +133,35 @@ def service_links(services: list[dict]) -> dict[str, str]:
     return env
 
 
-async def container_env(pod: dict, container: dict, objects: PodObjects, place: PodPlace,
-                        services: list[dict] | None = None) -> dict[str, str]:  # fmt: skip
+async def container_env(
+    pod: dict,
+    container: dict,
+    objects: PodObjects,
+    place: PodPlace,
+    services: list[dict] | None = None,
+) -> dict[str, str]:
     """``services``: the Services of the pod's namespace now (the caller lists them when
     ``enableServiceLinks`` is on; ``PodObjects.services``)."""
     host, port = place.api_host, str(place.api_port)
     env: dict[str, str] = {}
     if pod["spec"].get("enableServiceLinks", True):
-        env.update(service_links([s for s in services or []
-                                  if (s["metadata"].get("namespace"), s["metadata"]["name"])
-                                  != ("default", "kubernetes")]))  # fmt: skip
+        env.update(
+            service_links(
+                [
+                    s
+                    for s in services or []
+                    if (s["metadata"].get("namespace"), s["metadata"]["name"])
+                    != ("default", "kubernetes")
+                ]
+            )
+        )
     env |= {
-        "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
-        "KUBERNETES_SERVICE_PORT_HTTPS": port, "KUBERNETES_PORT": f"tcp://{host}:{port}",
+        "KUBERNETES_SERVICE_HOST": host,
+        "KUBERNETES_SERVICE_PORT": port,
+        "KUBERNETES_SERVICE_PORT_HTTPS": port,
+        "KUBERNETES_PORT": f"tcp://{host}:{port}",
         "HOSTNAME": pod["spec"].get("hostname") or pod["metadata"]["name"],
-    }  # fmt: skip
+    }
     for source in container.get("envFrom") or []:
         for kind, key in (("configMapRef", "configmap"), ("secretRef", "secret")):
             if kind not in source:
@@ -164,8 +186,9 @@ async def container_env(pod: dict, container: dict, objects: PodObjects, place: 
             env[name] = resource_value(container, origin["resourceFieldRef"], place)
         elif "configMapKeyRef" in origin or "secretKeyRef" in origin:
             kind = "configmap" if "configMapKeyRef" in origin else "secret"
-            value = await _key(objects, kind, origin["configMapKeyRef" if kind == "configmap"
-                                                     else "secretKeyRef"])  # fmt: skip
+            value = await _key(
+                objects, kind, origin["configMapKeyRef" if kind == "configmap" else "secretKeyRef"]
+            )
             if value is not None:
                 env[name] = value
     return env

@@ -94,8 +94,9 @@ class ContainerContext:
         mounts = sorted((m.rstrip("/") or "/" for m in places), key=len, reverse=True)
         directories = {m.rstrip("/") or "/": d for m, d in places.items()}
         # only where a mount path starts a path (not inside a longer path)
-        pattern = (r"(?<![\w./-])(" + "|".join(re.escape(m) for m in mounts)
-                   + r")(?=/|$|\s|:|;|'|\")")  # fmt: skip
+        pattern = (
+            r"(?<![\w./-])(" + "|".join(re.escape(m) for m in mounts) + r")(?=/|$|\s|:|;|'|\")"
+        )
         return re.sub(pattern, lambda match: str(directories[match.group(1)]), text)
 
     def bind_here(self, text: str) -> str:
@@ -146,8 +147,10 @@ class ImageRegistry:
         it can; images "are present on the machine", nothing is ever fetched)."""
         if not any(fnmatch.fnmatchcase(image, pattern) for pattern in self.unpullable):
             return None
-        return (f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
-                f'failed to resolve reference "{image}": {image}: not found')  # fmt: skip
+        return (
+            f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+            f'failed to resolve reference "{image}": {image}: not found'
+        )
 
 
 def run_as_given(ctx: ContainerContext) -> LocalCommand:
@@ -228,11 +231,19 @@ def jupyterlab_flavour(ctx: ContainerContext) -> LocalCommand:
     root = Path(env["HOME"]) / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
     extra = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
-    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ip={ctx.pod_ip}",
-            f"--port={env.get('ZEPPELIN_PORT', '8080')}",
-            f"--ServerApp.base_url={env.get('ZEPPELIN_SERVER_CONTEXT_PATH', '/')}",
-            f"--ServerApp.root_dir={root}", "--IdentityProvider.token=",
-            "--ServerApp.password=", *extra]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--ip={ctx.pod_ip}",
+        f"--port={env.get('ZEPPELIN_PORT', '8080')}",
+        f"--ServerApp.base_url={env.get('ZEPPELIN_SERVER_CONTEXT_PATH', '/')}",
+        f"--ServerApp.root_dir={root}",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        *extra,
+    ]
     return LocalCommand(argv, env, root)
 
 
@@ -286,13 +297,26 @@ def service_account_kubeconfig(ctx: ContainerContext) -> Path | None:
     port = ctx.env.get("KUBERNETES_SERVICE_PORT", "443")
     namespace = ctx.pod["metadata"]["namespace"]
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "pod",
-        "clusters": [{"name": "cluster", "cluster": {
-            "server": f"https://{host}:{port}", "certificate-authority": str(account / "ca.crt")}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "pod",
+        "clusters": [
+            {
+                "name": "cluster",
+                "cluster": {
+                    "server": f"https://{host}:{port}",
+                    "certificate-authority": str(account / "ca.crt"),
+                },
+            }
+        ],
         "users": [{"name": "pod", "user": {"tokenFile": str(account / "token")}}],
-        "contexts": [{"name": "pod", "context": {
-            "cluster": "cluster", "user": "pod", "namespace": namespace}}],
-    }  # fmt: skip
+        "contexts": [
+            {
+                "name": "pod",
+                "context": {"cluster": "cluster", "user": "pod", "namespace": namespace},
+            }
+        ],
+    }
     path = ctx.pod_dir / f"{ctx.container['name']}.serviceaccount.kubeconfig"
     path.write_text(json.dumps(config))
     return path
@@ -453,8 +477,13 @@ def slow_notebook(ctx: ContainerContext) -> LocalCommand | None:
     """The notebook image with Zeppelin listening only after SLOW_START_SECONDS."""
     command = aglais_notebook(ctx)
     if command is not None and notebook_flavour(ctx) == ZEPPELIN:  # its JVM's slow start
-        command.argv = ["/bin/sh", "-c", f'sleep {SLOW_START_SECONDS}; exec "$@"', "slow",
-                        *command.argv]  # fmt: skip
+        command.argv = [
+            "/bin/sh",
+            "-c",
+            f'sleep {SLOW_START_SECONDS}; exec "$@"',
+            "slow",
+            *command.argv,
+        ]
     return command
 
 
@@ -465,8 +494,9 @@ def crashing(ctx: ContainerContext) -> LocalCommand:
     return LocalCommand([sys.executable, "-c", code], ctx.host_env(), ctx.pod_dir)
 
 
-def exec_command(ctx: ContainerContext, argv: list[str], env: dict[str, str],
-                 cwd: Path | None) -> LocalCommand:  # fmt: skip
+def exec_command(
+    ctx: ContainerContext, argv: list[str], env: dict[str, str], cwd: Path | None
+) -> LocalCommand:
     """``kubectl exec``'s command in a container, as a local process in its environment:
     container paths under its volumes point at their host directories, ``python`` is this
     interpreter, and ``tar`` names what it archives by the container paths (so that
@@ -477,8 +507,9 @@ def exec_command(ctx: ContainerContext, argv: list[str], env: dict[str, str],
     if args[0] == "tar":
         places = sorted(ctx.mounts.items(), key=lambda m: -len(str(m[1])))
         # after the rest: tar's first argument may be old-style bundled options ("cf")
-        args += [f"--transform=s|^{str(host).lstrip('/')}|{mount.strip('/')}|"
-                 for mount, host in places]  # fmt: skip
+        args += [
+            f"--transform=s|^{str(host).lstrip('/')}|{mount.strip('/')}|" for mount, host in places
+        ]
     return LocalCommand(args, dict(env), cwd)
 
 

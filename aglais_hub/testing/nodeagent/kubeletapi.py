@@ -56,20 +56,31 @@ def serving_context(address: str, client_ca: Path) -> ssl.SSLContext:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"kubelet@{address}")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
-            .sign(key, hashes.SHA256()))  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads files only
         cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
         cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))  # fmt: skip
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         context.load_cert_chain(cert_file, key_file)
     context.load_verify_locations(cafile=str(client_ca))
     context.verify_mode = ssl.CERT_REQUIRED
@@ -113,10 +124,13 @@ def exit_status(code: int) -> dict:
     """The Status a kubelet sends on the error channel when the command ends."""
     if code == 0:
         return {"metadata": {}, "status": "Success"}
-    return {"metadata": {}, "status": "Failure",
-            "message": f"command terminated with non-zero exit code: {code}",
-            "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}  # fmt: skip
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": f"command terminated with non-zero exit code: {code}",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
 
 
 async def _exec(request: web.Request, run: Exec) -> web.StreamResponse:
@@ -135,8 +149,12 @@ async def _exec(request: web.Request, run: Exec) -> web.StreamResponse:
         failure = f'container "{container}" in pod "{pod}" is not running on this node'
     await socket.prepare(request)
     if process is None:
-        status = {"metadata": {}, "status": "Failure", "message": failure,
-                  "reason": "InternalError"}  # fmt: skip
+        status = {
+            "metadata": {},
+            "status": "Failure",
+            "message": failure,
+            "reason": "InternalError",
+        }
         await socket.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
         await socket.close()
         return socket
@@ -178,12 +196,14 @@ def app(find: Finder, run: Exec | None = None) -> web.Application:
         namespace, pod, container = (request.match_info[k] for k in ("ns", "pod", "container"))
         found = find(namespace, pod, container)
         if found is None:
-            raise web.HTTPNotFound(text=f'container "{container}" in pod "{pod}" is not '
-                                        f"on this node")  # fmt: skip
+            raise web.HTTPNotFound(
+                text=f'container "{container}" in pod "{pod}" is not on this node'
+            )
         path, running, restarts = found
         if request.query.get("previous") in ("true", "1") and restarts == 0:
-            raise web.HTTPBadRequest(text=f'previous terminated container "{container}" in '
-                                          f'pod "{pod}" not found')  # fmt: skip
+            raise web.HTTPBadRequest(
+                text=f'previous terminated container "{container}" in pod "{pod}" not found'
+            )
         lines, limit = _number(request, "tailLines"), _number(request, "limitBytes")
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
@@ -215,8 +235,9 @@ def app(find: Finder, run: Exec | None = None) -> web.Application:
     return application
 
 
-async def serve(find: Finder, address: str, client_ca: Path, run: Exec | None = None,
-                port: int = KUBELET_PORT) -> web.AppRunner:  # fmt: skip
+async def serve(
+    find: Finder, address: str, client_ca: Path, run: Exec | None = None, port: int = KUBELET_PORT
+) -> web.AppRunner:
     runner = web.AppRunner(app(find, run), access_log=None)
     await runner.setup()
     context = serving_context(address, client_ca)

@@ -46,23 +46,42 @@ class NodeSpec:
     boot_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # one per agent run
 
     def resources(self) -> dict:
-        return {"cpu": self.cpu, "memory": self.memory, "pods": self.pods,
-                "ephemeral-storage": "100Gi"}  # fmt: skip
+        return {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "pods": self.pods,
+            "ephemeral-storage": "100Gi",
+        }
 
     def conditions(self, transition: dict[str, str]) -> list[dict]:
         beat = now()
         rows = (
-            ("MemoryPressure", "False", "KubeletHasSufficientMemory",
-             "kubelet has sufficient memory available"),
+            (
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
             ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            ("PIDPressure", "False", "KubeletHasSufficientPID",
-             "kubelet has sufficient PID available"),
+            (
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
             ("Ready", "True", "KubeletReady", "the aglais node agent is posting ready status"),
-        )  # fmt: skip
-        return [{"type": kind, "status": status, "reason": reason, "message": message,
-                 "lastHeartbeatTime": beat,
-                 "lastTransitionTime": transition.setdefault(kind, beat)}
-                for kind, status, reason, message in rows]  # fmt: skip
+        )
+        return [
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": beat,
+                "lastTransitionTime": transition.setdefault(kind, beat),
+            }
+            for kind, status, reason, message in rows
+        ]
 
     def status(self, transition: dict[str, str]) -> dict:
         machine = platform.machine()
@@ -70,8 +89,10 @@ class NodeSpec:
             "capacity": self.resources(),
             "allocatable": self.resources(),
             "conditions": self.conditions(transition),
-            "addresses": [{"type": "InternalIP", "address": self.address},
-                          {"type": "Hostname", "address": self.name}],
+            "addresses": [
+                {"type": "InternalIP", "address": self.address},
+                {"type": "Hostname", "address": self.name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             # exec reaches the agent as a WebSocket, not translated to SPDY (kubeletapi)
             **({"declaredFeatures": ["ExtendWebSocketsToKubelet"]} if self.kubelet_port else {}),
@@ -87,19 +108,26 @@ class NodeSpec:
                 "operatingSystem": "linux",
                 "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine),
             },
-        }  # fmt: skip
+        }
 
     def manifest(self, transition: dict[str, str]) -> dict:
         arch = self.status(transition)["nodeInfo"]["architecture"]
         return {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.name, "labels": {
-                "kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": arch}},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": {
+                    "kubernetes.io/hostname": self.name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": arch,
+                    "beta.kubernetes.io/os": "linux",
+                    "beta.kubernetes.io/arch": arch,
+                },
+            },
             "spec": {},
             "status": self.status(transition),
-        }  # fmt: skip
+        }
 
 
 class NodeKeeper:
@@ -124,25 +152,38 @@ class NodeKeeper:
         return node
 
     async def update_status(self) -> dict:
-        return await self.client.patch(f"/api/v1/nodes/{self.spec.name}/status",
-                                       {"status": self.spec.status(self.transition)},
-                                       STRATEGIC)  # fmt: skip
+        return await self.client.patch(
+            f"/api/v1/nodes/{self.spec.name}/status",
+            {"status": self.spec.status(self.transition)},
+            STRATEGIC,
+        )
 
     async def renew_lease(self) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.spec.name}"
-        spec = {"holderIdentity": self.spec.name, "leaseDurationSeconds": LEASE_SECONDS,
-                "renewTime": micro_now()}  # fmt: skip
+        spec = {
+            "holderIdentity": self.spec.name,
+            "leaseDurationSeconds": LEASE_SECONDS,
+            "renewTime": micro_now(),
+        }
         try:
             await self.client.patch(path, {"spec": spec})
         except ApiError as error:
             if error.status != 404:
                 raise
-            owner = [{"apiVersion": "v1", "kind": "Node", "name": self.spec.name,
-                      "uid": self.uid}] if self.uid else []  # fmt: skip
-            await self.client.post(path.rsplit("/", 1)[0], {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.spec.name, "ownerReferences": owner},
-                "spec": spec})  # fmt: skip
+            owner = (
+                [{"apiVersion": "v1", "kind": "Node", "name": self.spec.name, "uid": self.uid}]
+                if self.uid
+                else []
+            )
+            await self.client.post(
+                path.rsplit("/", 1)[0],
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": self.spec.name, "ownerReferences": owner},
+                    "spec": spec,
+                },
+            )
 
     async def heartbeat(self) -> None:
         """Every RENEW_SECONDS: the Lease, and the conditions' heartbeat (a kubelet posts

@@ -22,7 +22,8 @@ class PodObjects:
         if key not in self._cache:
             try:
                 obj = await self.client.get(
-                    f"/api/v1/namespaces/{self.namespace}/{kind}/{quote(name)}")  # fmt: skip
+                    f"/api/v1/namespaces/{self.namespace}/{kind}/{quote(name)}"
+                )
             except ApiError as error:
                 if error.status != 404:
                     raise

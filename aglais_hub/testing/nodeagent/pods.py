@@ -76,10 +76,16 @@ class ContainerRun:
         return f"spec.{'initContainers' if self.init else 'containers'}{{{self.name}}}"
 
     def status(self) -> dict:
-        entry = {"name": self.name, "image": self.image, "imageID": "",
-                 "ready": self.ready, "started": self.started, "restartCount": self.restarts,
-                 "state": copy.deepcopy(self.state),
-                 "lastState": copy.deepcopy(self.last_state)}  # fmt: skip
+        entry = {
+            "name": self.name,
+            "image": self.image,
+            "imageID": "",
+            "ready": self.ready,
+            "started": self.started,
+            "restartCount": self.restarts,
+            "state": copy.deepcopy(self.state),
+            "lastState": copy.deepcopy(self.last_state),
+        }
         if self.container_id:
             entry["containerID"] = self.container_id
             entry["imageID"] = f"aglais-local://{self.image}"
@@ -100,21 +106,25 @@ class PodWorker:
         self.ip = ip
         self.directory = agent.root / "pods" / f"{self.namespace}_{self.name}_{self.uid[:8]}"
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.place = PodPlace(ip, agent.spec.address, agent.api_host, agent.api_port,
-                              agent.spec.resources())  # fmt: skip
+        self.place = PodPlace(
+            ip, agent.spec.address, agent.api_host, agent.api_port, agent.spec.resources()
+        )
         self.objects = PodObjects(agent.client, self.namespace)
-        self.volumes = PodVolumes(self.objects, pod, self.directory, self.place,
-                                  agent.shared_dir)  # fmt: skip
+        self.volumes = PodVolumes(self.objects, pod, self.directory, self.place, agent.shared_dir)
         previous = {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses") or []}
-        previous.update({c["name"]: c for c in
-                         (pod.get("status") or {}).get("initContainerStatuses") or []})  # fmt: skip
+        previous.update(
+            {c["name"]: c for c in (pod.get("status") or {}).get("initContainerStatuses") or []}
+        )
         self.containers: dict[str, ContainerRun] = {}
         self.init_containers: dict[str, ContainerRun] = {}
-        for init, group, specs in ((True, self.init_containers, "initContainers"),
-                                   (False, self.containers, "containers")):  # fmt: skip
+        for init, group, specs in (
+            (True, self.init_containers, "initContainers"),
+            (False, self.containers, "containers"),
+        ):
             for spec in pod["spec"].get(specs) or []:
-                run = ContainerRun(spec["name"], spec["image"],
-                                   self.directory / f"{spec['name']}.log", init)  # fmt: skip
+                run = ContainerRun(
+                    spec["name"], spec["image"], self.directory / f"{spec['name']}.log", init
+                )
                 earlier = previous.get(spec["name"])
                 if earlier and earlier.get("containerID"):  # run by an earlier agent
                     run.restarts = earlier.get("restartCount", 0) + 1
@@ -136,8 +146,10 @@ class PodWorker:
         if self.terminal_phase:
             return self.terminal_phase
         if not self.initialized:
-            failed = any("terminated" in c.state and c.state["terminated"]["exitCode"]
-                         for c in self.init_containers.values())  # fmt: skip
+            failed = any(
+                "terminated" in c.state and c.state["terminated"]["exitCode"]
+                for c in self.init_containers.values()
+            )
             never = self.pod["spec"].get("restartPolicy", "Always") == "Never"
             return "Failed" if failed and never else "Pending"
         runs = list(self.containers.values())
@@ -152,8 +164,12 @@ class PodWorker:
         value = "True" if ok else "False"
         if self.transitions.get(kind, ("",))[0] != value:
             self.transitions[kind] = (value, now())
-        condition = {"type": kind, "status": value, "lastProbeTime": None,
-                     "lastTransitionTime": self.transitions[kind][1]}  # fmt: skip
+        condition = {
+            "type": kind,
+            "status": value,
+            "lastProbeTime": None,
+            "lastTransitionTime": self.transitions[kind][1],
+        }
         if not ok and reason:
             condition.update(reason=reason, message=message)
         return condition
@@ -164,22 +180,30 @@ class PodWorker:
         done = phase in ("Succeeded", "Failed")
         reason = "PodCompleted" if done else "ContainersNotReady"
         message = "" if done else f"containers with unready status: [{' '.join(unready)}]"
-        pending_init = [c.name for c in self.init_containers.values()
-                        if c.state.get("terminated", {}).get("exitCode", 1)]  # fmt: skip
+        pending_init = [
+            c.name
+            for c in self.init_containers.values()
+            if c.state.get("terminated", {}).get("exitCode", 1)
+        ]
         status = {
             "phase": phase,
             "observedGeneration": self.pod["metadata"].get("generation", 1),
-            "hostIP": self.place.host_ip, "hostIPs": [{"ip": self.place.host_ip}],
+            "hostIP": self.place.host_ip,
+            "hostIPs": [{"ip": self.place.host_ip}],
             "startTime": self.start_time,
             "conditions": [
                 self._condition("PodReadyToStartContainers", self.sandbox_ready),
-                self._condition("Initialized", self.initialized, "ContainersNotInitialized",
-                                f"containers with incomplete status: [{' '.join(pending_init)}]"),
+                self._condition(
+                    "Initialized",
+                    self.initialized,
+                    "ContainersNotInitialized",
+                    f"containers with incomplete status: [{' '.join(pending_init)}]",
+                ),
                 self._condition("ContainersReady", not unready and not done, reason, message),
                 self._condition("Ready", not unready and not done, reason, message),
             ],
             "containerStatuses": [c.status() for c in self.containers.values()],
-        }  # fmt: skip
+        }
         if self.init_containers:
             status["initContainerStatuses"] = [c.status() for c in self.init_containers.values()]
         if self.sandbox_ready:
@@ -192,19 +216,22 @@ class PodWorker:
             try:
                 await self.agent.client.patch(
                     f"/api/v1/namespaces/{self.namespace}/pods/{quote(self.name)}/status",
-                    patch, STRATEGIC)  # fmt: skip
+                    patch,
+                    STRATEGIC,
+                )
             except ApiError as error:
                 # 404: the pod is gone; a uid refused: a new pod has its name now
                 if error.status != 404 and not (error.status == 422 and "uid" in str(error)):
-                    log.warning("status of %s/%s not written: %s", self.namespace, self.name,
-                                error)  # fmt: skip
+                    log.warning("status of %s/%s not written: %s", self.namespace, self.name, error)
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
                 log.warning("status of %s/%s not written: %r", self.namespace, self.name, error)
 
-    async def event(self, reason: str, message: str, kind: str = "Normal",
-                    run: ContainerRun | None = None) -> None:  # fmt: skip
-        await self.agent.events.pod(self.pod, reason, message, kind,
-                                    run.field_path if run else None)  # fmt: skip
+    async def event(
+        self, reason: str, message: str, kind: str = "Normal", run: ContainerRun | None = None
+    ) -> None:
+        await self.agent.events.pod(
+            self.pod, reason, message, kind, run.field_path if run else None
+        )
 
     # -- running -----------------------------------------------------------------------
 
@@ -227,10 +254,14 @@ class PodWorker:
                     return
             self.initialized = True
             await self.write_status()
-            await asyncio.gather(*(
-                self._container(spec, self.containers[spec["name"]],
-                                self._mounts(spec, directories))
-                for spec in self.pod["spec"]["containers"]))  # fmt: skip
+            await asyncio.gather(
+                *(
+                    self._container(
+                        spec, self.containers[spec["name"]], self._mounts(spec, directories)
+                    )
+                    for spec in self.pod["spec"]["containers"]
+                )
+            )
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -246,8 +277,7 @@ class PodWorker:
                 return await self.volumes.prepare()
             except MountError as error:
                 if str(error) != reported:
-                    await self.event("FailedMount", f"MountVolume.SetUp failed: {error}",
-                                     "Warning")  # fmt: skip
+                    await self.event("FailedMount", f"MountVolume.SetUp failed: {error}", "Warning")
                     reported = str(error)
             except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
                 log.warning("volumes of %s/%s: %r", self.namespace, self.name, error)
@@ -275,8 +305,9 @@ class PodWorker:
                 services = await self.objects.services() if links else []
                 env = await container_env(self.pod, spec, self.objects, self.place, services)
             except (ConfigError, ApiError) as error:
-                run.state = {"waiting": {"reason": "CreateContainerConfigError",
-                                         "message": str(error)}}  # fmt: skip
+                run.state = {
+                    "waiting": {"reason": "CreateContainerConfigError", "message": str(error)}
+                }
                 await self.event("Failed", f"Error: {error}", "Warning", run)
                 await self.write_status()
                 await asyncio.sleep(1)
@@ -293,20 +324,29 @@ class PodWorker:
             code = await self._once(spec, run, ctx, command)
             if self.stopping or code is None:
                 return code or 0
-            restart = (policy != "Never" and code != 0) if run.init else (
-                policy == "Always" or (policy == "OnFailure" and code != 0))  # fmt: skip
+            restart = (
+                (policy != "Never" and code != 0)
+                if run.init
+                else (policy == "Always" or (policy == "OnFailure" and code != 0))
+            )
             if not restart:
                 await self.write_status()
                 return code
             delay = RESTART_BACKOFF[min(run.restarts, len(RESTART_BACKOFF) - 1)]
             run.restarts += 1
             run.last_state = run.state
-            run.state = {"waiting": {"reason": "CrashLoopBackOff", "message":
-                         f"back-off {delay}s restarting failed container={run.name} "
-                         f"pod={self.name}_{self.namespace}({self.uid})"}}  # fmt: skip
+            run.state = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {delay}s restarting failed container={run.name} "
+                    f"pod={self.name}_{self.namespace}({self.uid})",
+                }
+            }
             await self.write_status()
-            message = (f"Back-off restarting failed container {run.name} in "
-                       f"pod {self.name}_{self.namespace}({self.uid})")
+            message = (
+                f"Back-off restarting failed container {run.name} in "
+                f"pod {self.name}_{self.namespace}({self.uid})"
+            )
             await self.event("BackOff", message, "Warning", run)
             await asyncio.sleep(delay)
         return 0
@@ -321,8 +361,9 @@ class PodWorker:
         while not self.stopping:
             error = self.agent.registry.pull_error(image)
             if error is None:
-                await self.event("Pulled", f'Container image "{image}" already present on '
-                                 "machine", run=run)  # fmt: skip
+                await self.event(
+                    "Pulled", f'Container image "{image}" already present on machine', run=run
+                )
                 return True
             await self.event("Pulling", f'Pulling image "{image}"', run=run)
             failure = f'Failed to pull image "{image}": {error}'
@@ -331,9 +372,12 @@ class PodWorker:
             await self.event("Failed", "Error: ErrImagePull", "Warning", run)
             await self.write_status()
             await asyncio.sleep(NEXT_SYNC)
-            run.state = {"waiting": {"reason": "ImagePullBackOff",
-                                     "message": f'Back-off pulling image "{image}": '
-                                                f"ErrImagePull: {error}"}}  # fmt: skip
+            run.state = {
+                "waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": f'Back-off pulling image "{image}": ErrImagePull: {error}',
+                }
+            }
             await self.write_status()
             await self.event("BackOff", f'Back-off pulling image "{image}"', run=run)
             await self.event("Failed", "Error: ImagePullBackOff", "Warning", run)
@@ -341,17 +385,24 @@ class PodWorker:
             attempts += 1
         return False
 
-    async def _once(self, spec: dict, run: ContainerRun, ctx: ContainerContext,
-                    command: LocalCommand | None) -> int | None:  # fmt: skip
+    async def _once(
+        self, spec: dict, run: ContainerRun, ctx: ContainerContext, command: LocalCommand | None
+    ) -> int | None:
         """One start of a container: its exit code (None: inert, ran until the pod stopped)."""
         run.container_id = f"aglais-local://{self.uid[:8]}-{run.name}-{run.restarts}"
         await self.event("Created", f"Created container: {run.name}", run=run)
         if command is None and run.init:  # an unmapped init container has nothing to do
             stamp = now()
             run.started = True
-            run.state = {"terminated": {"exitCode": 0, "reason": "Completed",
-                                        "startedAt": stamp, "finishedAt": stamp,
-                                        "containerID": run.container_id}}  # fmt: skip
+            run.state = {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": stamp,
+                    "finishedAt": stamp,
+                    "containerID": run.container_id,
+                }
+            }
             await self.event("Started", f"Started container {run.name}", run=run)
             return 0
         if command is None:
@@ -367,9 +418,14 @@ class PodWorker:
         try:
             with run.log_path.open("ab") as output:
                 run.process = await asyncio.create_subprocess_exec(
-                    *command.argv, env=env, cwd=str(command.cwd or self.directory),
-                    stdout=output, stderr=asyncio.subprocess.STDOUT,
-                    stdin=asyncio.subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                    *command.argv,
+                    env=env,
+                    cwd=str(command.cwd or self.directory),
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         except (OSError, ValueError) as error:
             run.state = {"waiting": {"reason": "RunContainerError", "message": str(error)}}
             await self.event("Failed", f"Error: {error}", "Warning", run)
@@ -384,13 +440,20 @@ class PodWorker:
         await self.event("Started", f"Started container {run.name}", run=run)
         code = exit_code(await self._probed(spec, run, ctx, run.process.wait()))
         run.ready = False
-        run.state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else
-                                    "Error", "startedAt": started, "finishedAt": now(),
-                                    "containerID": run.container_id}}  # fmt: skip
+        run.state = {
+            "terminated": {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": started,
+                "finishedAt": now(),
+                "containerID": run.container_id,
+            }
+        }
         return code
 
-    async def _probed(self, spec: dict, run: ContainerRun, ctx: ContainerContext,
-                      until: object) -> object:  # fmt: skip
+    async def _probed(
+        self, spec: dict, run: ContainerRun, ctx: ContainerContext, until: object
+    ) -> object:
         """Await ``until`` (the process's end) while its readiness probe runs."""
 
         last_event = [0.0]
@@ -398,8 +461,7 @@ class PodWorker:
         async def report(ready: bool, message: str) -> None:
             if message and time.monotonic() - last_event[0] > UNHEALTHY_EVERY:
                 last_event[0] = time.monotonic()
-                await self.event("Unhealthy", f"Readiness probe failed: {message}", "Warning",
-                                 run)  # fmt: skip
+                await self.event("Unhealthy", f"Readiness probe failed: {message}", "Warning", run)
             if ready != run.ready or not message:
                 run.ready = ready
                 await self.write_status()
@@ -444,18 +506,30 @@ class PodWorker:
                 code = 137
                 if run.process and run.process.returncode is not None:
                     code = exit_code(run.process.returncode)
-                run.state = {"terminated": {
-                    "exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                    "startedAt": run.state["running"]["startedAt"], "finishedAt": now(),
-                    "containerID": run.container_id}}  # fmt: skip
+                run.state = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": run.state["running"]["startedAt"],
+                        "finishedAt": now(),
+                        "containerID": run.container_id,
+                    }
+                }
             elif "terminated" not in run.state:  # never started, or waiting to restart
-                run.state = {"terminated": {
-                    "exitCode": 137, "reason": "ContainerStatusUnknown", "finishedAt": now(),
-                    "message": "The container could not be located when the pod was terminated",
-                }}  # fmt: skip
+                run.state = {
+                    "terminated": {
+                        "exitCode": 137,
+                        "reason": "ContainerStatusUnknown",
+                        "finishedAt": now(),
+                        "message": "The container could not be located when the pod was terminated",
+                    }
+                }
             run.ready = False
-        codes = [r.state["terminated"]["exitCode"] for r in self.containers.values()
-                 if "terminated" in r.state]  # fmt: skip
+        codes = [
+            r.state["terminated"]["exitCode"]
+            for r in self.containers.values()
+            if "terminated" in r.state
+        ]
         self.terminal_phase = "Succeeded" if codes and not any(codes) else "Failed"
         await self.write_status()
         await self.agent.finish_deletion(self.namespace, self.name, self.uid)

@@ -39,8 +39,9 @@ async def probe_once(probe: dict, ctx: ContainerContext) -> tuple[bool, str]:
             headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
             limit = aiohttp.ClientTimeout(total=timeout)
             async with aiohttp.ClientSession(timeout=limit) as session:
-                async with session.get(url, headers=headers, allow_redirects=False,
-                                       ssl=False) as answer:  # fmt: skip
+                async with session.get(
+                    url, headers=headers, allow_redirects=False, ssl=False
+                ) as answer:
                     if 200 <= answer.status < 400:
                         return True, ""
                     return False, f"HTTP probe failed with statuscode: {answer.status}"
@@ -53,8 +54,13 @@ async def probe_once(probe: dict, ctx: ContainerContext) -> tuple[bool, str]:
             argv = [ctx.local_paths(ctx.expand(a)) for a in probe["exec"].get("command") or []]
             env = {k: ctx.local_paths(v) for k, v in ctx.host_env().items()}
             process = await asyncio.create_subprocess_exec(
-                *argv, env=env, cwd=str(ctx.pod_dir), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)  # fmt: skip
+                *argv,
+                env=env,
+                cwd=str(ctx.pod_dir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
             try:
                 output, _ = await asyncio.wait_for(process.communicate(), timeout)
             except TimeoutError:
@@ -67,8 +73,9 @@ async def probe_once(probe: dict, ctx: ContainerContext) -> tuple[bool, str]:
     return True, ""  # a probe kind we do not run (grpc) counts as passed
 
 
-async def readiness(probe: dict | None, ctx: ContainerContext,
-                    report: Callable[[bool, str], Awaitable[None]]) -> None:  # fmt: skip
+async def readiness(
+    probe: dict | None, ctx: ContainerContext, report: Callable[[bool, str], Awaitable[None]]
+) -> None:
     """Probe until cancelled; ``report(ready, message)`` on every change of readiness
     (and on each failure, for the Unhealthy event). No probe: ready at once."""
     if not probe:
@@ -92,4 +99,3 @@ async def readiness(probe: dict | None, ctx: ContainerContext,
             await report(ready, why or "probe failed")
         # until it is first ready, often (a pod should not wait a whole period to be Ready)
         await asyncio.sleep(period if ready else min(period, FIRST_READY_PERIOD))
-

@@ -54,8 +54,9 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 class PodVolumes:
-    def __init__(self, objects: PodObjects, pod: dict, directory: Path, place: PodPlace,
-                 shared_dir: Path):  # fmt: skip
+    def __init__(
+        self, objects: PodObjects, pod: dict, directory: Path, place: PodPlace, shared_dir: Path
+    ):
         self.objects = objects
         self.pod = pod
         self.directory = directory
@@ -86,14 +87,19 @@ class PodVolumes:
             kind = "configMap" if "configMap" in volume else "secret"
             source = volume[kind]
             mode = source.get("defaultMode", DEFAULT_MODE)
-            await self._keys(target, kind, {**source, "name": source.get("name")
-                                            or source.get("secretName")}, mode)  # fmt: skip
+            await self._keys(
+                target,
+                kind,
+                {**source, "name": source.get("name") or source.get("secretName")},
+                mode,
+            )
             return target
         if "downwardAPI" in volume:
             target = self._own(name)
             source = volume["downwardAPI"]
-            self._downward(target, source.get("items") or [],
-                           source.get("defaultMode", DEFAULT_MODE))  # fmt: skip
+            self._downward(
+                target, source.get("items") or [], source.get("defaultMode", DEFAULT_MODE)
+            )
             return target
         if "projected" in volume:
             return await self._projected(self._own(name), volume["projected"])
@@ -105,8 +111,10 @@ class PodVolumes:
             nfs = volume["nfs"]
             return self._shared("nfs", nfs.get("server", "nfs"), nfs.get("path", "/").strip("/"))
         if "ephemeral" in volume:
-            raise MountError(f"volume {name}: generic ephemeral volumes are not supported "
-                             "by the aglais node agent")  # fmt: skip
+            raise MountError(
+                f"volume {name}: generic ephemeral volumes are not supported "
+                "by the aglais node agent"
+            )
         return self._own(name)  # emptyDir, hostPath (a directory of the pod's own), …
 
     def _shared(self, *parts: str) -> Path:
@@ -123,13 +131,16 @@ class PodVolumes:
         volume_name = claim["spec"].get("volumeName")
         volume = await self.objects.volume(volume_name) if volume_name else None
         if volume is None:
-            raise MountError(f'persistentvolume "{volume_name}" of claim "{claim_name}" '
-                             "cannot be read yet")  # fmt: skip
+            raise MountError(
+                f'persistentvolume "{volume_name}" of claim "{claim_name}" cannot be read yet'
+            )
         spec = volume["spec"]
         path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
         if not path:
-            raise MountError(f'persistentvolume "{volume_name}": the aglais node agent mounts '
-                             "only hostPath and local volumes")  # fmt: skip
+            raise MountError(
+                f'persistentvolume "{volume_name}": the aglais node agent mounts '
+                "only hostPath and local volumes"
+            )
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         return directory
@@ -147,9 +158,11 @@ class PodVolumes:
             if item["key"] not in data:
                 if source.get("optional"):
                     continue
-                raise MountError(f"configmap references non-existent config key: {item['key']}"
-                                 if kind == "configMap" else
-                                 f"references non-existent secret key: {item['key']}")  # fmt: skip
+                raise MountError(
+                    f"configmap references non-existent config key: {item['key']}"
+                    if kind == "configMap"
+                    else f"references non-existent secret key: {item['key']}"
+                )
             _write(target / item["path"], data[item["key"]], item.get("mode", mode))
 
     def _downward(self, target: Path, items: list[dict], mode: int) -> None:
@@ -160,8 +173,10 @@ class PodVolumes:
                 else:
                     ref = item["resourceFieldRef"]
                     containers = self.pod["spec"].get("containers") or []
-                    container = next((c for c in containers if c["name"] == ref.get(
-                        "containerName")), containers[0] if containers else {})  # fmt: skip
+                    container = next(
+                        (c for c in containers if c["name"] == ref.get("containerName")),
+                        containers[0] if containers else {},
+                    )
                     value = resource_value(container, ref, self.place)
             except ConfigError as error:
                 raise MountError(str(error)) from None
@@ -172,8 +187,12 @@ class PodVolumes:
         for source in projected.get("sources") or []:
             if "serviceAccountToken" in source:
                 token = source["serviceAccountToken"]
-                entry = TokenFile(target / token["path"], token.get("audience"),
-                                  token.get("expirationSeconds", TOKEN_SECONDS), mode)  # fmt: skip
+                entry = TokenFile(
+                    target / token["path"],
+                    token.get("audience"),
+                    token.get("expirationSeconds", TOKEN_SECONDS),
+                    mode,
+                )
                 await self._request_token(entry)
                 self.tokens.append(entry)
             elif "configMap" in source or "secret" in source:
@@ -188,7 +207,8 @@ class PodVolumes:
     async def _request_token(self, entry: TokenFile) -> None:
         status = await self.objects.token(self.pod, entry.audience, entry.seconds)
         expires = datetime.datetime.fromisoformat(
-            status["expirationTimestamp"].replace("Z", "+00:00"))  # fmt: skip
+            status["expirationTimestamp"].replace("Z", "+00:00")
+        )
         life = (expires - datetime.datetime.now(datetime.UTC)).total_seconds()
         entry.renew_at = time.monotonic() + 0.8 * max(life, 10)
         _write(entry.path, status["token"].encode(), entry.mode)

@@ -24,9 +24,7 @@ def upgrade() -> None:
     with op.batch_alter_table("bookings") as batch:  # SQLite cannot add a constraint in place
         batch.add_column(sa.Column("idempotency_key", sa.String(128), nullable=True))
         batch.add_column(sa.Column("request_digest", sa.String(64), nullable=True))
-        batch.create_unique_constraint(
-            "uq_bookings_idempotency", ["created_by", "idempotency_key"]
-        )
+        batch.create_unique_constraint("uq_bookings_idempotency", ["created_by", "idempotency_key"])
 
 
 def downgrade() -> None:
