@@ -161,7 +161,7 @@ class Ledger:
                 state="active" if start <= now else "pending",
                 millicores=offer.need.millicores,
                 memory=offer.need.memory,
-                limits=offer.size.as_limits(),
+                limits=offer.cluster.as_limits(),
                 created_by=caller.name,
                 created_at=now,
                 updated_at=now,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 
 from aglais_hub.offering import (
@@ -20,15 +20,10 @@ from aglais_hub.offering import (
 
 
 @dataclass(frozen=True)
-class Offer:
-    """A size users can book or start: its resources and who may use it."""
+class Offer(Size):
+    """A size users can book or start, with what a server of it holds (`need`)."""
 
-    name: str
-    display_name: str
-    description: str
-    size: ClusterSize
-    min_tier: str | None
-    need: Resources
+    need: Resources = Resources()
 
     def as_json(self) -> dict:
         return {
@@ -36,7 +31,7 @@ class Offer:
             "display_name": self.display_name,
             "description": self.description,
             "min_tier": self.min_tier,
-            **self.size.as_limits(),
+            **self.cluster.as_limits(),
             "footprint": self.need.as_json(),
         }
 
@@ -65,25 +60,21 @@ class Settings:
         return self.offering.overhead
 
     def may_use(self, tier: Tier, offer: Offer) -> bool:
-        return self.offering.may_use(tier, self.offering.sizes[offer.name])
+        return self.offering.may_use(tier, offer)
 
     def tier_offer(self, tier: Tier) -> Offer:
         """The size an unbooked server gets from the tier alone."""
         size = ClusterSize.from_tier(tier)
         return Offer(
-            TIER_PROFILE, f"{tier.display_name} tier", "", size, None, self.offering.footprint(size)
+            TIER_PROFILE, f"{tier.display_name} tier", "", size, need=self.offering.footprint(size)
         )
 
 
 def offer_of(size: Size, offering: Offering) -> Offer:
     """A named size as the service shows and books it, with its footprint."""
     return Offer(
-        size.name,
-        size.display_name,
-        size.description,
-        size.cluster,
-        size.min_tier,
-        offering.footprint(size.cluster),
+        **{f.name: getattr(size, f.name) for f in fields(Size)},
+        need=offering.footprint(size.cluster),
     )
 
 

@@ -366,15 +366,20 @@ def owned_by_pod(spec: ServerSpec, pod_uid: str) -> list[dict]:
     ]
 
 
-def spark_config_map(spec: ServerSpec, pod_uid: str | None = None) -> dict:
-    """Spark's settings for the driver, owned by the pod once it exists."""
-    meta = _meta(spec, spec.config_map, "spark-config")
+def _pod_owned_meta(spec: ServerSpec, name: str, component: str, pod_uid: str | None) -> dict:
+    """Metadata of an object the pod owns once it exists (``pod_uid``: its uid)."""
+    meta = _meta(spec, name, component)
     if pod_uid:
         meta["ownerReferences"] = owned_by_pod(spec, pod_uid)
+    return meta
+
+
+def spark_config_map(spec: ServerSpec, pod_uid: str | None = None) -> dict:
+    """Spark's settings for the driver, owned by the pod once it exists."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": meta,
+        "metadata": _pod_owned_meta(spec, spec.config_map, "spark-config", pod_uid),
         "data": {
             "spark-defaults.conf": format_spark_defaults(spark_properties(spec)),
             "executor-pod-template.yaml": yaml.safe_dump(
@@ -479,13 +484,10 @@ def pod(spec: ServerSpec) -> dict:
 
 def driver_service(spec: ServerSpec, pod_uid: str | None = None) -> dict:
     """Headless Service naming the driver for its executors, owned by the pod."""
-    meta = _meta(spec, spec.driver_service, "spark-driver")
-    if pod_uid:
-        meta["ownerReferences"] = owned_by_pod(spec, pod_uid)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": meta,
+        "metadata": _pod_owned_meta(spec, spec.driver_service, "spark-driver", pod_uid),
         "spec": {
             "clusterIP": "None",
             "selector": {

@@ -427,19 +427,24 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         try:
             return await super()._make_create_pvc_request(pvc, request_timeout)
         except ApiException as error:
-            if worth_retrying(error):
-                self.last_api_error = f"{error.status} {error.reason} creating the claim"
-                self.log.warning("%s, retrying", self.last_api_error)
+            if self._retry_later(error, "creating the claim"):
                 return False
             raise
+
+    def _retry_later(self, error: ApiException, doing: str) -> bool:
+        """Whether KubeSpawner's create loop should try again after ``error`` (and the
+        error the user hears of if it never stops)."""
+        if not worth_retrying(error):
+            return False
+        self.last_api_error = f"{error.status} {error.reason} {doing}"
+        self.log.warning("%s, retrying", self.last_api_error)
+        return True
 
     async def _make_create_pod_request(self, pod: V1Pod, request_timeout: int) -> bool:
         try:
             return await super()._make_create_pod_request(pod, request_timeout)
         except ApiException as error:
-            if worth_retrying(error):
-                self.last_api_error = f"{error.status} {error.reason} creating the pod"
-                self.log.warning("%s, retrying", self.last_api_error)
+            if self._retry_later(error, "creating the pod"):
                 return False
             if error.status == 403 and "exceeded quota" in (error.body or ""):
                 message = json.loads(error.body).get("message", error.reason)
