@@ -354,16 +354,12 @@ def spark_properties(spec: ServerSpec) -> dict[str, str]:
 
 
 def owned_by_pod(spec: ServerSpec, pod_uid: str) -> list[dict]:
-    """ownerReferences to the server's pod: the object goes when the pod does."""
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": spec.pod_name,
-            "uid": pod_uid,
-            "blockOwnerDeletion": True,
-        }
-    ]
+    """ownerReferences to the server's pod: the object goes when the pod does.
+
+    No ``blockOwnerDeletion``: pods are deleted in the background, so it would change
+    nothing, and where the API server enforces owner-reference permissions it needs
+    ``update`` on ``pods/finalizers``, a right the hub does not have."""
+    return [{"apiVersion": "v1", "kind": "Pod", "name": spec.pod_name, "uid": pod_uid}]
 
 
 def _pod_owned_meta(spec: ServerSpec, name: str, component: str, pod_uid: str | None) -> dict:
