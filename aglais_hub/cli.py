@@ -45,7 +45,9 @@ def cmd_values_reference(args: argparse.Namespace) -> int:
 def cmd_render_pod(args: argparse.Namespace) -> int:
     import yaml
 
-    from spawners.zeppelin.dryrun import ProfileRefused, render_server
+    from spawners.zeppelin.dryrun import render_server
+
+    from .offering import ProfileRefused
 
     try:
         values = load_values(args.values)

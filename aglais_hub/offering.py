@@ -30,6 +30,10 @@ class ProfileRefused(ValueError):
     """A profile the user's tier may not use (the message is for the user)."""
 
 
+class UnknownSize(ProfileRefused):
+    """A size name the values file does not define."""
+
+
 @dataclass(frozen=True)
 class BookingRules:
     """How a tier may book clusters (``tiers.<name>.booking*`` and ``activeBookings``)."""
@@ -281,21 +285,30 @@ class Offering:
     def footprint(self, size: ClusterSize) -> Resources:
         return footprint(size, self.overhead)
 
-    def server_size(self, tier: Tier, profile: str | None) -> tuple[ClusterSize, str]:
-        """The size a spawn of ``profile`` gets (the tier's own, or a named size) and
-        its flavour; ProfileRefused, in the user's words, for one the tier may not use."""
-        if not profile or profile == TIER_PROFILE:
-            return ClusterSize.from_tier(tier), DEFAULT_FLAVOUR
-        size = self.sizes.get(profile)
+    def named_size(self, name: str) -> Size:
+        """The size called ``name``; UnknownSize, naming the sizes there are."""
+        size = self.sizes.get(name)
         if size is None:
             known = ", ".join(sorted(self.sizes)) or "none"
-            raise ProfileRefused(f"There is no size '{profile}' (sizes: {known}).")
+            raise UnknownSize(f"There is no size '{name}' (sizes: {known}).")
+        return size
+
+    def check_may_use(self, tier: Tier, size: Size) -> None:
+        """ProfileRefused, in the user's words, when ``tier`` may not use ``size``."""
         if not self.may_use(tier, size):
             needed = self.tiers[size.min_tier]  # type: ignore[index]
             raise ProfileRefused(
                 f"The size '{size.display_name}' needs tier '{needed.display_name}' or "
                 f"higher; your tier is '{tier.display_name}'."
             )
+
+    def server_size(self, tier: Tier, profile: str | None) -> tuple[ClusterSize, str]:
+        """The size a spawn of ``profile`` gets (the tier's own, or a named size) and
+        its flavour; ProfileRefused, in the user's words, for one the tier may not use."""
+        if not profile or profile == TIER_PROFILE:
+            return ClusterSize.from_tier(tier), DEFAULT_FLAVOUR
+        size = self.named_size(profile)
+        self.check_may_use(tier, size)
         return size.cluster, size.flavour
 
     def smallest_size(self, tier: Tier) -> ClusterSize:

@@ -38,7 +38,7 @@ from aglais_hub.testing.nodeagent.images import ContainerContext, default_regist
 from spawners.local_spark import LocalSparkSpawner, choose_notebook, local_start
 from spawners.zeppelin import objects
 from spawners.zeppelin.podstatus import friendly_event
-from spawners.zeppelin.spec import ServerNames, kubernetes_settings, server_spec
+from spawners.zeppelin.spec import kubernetes_settings
 
 REPO = Path(__file__).resolve().parents[1]
 VALUES = REPO / "config" / "examples" / "kubernetes.yaml"
@@ -79,20 +79,19 @@ def pod_for(values: dict, user: str, server: str, tier: str, size_name: str) -> 
         "JUPYTERHUB_API_TOKEN": "<made by the hub at spawn time>",
     }
     suffix = f"--{server}" if server else ""
-    names = ServerNames(
-        namespace=f"aglais-{user}", pod=f"zeppelin-{user}{suffix}", claim=f"claim-{user}"
-    )
-    spec = server_spec(
-        kubernetes_settings(values),
-        names,
-        user,
-        server,
-        offering.tiers[tier],
-        size.cluster,
-        size.flavour,
-        env,
-        {"hub.jupyter.org/network-access-hub": "true"},
-        offering.overhead,
+    spec = objects.ServerSpec(
+        username=user,
+        server_name=server,
+        namespace=f"aglais-{user}",
+        pod_name=f"zeppelin-{user}{suffix}",
+        pvc_name=f"claim-{user}",
+        tier=offering.tiers[tier],
+        size=size.cluster,
+        settings=kubernetes_settings(values),
+        env=env,
+        flavour=size.flavour,
+        pod_labels={"hub.jupyter.org/network-access-hub": "true"},
+        overhead=offering.overhead,
     )
     return objects.pod(spec)
 

@@ -14,7 +14,6 @@ from aglais_hub.reservations.settings import settings_from_values
 from aglais_hub.testing.platform import demo_values
 from spawners.zeppelin import objects
 from spawners.zeppelin.objects import KubernetesSettings
-from spawners.zeppelin.spec import ServerNames, server_spec
 
 MIB = 2**20
 mebibytes = st.integers(min_value=256, max_value=96 * 1024)  # 256 MiB .. 96 GiB
@@ -59,18 +58,16 @@ def platform_values(draw: st.DrawFn) -> dict:
 def spec_for(values: dict, size: ClusterSize) -> objects.ServerSpec:
     offering = offering_from_values(values)
     tier = offering.tiers["t"]
-    names = ServerNames("aglais-alice", "zeppelin-alice", "claim-alice")
-    return server_spec(
-        KubernetesSettings("zeppelin:test", "spark:test"),
-        names,
-        "alice",
-        "",
-        tier,
-        size,
-        "zeppelin",
-        {},
-        {},
-        offering.overhead,
+    return objects.ServerSpec(
+        username="alice",
+        server_name="",
+        namespace="aglais-alice",
+        pod_name="zeppelin-alice",
+        pvc_name="claim-alice",
+        tier=tier,
+        size=size,
+        settings=KubernetesSettings("zeppelin:test", "spark:test"),
+        overhead=offering.overhead,
     )
 
 

@@ -16,7 +16,7 @@ from aglais_hub.offering import ClusterSize, offering_from_values
 from aglais_hub.testing.platform import demo_values
 from spawners.zeppelin import apply, objects
 from spawners.zeppelin.spawner import ZeppelinSpawner
-from spawners.zeppelin.spec import ServerNames, kubernetes_settings, server_spec
+from spawners.zeppelin.spec import kubernetes_settings
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +26,16 @@ def spec() -> objects.ServerSpec:
     )
     offering = offering_from_values(values)
     tier = offering.tier_for_groups([])
-    names = ServerNames("aglais-alice", "zeppelin-alice", "claim-alice")
-    return server_spec(
-        kubernetes_settings(values),
-        names,
-        "alice",
-        "",
-        tier,
-        ClusterSize.from_tier(tier),
-        "zeppelin",
-        {},
-        {},
-        offering.overhead,
+    return objects.ServerSpec(
+        username="alice",
+        server_name="",
+        namespace="aglais-alice",
+        pod_name="zeppelin-alice",
+        pvc_name="claim-alice",
+        tier=tier,
+        size=ClusterSize.from_tier(tier),
+        settings=kubernetes_settings(values),
+        overhead=offering.overhead,
     )
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aglais_hub.offering import Resources, Tier
+from aglais_hub.offering import ProfileRefused, Resources, Tier, UnknownSize
 
 from .models import Booking
 from .policy import Span, first_conflict, free_timeline, iso
@@ -120,10 +120,11 @@ class Ledger:
         owner = user or caller.name
         if user and user != caller.name and not caller.admin:
             raise Refused(403, "Only administrators may book for someone else.")
-        offer = self.settings.offers.get(size)
-        if offer is None:
-            known = ", ".join(sorted(self.settings.offers)) or "none"
-            raise Refused(422, f"There is no size '{size}' (sizes: {known}).")
+        try:
+            self.settings.offering.named_size(size)
+        except UnknownSize as unknown:
+            raise Refused(422, str(unknown)) from None
+        offer = self.settings.offers[size]
         title = check_title(title)
         digest = None
         if idempotency_key is not None:
@@ -136,13 +137,11 @@ class Ledger:
         check_window(start, end, now)
         on_behalf = caller.admin and owner != caller.name
         tier_obj = self._tier(tier)
-        if not on_behalf and not self.settings.may_use(tier_obj, offer):
-            needed = self.settings.tiers[offer.min_tier].display_name
-            raise Refused(
-                403,
-                f"The size '{offer.display_name}' needs tier '{needed}' or higher; "
-                f"your tier is '{tier_obj.display_name}'.",
-            )
+        if not on_behalf:
+            try:
+                self.settings.offering.check_may_use(tier_obj, offer)
+            except ProfileRefused as refused:
+                raise Refused(403, str(refused)) from None
 
         def work(session: Session) -> Booking:
             if idempotency_key is not None:  # again, under the lock: a concurrent retry

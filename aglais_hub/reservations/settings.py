@@ -10,7 +10,6 @@ from aglais_hub.offering import (
     TIER_PROFILE,
     ClusterSize,
     Offering,
-    Overhead,
     Resources,
     Size,
     Tier,
@@ -54,13 +53,6 @@ class Settings:
     @property
     def tiers(self) -> Mapping[str, Tier]:
         return self.offering.tiers
-
-    @property
-    def overhead(self) -> Overhead:
-        return self.offering.overhead
-
-    def may_use(self, tier: Tier, offer: Offer) -> bool:
-        return self.offering.may_use(tier, offer)
 
     def tier_offer(self, tier: Tier) -> Offer:
         """The size an unbooked server gets from the tier alone."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from aglais_hub.hubconfig import hub_config
-from aglais_hub.offering import ClusterSize, ProfileRefused, sized
+from aglais_hub.offering import ClusterSize, sized
 
 from . import objects
 
@@ -94,7 +94,7 @@ def render_server(
 
     ``profile`` is the spawn form's size; ``booked`` the named size of a booking the
     server runs (then the tier's per-server limits grow to it, as at a booked spawn).
-    Raises ProfileRefused for a size the user's tier may not use.
+    Raises ProfileRefused for a size the user's tier may not use, or one there is not.
     """
     config = hub_config(dict(values))
     offering = config.ZeppelinSpawner.offering
@@ -102,10 +102,7 @@ def render_server(
     size: ClusterSize | None = None
     if booked:
         # any size may be booked for anyone (an admin books above a tier): no tier check
-        if booked not in offering.sizes:
-            known = ", ".join(sorted(offering.sizes)) or "none"
-            raise ProfileRefused(f"There is no size '{booked}' to book (sizes: {known}).")
-        size = offering.sizes[booked].cluster
+        size = offering.named_size(booked).cluster
         tier = sized(tier, size)
     prefix = f"/user/{username}/{server_name + '/' if server_name else ''}"
     # what the hub passes; tokens are made per spawn, so placeholders stand in
@@ -126,6 +123,3 @@ def render_server(
 
     with client_configuration():
         return asyncio.run(render())
-
-
-__all__ = ["ProfileRefused", "render_server"]

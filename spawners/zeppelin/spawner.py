@@ -26,7 +26,6 @@ from ..base import AglaisSpawnerMixin, SpawnRefused
 from . import apply, objects
 from .objects import KubernetesSettings
 from .podstatus import friendly_event, start_problem
-from .spec import ServerNames, server_spec
 
 RETRIED = (429, 500, 502, 503, 504)  # API answers worth another try
 # after cleanup_timeout, a failed spawn's clean-up goes on in the background for this
@@ -103,7 +102,6 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
 
     kubernetes = Instance(
         KubernetesSettings,
-        allow_none=True,
         config=True,
         help="The values file's spawner.kubernetes, typed (the hub's config builds it).",
     )
@@ -130,6 +128,13 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
     @default("enable_user_namespaces")
     def _enable_user_namespaces_default(self) -> bool:
         return True
+
+    @default("kubernetes")
+    def _kubernetes_default(self) -> KubernetesSettings:
+        raise SpawnRefused(
+            "The hub's spawner.kubernetes settings are missing; ask an administrator.",
+            reason="config",
+        )
 
     @default("pvc_name_template")
     def _pvc_name_template_default(self) -> str:
@@ -197,30 +202,26 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
     ) -> objects.ServerSpec:
         """Everything this server's objects are built from: ``profile``'s size (or
         ``size``, a booking's) and flavour, KubeSpawner's names and the hub's labels."""
-        if self.kubernetes is None:
-            raise SpawnRefused(
-                "The hub's spawner.kubernetes settings are missing; ask an administrator.",
-                reason="config",
-            )
         named_size, flavour = self.offering.server_size(tier, profile)
-        names = ServerNames(self.namespace, self.pod_name, self.pvc_name)
         # KubeSpawner's reflector and z2jh tools find singleuser pods by these labels
         hub_labels = {
             "component": self.component_label,
             "hub.jupyter.org/username": self._expand_user_properties("{username}"),
             "hub.jupyter.org/servername": self._expand_user_properties("{servername}"),
         }
-        return server_spec(
-            self.kubernetes,
-            names,
-            self.user.name,
-            self.name,
-            tier,
-            size or named_size,
-            flavour,
-            env,
-            hub_labels,
-            self.offering.overhead,
+        return objects.ServerSpec(
+            username=self.user.name,
+            server_name=self.name,
+            namespace=self.namespace,
+            pod_name=self.pod_name,
+            pvc_name=self.pvc_name,
+            tier=tier,
+            size=size or named_size,
+            settings=self.kubernetes,
+            env=dict(env),
+            flavour=flavour,
+            pod_labels=hub_labels,
+            overhead=self.offering.overhead,
         )
 
     def check_options(self, tier: Tier) -> None:

@@ -1,19 +1,16 @@
-"""The Zeppelin spawner's typed settings, and what decides one server (pure policy).
+"""The Zeppelin spawner's typed settings, read once from the values file.
 
-`kubernetes_settings(values)` reads ``spawner.kubernetes`` once (the hub's config
-does it; the spawner never walks the values document). `server_spec` joins them with
-one server's names, tier, size and environment into the `ServerSpec` every manifest
-is built from.
+`kubernetes_settings(values)` reads ``spawner.kubernetes`` (the hub's config calls it;
+the spawner never walks the values document). `ZeppelinSpawner.server_spec_for` joins
+them with one server's names, tier, size and environment into the `ServerSpec` every
+manifest is built from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from aglais_hub.offering import ClusterSize, Overhead, Tier
-
-from .objects import DataVolume, KubernetesSettings, ServerSpec
+from .objects import DataVolume, KubernetesSettings
 
 
 def kubernetes_settings(values: Mapping) -> KubernetesSettings:
@@ -37,42 +34,4 @@ def kubernetes_settings(values: Mapping) -> KubernetesSettings:
         pod_security=k8s["podSecurity"],
         activity_interval=k8s["activityInterval"],
         reservations_port=r["port"] if r["enabled"] else 0,
-    )
-
-
-@dataclass(frozen=True)
-class ServerNames:
-    """One server's object names, as KubeSpawner expanded its templates."""
-
-    namespace: str
-    pod: str
-    claim: str
-
-
-def server_spec(
-    settings: KubernetesSettings,
-    names: ServerNames,
-    username: str,
-    server_name: str,
-    tier: Tier,
-    size: ClusterSize,
-    flavour: str,
-    env: Mapping[str, str],
-    pod_labels: Mapping[str, str],
-    overhead: Overhead,
-) -> ServerSpec:
-    """Everything that decides the objects of one spawn."""
-    return ServerSpec(
-        username=username,
-        server_name=server_name,
-        namespace=names.namespace,
-        pod_name=names.pod,
-        pvc_name=names.claim,
-        tier=tier,
-        size=size,
-        settings=settings,
-        env=dict(env),
-        flavour=flavour,
-        pod_labels=dict(pod_labels),
-        overhead=overhead,
     )
