@@ -88,7 +88,8 @@ def api_of(client: HubClient, platform: Platform) -> requests.Session:
 def test_a_booking_from_before_its_start_to_after_its_end(rplatform: Platform) -> None:
     alice, bob = logged_in(rplatform, "alice"), logged_in(rplatform, "bob")
     api = api_of(alice, rplatform)
-    start = datetime.now(UTC) + timedelta(seconds=25)
+    # whole seconds, as booked: the window the service holds is exactly [start, end)
+    start = (datetime.now(UTC) + timedelta(seconds=25)).replace(microsecond=0)
     end = start + timedelta(seconds=50)
     response = api.post(
         api.base + "reservations",
