@@ -26,7 +26,7 @@ $(STAMP_NODE): package.json package-lock.json
 	touch $@
 
 lock: $(BIN)/uv
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test --extra dev-cluster pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test --extra dev-cluster --extra sample-data pyproject.toml -o requirements.lock
 	npm install --package-lock-only --no-audit --no-fund --loglevel=error
 
 demo: install

@@ -85,6 +85,26 @@ def cmd_reservations(args: argparse.Namespace) -> int:
     return admin.run(args)
 
 
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    try:
+        from .sampledata.catalogue import CatalogueError, write_catalogue
+    except ImportError as missing:
+        print(
+            f"sample-data needs the sample-data extra ({missing.name} is not installed): "
+            "pip install 'aglais-hub[sample-data]'",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        manifest = write_catalogue(Path(args.dir), args.rows, args.seed, args.files, args.force)
+    except CatalogueError as error:
+        print(f"sample-data: {error}", file=sys.stderr)
+        return 2
+    for name, table in manifest["tables"].items():
+        print(f"{args.dir}/{name}: {table['rows']} rows in {len(table['files'])} files")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aglais-hub", description="Aglais Hub: Spark notebooks for science data."
@@ -131,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     reservation_arguments(reservations)
     reservations.set_defaults(func=cmd_reservations)
+
+    sample = sub.add_parser(
+        "sample-data", help="write a Gaia-DR3-like sample catalogue (Parquet) for the examples"
+    )
+    sample.add_argument("dir", help="the directory to write (created; must be new or empty)")
+    sample.add_argument("--rows", type=int, default=200_000, help="Gaia-like sources")
+    sample.add_argument("--seed", type=int, default=1, help="the same seed, the same catalogue")
+    sample.add_argument("--files", type=int, default=24, help="Parquet files of gaia_source")
+    sample.add_argument("--force", action="store_true", help="replace an earlier catalogue")
+    sample.set_defaults(func=cmd_sample_data)
 
     ref = sub.add_parser("values-reference", help="print the values reference (Markdown)")
     ref.add_argument("--write", metavar="README", help="update the marked section of this file")
