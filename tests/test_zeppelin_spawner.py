@@ -646,13 +646,21 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
         after = alice.get("user/alice/_aglais/usage").json()["used_bytes"]
         assert 2**20 <= after - before <= 2**20 + 64 * 2**10
 
-        # a running Spark job keeps the server active with no request at all
+        # a running Spark job keeps the server active with no request at all. Spark starts
+        # first (driver and executor pods), so the quiet window below measures the job alone.
+        warm = {"name": "warm", "paragraphs": [{"text": "%pyspark\nspark.range(4).count()"}]}
+        warm_id = alice.session.post(alice.url("user/alice/api/notebook"), json=warm).json()["body"]
+        warm_paragraph = alice.get(f"user/alice/api/notebook/{warm_id}").json()["body"]
+        warm_run = alice.session.post(
+            alice.url(f"user/alice/api/notebook/run/{warm_id}/{warm_paragraph['paragraphs'][0]['id']}")
+        ).json()["body"]
+        assert warm_run["code"] == "SUCCESS", warm_run
         slow = {
             "name": "slow",
             "paragraphs": [
                 {
                     "text": "%pyspark\nimport time\n"
-                    "spark.sparkContext.parallelize(range(2), 2).foreach(lambda x: time.sleep(12))"
+                    "spark.sparkContext.parallelize(range(2), 2).foreach(lambda x: time.sleep(20))"
                 }
             ],
         }
@@ -662,7 +670,7 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
         quiet_since = server_activity(platform)
         wait_for(
             lambda: server_activity(platform) > quiet_since,
-            timeout=8,
+            timeout=14,
             what="the running job to count as activity",
         )
 
