@@ -26,7 +26,7 @@ $(STAMP_NODE): package.json package-lock.json
 	touch $@
 
 lock: $(BIN)/uv
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test --extra dev-cluster --extra sample-data pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test --extra dev-cluster --extra sample-data --extra science pyproject.toml -o requirements.lock
 	npm install --package-lock-only --no-audit --no-fund --loglevel=error
 
 demo: install
@@ -68,6 +68,7 @@ browser:
 # Regenerate the values reference in README.md from the schema's descriptions.
 docs: install
 	$(BIN)/aglais-hub values-reference --write README.md
+	$(BIN)/python -m aglais_hub.chart write
 
 clean:
 	rm -rf $(VENV) node_modules .demo

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from . import sampledata
 from .config import ValuesError, load_values
 from .hubconfig import PROJECT_ROOT
 
@@ -88,7 +90,9 @@ def cmd_reservations(args: argparse.Namespace) -> int:
 def cmd_sample_data(args: argparse.Namespace) -> int:
     try:
         from .sampledata.catalogue import CatalogueError, write_catalogue
-    except ImportError as missing:
+    except ModuleNotFoundError as missing:
+        if missing.name not in sampledata.NEEDS:
+            raise
         print(
             f"sample-data needs the sample-data extra ({missing.name} is not installed): "
             "pip install 'aglais-hub[sample-data]'",
@@ -102,6 +106,35 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
         return 2
     for name, table in manifest["tables"].items():
         print(f"{args.dir}/{name}: {table['rows']} rows in {len(table['files'])} files")
+    return 0
+
+
+def cmd_examples_refresh(args: argparse.Namespace) -> int:
+    from spawners.local_spark import choose_notebook
+
+    from .examples import EXAMPLES_DIR, FOLDER, sync_examples
+    from .flavours import flavour
+
+    try:
+        values = load_values(args.values)
+    except ValuesError as error:
+        print(error, file=sys.stderr)
+        return 1
+    spawner = values["spawner"]
+    if spawner["kind"] != "local-spark":
+        print(
+            "examples: on Kubernetes each server's pod copies the examples when it starts "
+            "(its init container); stopped servers get them at their next start"
+        )
+        return 0
+    suffix = flavour(choose_notebook(spawner["localSpark"]["notebook"], os.environ)).examples
+    users = Path(args.data_dir or spawner["localSpark"]["dataDir"]).resolve() / "users"
+    homes = sorted(p for p in users.iterdir() if p.is_dir()) if users.is_dir() else []
+    if not homes:
+        print(f"examples: no users' folders under {users}", file=sys.stderr)
+        return 1
+    for home in homes:
+        print(sync_examples(EXAMPLES_DIR, home / FOLDER, suffix).summary())
     return 0
 
 
@@ -156,11 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
         "sample-data", help="write a Gaia-DR3-like sample catalogue (Parquet) for the examples"
     )
     sample.add_argument("dir", help="the directory to write (created; must be new or empty)")
-    sample.add_argument("--rows", type=int, default=200_000, help="Gaia-like sources")
-    sample.add_argument("--seed", type=int, default=1, help="the same seed, the same catalogue")
-    sample.add_argument("--files", type=int, default=24, help="Parquet files of gaia_source")
+    sample.add_argument(
+        "--rows", type=int, default=sampledata.DEFAULT_ROWS, help="Gaia-like sources"
+    )
+    sample.add_argument(
+        "--seed", type=int, default=sampledata.DEFAULT_SEED, help="the same seed, the same sky"
+    )
+    sample.add_argument(
+        "--files", type=int, default=sampledata.DEFAULT_FILES, help="Parquet files of gaia_source"
+    )
     sample.add_argument("--force", action="store_true", help="replace an earlier catalogue")
     sample.set_defaults(func=cmd_sample_data)
+
+    examples = sub.add_parser("examples", help="the example notebooks in users' folders")
+    examples_sub = examples.add_subparsers(dest="action", required=True)
+    refresh = examples_sub.add_parser(
+        "refresh",
+        help="copy the current examples into every user's Examples/ folder now (a note "
+        "a user changed or deleted is left as it is)",
+    )
+    refresh.add_argument("values", help="the hub's values file")
+    refresh.add_argument(
+        "--data-dir", help="the local spawner's data directory (default: the values' dataDir)"
+    )
+    refresh.set_defaults(func=cmd_examples_refresh)
 
     ref = sub.add_parser("values-reference", help="print the values reference (Markdown)")
     ref.add_argument("--write", metavar="README", help="update the marked section of this file")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from . import sampledata
 from .config import load_values
 from .hubconfig import PROJECT_ROOT, callback_url, public_url
 
@@ -65,6 +66,22 @@ class DemoSetup:
         return self.state_dir / "idp"
 
 
+def sample_catalogue(directory: Path) -> Path:
+    """The default sample catalogue in ``directory``, written on the first start only
+    (a few seconds), so the example notebooks have data to read."""
+    from .sampledata.catalogue import MANIFEST, write_catalogue
+
+    if not (directory / MANIFEST).is_file():
+        print(f"Writing the sample catalogue into {directory} (once) ...", flush=True)
+        rows, seed, files = (
+            sampledata.DEFAULT_ROWS,
+            sampledata.DEFAULT_SEED,
+            sampledata.DEFAULT_FILES,
+        )
+        write_catalogue(directory, rows, seed, files, force=False)
+    return directory
+
+
 def prepare(state_dir: Path, values_file: Path, port: int | None, idp_port: int) -> DemoSetup:
     """Write the effective values and secrets into ``state_dir`` (kept across restarts)."""
     state_dir = state_dir.resolve()
@@ -76,6 +93,9 @@ def prepare(state_dir: Path, values_file: Path, port: int | None, idp_port: int)
     if port is not None:
         raw["hub"]["port"] = port
     raw.setdefault("auth", {})["issuer"] = issuer
+    spawner = raw.setdefault("spawner", {})
+    if spawner.get("kind", "local-spark") == "local-spark" and not spawner.get("catalogues"):
+        spawner["catalogues"] = str(sample_catalogue(state_dir / "catalogues"))
     effective = state_dir / "values.yaml"
     effective.write_text(
         "# Written by `aglais-hub demo` from "

@@ -79,6 +79,11 @@ class Flavour:
     # "module:function", the node agent's builder of its local command; "": its
     # container's command and args as given (aglais_hub.testing.nodeagent.images)
     stand_in: str = ""
+    # the suffix of its example notebooks in notebooks/examples/ (aglais_hub.examples
+    # copies them into each user's Examples/ folder); "": it has none
+    examples: str = ""
+    # its notebook folder under $HOME in a pod (JupyterLab's root, Zeppelin's notebook dir)
+    notebook_root: str = "notebook"
 
     def __post_init__(self) -> None:
         # frozen: defaults that derive from other fields are filled in once, here
@@ -161,5 +166,7 @@ JUPYTERLAB = register(
         args=("jupyterlab",),
         local=LocalStart("jupyterhub.singleuser", "/lab"),
         stand_in="aglais_hub.testing.nodeagent.images:jupyterlab_flavour",
+        examples=".ipynb",
+        notebook_root="notebooks",
     )
 )

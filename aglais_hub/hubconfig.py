@@ -210,6 +210,7 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
         s.data_dir = local["dataDir"]
         s.notebook = local["notebook"]
         s.max_cores = local["maxCores"]
+        s.catalogues = spawner["catalogues"]
 
     add_culler(c, values, environ)  # the idle culler service (on by default in the chart)
 

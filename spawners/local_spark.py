@@ -15,6 +15,7 @@ from pathlib import Path
 from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
 from traitlets import Int, List, Unicode, default
 
+from aglais_hub.examples import EXAMPLES_DIR, FOLDER, sync_examples
 from aglais_hub.flavours import AUTO, FLAVOURS, Flavour, LocalStart, UnknownFlavour, auto_flavour
 from aglais_hub.flavours import flavour as flavour_named
 from aglais_hub.offering import ClusterSize, ProfileRefused, Tier, local_spark_cores, with_size
@@ -68,6 +69,13 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
         help="jupyterlab, zeppelin, or auto (zeppelin when ZEPPELIN_HOME is set).",
     )
     max_cores = Int(0, config=True, help="Cap on local[n] cores per server; 0 means no cap.")
+    catalogues = Unicode(
+        "",
+        config=True,
+        help="Directory of the science catalogues, given to notebooks as AGLAIS_CATALOGUES "
+        "(the example notebooks read it); relative to the hub's working directory; empty "
+        "means none.",
+    )
     env_keep = List(
         [
             "PATH",
@@ -130,6 +138,8 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
         )
         if self.tier:
             env["AGLAIS_TIER"] = self.tier.name
+        if self.catalogues:
+            env["AGLAIS_CATALOGUES"] = str(Path(self.catalogues).resolve())
         return env
 
     def check_options(self, tier: Tier) -> None:
@@ -160,6 +170,11 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
         )
         Path(self.home_dir).mkdir(parents=True, exist_ok=True)
         self.notebook_dir = self.home_dir
+        try:  # the local server's root is the home directory itself
+            examples = sync_examples(EXAMPLES_DIR, Path(self.home_dir) / FOLDER, flavour.examples)
+            self.log.info("examples for %s: %s", self._log_name, examples.summary())
+        except OSError as error:  # a convenience: never the reason a server does not start
+            self.log.warning("examples for %s not copied: %s", self._log_name, error)
         self.launch_summary = (
             f"Starting {flavour.title} with Spark local[{cores}] and "
             f"{spark_memory(tier.driver_memory)} driver memory (tier {tier.display_name})"

@@ -27,6 +27,16 @@ def check(tmp_path: Path, capsys: pytest.CaptureFixture, values: object) -> tupl
     return code, captured.err + captured.out
 
 
+GAIA_VOLUME = {
+    "name": "gaia-dr3",
+    "mountPath": "/data/gaia-dr3",
+    "source": {"csi": {"driver": "d"}},
+}
+GAIA = {"kubernetes": {"dataVolumes": [GAIA_VOLUME]}}
+NFS = {"name": "dr2", "mountPath": "/data/dr2", "source": {"nfs": {"server": "s", "path": "/x"}}}
+HOST = {"name": "dr2", "mountPath": "/data/dr2", "source": {"hostPath": {"path": "/x"}}}
+
+
 def with_changes(**sections: dict) -> dict:
     values = yaml.safe_load(yaml.safe_dump(MINIMAL))
     for name, change in sections.items():
@@ -89,12 +99,51 @@ def with_changes(**sections: dict) -> dict:
             with_changes(tiers={"basic": {"rank": 0}, "more": {"rank": 0}}),
             "tiers.more.rank: rank 0 is already used by tier 'basic'",
         ),
+        # the catalogues must be where a notebook pod sees them
+        (
+            with_changes(spawner={"kind": "zeppelin", "catalogues": "/data/gaia"}),
+            "spawner.catalogues: '/data/gaia' is not at or under a mountPath of "
+            "spawner.kubernetes.dataVolumes (none is set)",
+        ),
+        (
+            with_changes(spawner={"kind": "zeppelin", "catalogues": "/data/gaia-dr3x", **GAIA}),
+            "(/data/gaia-dr3): notebook pods would not see it",
+        ),
+        # a data volume the users' Pod Security level refuses
+        (
+            with_changes(spawner={"kind": "zeppelin", "kubernetes": {"dataVolumes": [NFS]}}),
+            "spawner.kubernetes.dataVolumes[0].source: a nfs volume is refused by Pod "
+            "Security 'restricted'",
+        ),
+        (
+            with_changes(
+                spawner={
+                    "kind": "zeppelin",
+                    "kubernetes": {"podSecurity": "baseline", "dataVolumes": [HOST]},
+                }
+            ),
+            "a hostPath volume is refused by Pod Security 'baseline'",
+        ),
     ],
 )
 def test_check_config_names_the_key_and_the_problem(tmp_path, capsys, values, expected):
     code, output = check(tmp_path, capsys, values)
     assert code == 1
     assert expected in output
+
+
+@pytest.mark.parametrize(
+    "spawner",
+    [
+        {"kind": "zeppelin", "catalogues": "/data/gaia-dr3", **GAIA},
+        {"kind": "zeppelin", "catalogues": "/data/gaia-dr3/sample", **GAIA},
+        {"kind": "zeppelin", "kubernetes": {"podSecurity": "baseline", "dataVolumes": [NFS]}},
+        {"kind": "zeppelin", "kubernetes": {"podSecurity": "privileged", "dataVolumes": [HOST]}},
+        {"kind": "local-spark", "catalogues": "anywhere/on/the/hub"},
+    ],
+)
+def test_catalogues_and_data_volumes_that_pods_can_see_are_accepted(spawner):
+    assert validate(apply_defaults(with_changes(spawner=spawner))) == []
 
 
 def test_check_config_reports_every_problem_at_once(tmp_path, capsys):

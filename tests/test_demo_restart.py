@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from aglais_hub import sampledata
 from aglais_hub.testing.hubclient import HubClient
 from aglais_hub.testing.platform import Platform, demo_values
 
@@ -39,14 +40,29 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+# what a notebook sees of the catalogues: where, and how many Gaia rows in how many files
+CATALOGUE_PROBE = """
+import os, pyarrow.dataset as ds
+where = os.environ["AGLAIS_CATALOGUES"]
+print(where)
+print(ds.dataset(os.path.join(where, "gaia_source")).count_rows())
+"""
+
+
 def test_restart_keeps_notebooks_and_logins(tmp_path):
-    platform = Platform(tmp_path / "demo", demo_values())
+    platform = Platform(tmp_path / "demo", demo_values(), own_catalogue=True)
     platform.start()
+    catalogue = platform.state_dir / "catalogues"
     try:
+        # the demo wrote the default sample into its state directory and alice's
+        # notebooks find it through AGLAIS_CATALOGUES
+        written = (catalogue / "catalogue.json").stat()
         alice = HubClient(platform.url)
         alice.login("alice", "alice")
         assert alice.start_server().get("ready")
         alice.open_server("user/alice/")
+        seen = alice.run_code("user/alice/", CATALOGUE_PROBE).split()
+        assert seen == [str(catalogue.resolve()), str(sampledata.DEFAULT_ROWS)]
         saved = alice.session.put(
             alice.url("user/alice/api/contents/kept.ipynb"),
             json=NOTEBOOK,
@@ -67,6 +83,12 @@ def test_restart_keeps_notebooks_and_logins(tmp_path):
     seconds = platform.start()
     try:
         assert seconds < 20, f"restart took {seconds:.1f} s"
+        # the sample is written once, not at every start
+        again_written = (catalogue / "catalogue.json").stat()
+        assert (again_written.st_ino, again_written.st_mtime_ns) == (
+            written.st_ino,
+            written.st_mtime_ns,
+        )
         # the browser session from before the restart is still valid (cookie secret kept)
         assert alice.whoami()["name"] == "alice"
         # and a new login works, with the notebook still there

@@ -6,8 +6,12 @@ through the hub's spawn page, and run PySpark in a real kernel of their server.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from aglais_hub.examples import EXAMPLES_DIR, example_files
+from aglais_hub.flavours import JUPYTERLAB
 from aglais_hub.testing.hubclient import HubClient, LoginRefused
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +59,19 @@ def test_alice_logs_in_starts_her_server_and_runs_spark(platform):
 
     bob = logged_in(platform, "bob")
     assert bob.get("user/alice/lab").status_code == 403
+
+
+def test_a_new_user_finds_the_examples_in_her_folder_and_the_catalogue_they_read(platform):
+    platform.set_user("erin", ["users"])
+    erin = logged_in(platform, "erin")
+    assert erin.start_server().get("ready")
+    erin.open_server("user/erin/")
+    shipped = sorted(example_files(EXAMPLES_DIR, JUPYTERLAB.examples))
+    assert shipped
+    listing = erin.get("user/erin/api/contents/Examples").json()["content"]
+    assert sorted(item["name"] for item in listing) == shipped
+    where = erin.run_code("user/erin/", "import os; print(os.environ['AGLAIS_CATALOGUES'])")
+    assert (Path(where.strip()) / "gaia_source").is_dir()
 
 
 def test_admin_gets_the_admin_panel_and_alice_does_not(platform):

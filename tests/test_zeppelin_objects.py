@@ -183,7 +183,7 @@ def test_science_data_is_mounted_read_only_in_the_pod_and_every_executor(alice):
     pod = alice["Pod"]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["gaia-dr3"]["csi"]["driver"] == "cephfs.csi.ceph.com"
-    assert volumes["gaia-dr2"]["nfs"]["path"] == "/export/gaia/GDR2"
+    assert volumes["gaia-dr2"]["csi"]["volumeAttributes"]["share"] == "/export/gaia/GDR2"
     mounts = {m["name"]: m for m in pod["spec"]["containers"][1]["volumeMounts"]}
     assert mounts["gaia-dr3"] == {
         "name": "gaia-dr3",
@@ -193,6 +193,14 @@ def test_science_data_is_mounted_read_only_in_the_pod_and_every_executor(alice):
     template = yaml.safe_load(alice["ConfigMap"]["data"]["executor-pod-template.yaml"])
     assert {v["name"] for v in template["spec"]["volumes"]} == {"gaia-dr3", "gaia-dr2"}
     assert all(m["readOnly"] for m in template["spec"]["containers"][0]["volumeMounts"])
+
+
+def test_notebooks_find_the_catalogues_inside_the_data_volume(alice):
+    (notebook,) = [c for c in alice["Pod"]["spec"]["containers"] if c["name"] == "zeppelin"]
+    env = {e["name"]: e.get("value") for e in notebook["env"]}
+    assert env["AGLAIS_CATALOGUES"] == "/data/gaia/GDR3"
+    mounts = {m["mountPath"] for m in notebook["volumeMounts"]}
+    assert "/data/gaia/GDR3" in mounts
 
 
 def test_storage_and_driver_service(alice):

@@ -12,6 +12,7 @@ whose executors are real pods, created with the pod's own service-account token.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -24,10 +25,13 @@ import pytest
 import yaml
 from kubernetes.utils import parse_quantity
 
+from aglais_hub.examples import EXAMPLES_DIR, example_files
+from aglais_hub.flavours import JUPYTERLAB
+from aglais_hub.sampledata import DEFAULT_ROWS
 from aglais_hub.testing.hubaccount import HubAccount, hub_rbac
 from aglais_hub.testing.hubclient import HubClient, forms_of
 from aglais_hub.testing.nodeagent.client import ApiError, Credentials, request_sync
-from aglais_hub.testing.platform import Platform, demo_values
+from aglais_hub.testing.platform import Platform, cached_sample_catalogue, demo_values
 from aglais_hub.testing.rawapi import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.controlplane]
@@ -652,7 +656,9 @@ def test_activity_is_real_and_disk_usage_counts_the_files(cluster, tmp_path):
         warm_id = alice.session.post(alice.url("user/alice/api/notebook"), json=warm).json()["body"]
         warm_paragraph = alice.get(f"user/alice/api/notebook/{warm_id}").json()["body"]
         warm_run = alice.session.post(
-            alice.url(f"user/alice/api/notebook/run/{warm_id}/{warm_paragraph['paragraphs'][0]['id']}")
+            alice.url(
+                f"user/alice/api/notebook/run/{warm_id}/{warm_paragraph['paragraphs'][0]['id']}"
+            )
         ).json()["body"]
         assert warm_run["code"] == "SUCCESS", warm_run
         slow = {
@@ -840,6 +846,61 @@ def test_servers_survive_a_hub_restart_and_can_still_be_stopped(cluster, platfor
     )
 
 
+# the catalogues on a csi volume: the node agents serve a csi share from their shared
+# directory (aglais_hub.testing.nodeagent.volumes), the same for the pod and executors
+CATALOGUE_DRIVER, CATALOGUE_SHARE = "catalogues.testing.aglais.io", "gaia-sample"
+CATALOGUE_NOTE = {
+    "name": "catalogue",
+    "paragraphs": [
+        {
+            "text": "%pyspark\nimport os\n"
+            "where = os.environ['AGLAIS_CATALOGUES']\n"
+            "gaia = spark.read.parquet(os.path.join(where, 'gaia_source'))\n"
+            "print(where, gaia.count(), gaia.rdd.getNumPartitions() > 1)"
+        }
+    ],
+}
+
+
+def test_her_notes_read_the_catalogues_from_the_data_volume_on_executors(cluster, tmp_path):
+    share = cluster.dev.root / "shared" / "csi" / CATALOGUE_DRIVER / CATALOGUE_SHARE
+    shutil.copytree(cached_sample_catalogue(), share, dirs_exist_ok=True)
+    volume = {
+        "name": "gaia",
+        "mountPath": "/data/gaia",
+        "source": {
+            "csi": {
+                "driver": CATALOGUE_DRIVER,
+                "readOnly": True,
+                "volumeAttributes": {"share": CATALOGUE_SHARE},
+            }
+        },
+    }
+    spawner = {
+        **SPAWNER,
+        "catalogues": "/data/gaia",
+        "kubernetes": {**SPAWNER["kubernetes"], "dataVolumes": [volume]},
+    }
+    with running_platform(cluster, tmp_path, spawner=spawner) as platform:
+        alice = HubClient(platform.url)
+        alice.login("alice", "alice")
+        assert alice.start_server(timeout=120).get("ready")
+        wait_for(lambda: alice.get("user/alice/api/version").status_code == 200, timeout=60)
+        note_id = alice.session.post(
+            alice.url("user/alice/api/notebook"), json=CATALOGUE_NOTE, timeout=60
+        ).json()["body"]
+        paragraph = alice.get(f"user/alice/api/notebook/{note_id}").json()["body"]
+        result = alice.session.post(
+            alice.url(f"user/alice/api/notebook/run/{note_id}/{paragraph['paragraphs'][0]['id']}"),
+            timeout=300,
+        ).json()["body"]
+        assert result["code"] == "SUCCESS", result
+        # /data/gaia as the node agent runs the pod: its processes see the volume's host
+        # directory where a container sees the mount path (it has no mount namespace)
+        assert result["msg"][0]["data"].split() == [str(share), str(DEFAULT_ROWS), "True"]
+        assert executors(cluster, "aglais-alice"), "the count ran without executor pods"
+
+
 def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platform_on_cluster):
     platform = platform_on_cluster
     alice = HubClient(platform.url)
@@ -853,6 +914,11 @@ def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platfor
         what="JupyterLab to answer",
     )
     assert "started" in status
+    # the pod's init container copied the examples into her notebook folder
+    shipped = sorted(example_files(EXAMPLES_DIR, JUPYTERLAB.examples))
+    assert shipped
+    listing = alice.get("user/alice/lab/api/contents/Examples").json()["content"]
+    assert sorted(item["name"] for item in listing) == shipped
     bob = HubClient(platform.url)
     bob.login("bob", "bob")
     assert bob.get("user/alice/lab/api/status").status_code == 403

@@ -189,13 +189,68 @@ def _schema_problem(error: jsonschema.ValidationError, root: dict) -> list[Probl
     return [Problem(where, error.message)]
 
 
+def _catalogue_problems(spawner: dict) -> list[Problem]:
+    """A pod sees the catalogues only where a data volume is mounted."""
+    path = spawner.get("catalogues") or ""
+    if spawner.get("kind") != "zeppelin" or not path:
+        return []
+    volumes = (spawner.get("kubernetes") or {}).get("dataVolumes") or []
+    mounts = [v["mountPath"].rstrip("/") for v in volumes if isinstance(v, dict)]
+    if any(path == m or path.startswith(m + "/") for m in mounts if m):
+        return []
+    listing = ", ".join(mounts) or "none is set"
+    return [
+        Problem(
+            "spawner.catalogues",
+            f"{path!r} is not at or under a mountPath of spawner.kubernetes.dataVolumes "
+            f"({listing}): notebook pods would not see it",
+        )
+    ]
+
+
+# the volume types each Pod Security level admits (restricted: an allow-list; baseline
+# refuses only hostPath), so a refused data volume is named here, not at the first spawn
+_RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def _data_volume_problems(kubernetes: dict) -> list[Problem]:
+    level = kubernetes.get("podSecurity")
+    problems = []
+    for index, volume in enumerate(kubernetes.get("dataVolumes") or []):
+        kinds = set((volume.get("source") or {}) if isinstance(volume, dict) else {})
+        refused = kinds - _RESTRICTED_VOLUMES if level == "restricted" else set()
+        if level == "baseline":
+            refused = kinds & {"hostPath"}
+        for kind in sorted(refused):
+            problems.append(
+                Problem(
+                    f"spawner.kubernetes.dataVolumes[{index}].source",
+                    f"a {kind} volume is refused by Pod Security {level!r} "
+                    "(spawner.kubernetes.podSecurity): use a csi driver (e.g. nfs.csi.k8s.io) "
+                    "or a persistentVolumeClaim",
+                )
+            )
+    return problems
+
+
 def _semantic_problems(values: dict) -> list[Problem]:
-    """Cross-key rules a JSON Schema cannot say: names that must refer to a tier."""
+    """Cross-key rules a JSON Schema cannot say: names that must refer to a tier, the
+    catalogues inside a data volume, data volumes the namespaces' Pod Security admits."""
+    spawner = values.get("spawner") or {}
+    problems = _catalogue_problems(spawner) + _data_volume_problems(spawner.get("kubernetes") or {})
     tiers = values.get("tiers") or {}
     if not isinstance(tiers, dict) or not tiers:
-        return []
+        return problems
     known = ", ".join(sorted(tiers))
-    problems = []
     auth = values.get("auth") or {}
 
     def check(path: str, name: Any) -> None:

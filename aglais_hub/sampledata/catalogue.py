@@ -52,9 +52,7 @@ def gaia_file_name(first_source_id: int, last_source_id: int) -> str:
 def _write_gaia(table: pa.Table, folder: Path, files: int) -> list[str]:
     folder.mkdir()
     names = []
-    for part in np.array_split(np.arange(table.num_rows), files):
-        if not part.size:
-            continue
+    for part in np.array_split(np.arange(table.num_rows), files):  # files <= rows: none empty
         chunk = table.slice(int(part[0]), int(part.size))
         ids = chunk.column("source_id")
         name = gaia_file_name(ids[0].as_py(), ids[-1].as_py())

@@ -7,6 +7,7 @@ picked free, so a test platform never collides with a running demo.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -33,8 +34,24 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def cached_sample_catalogue() -> Path:
+    """The default sample catalogue, written once per machine under the cache
+    (``${AGLAIS_CACHE:-~/.cache/aglais}/sample-catalogue/<key>``, keyed by the generator's
+    code), so each test platform need not write its own."""
+    from .. import sampledata
+    from ..demo import sample_catalogue
+    from .controlplane.build import cache_root
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(sampledata.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return sample_catalogue(cache_root() / "sample-catalogue" / digest.hexdigest()[:16])
+
+
 class Platform:
-    """One `aglais-hub demo` process with its own state directory and ports."""
+    """One `aglais-hub demo` process with its own state directory and ports. Its servers
+    read the machine's cached sample catalogue unless the values name one, or
+    ``own_catalogue`` leaves the demo to write its own into the state directory."""
 
     def __init__(
         self,
@@ -42,6 +59,7 @@ class Platform:
         values: dict,
         log_name: str = "platform.log",
         env: dict[str, str] | None = None,
+        own_catalogue: bool = False,
     ):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +69,9 @@ class Platform:
         self.proxy_api_port = free_port()
         self.reservations_port = free_port()
         values = json.loads(json.dumps(values))
+        spawner = values.setdefault("spawner", {})
+        if not own_catalogue and spawner.get("kind", "local-spark") == "local-spark":
+            spawner.setdefault("catalogues", str(cached_sample_catalogue()))
         # always a free port: default-filled values carry the production port (8090)
         values.setdefault("reservations", {})["port"] = self.reservations_port
         self.reservations_enabled = values["reservations"].get("enabled", True)

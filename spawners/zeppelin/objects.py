@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from aglais_hub.examples import FOLDER as EXAMPLES_FOLDER
 from aglais_hub.flavours import flavour as flavour_named
 from aglais_hub.offering import (
     AUTH_PROXY,
@@ -32,6 +33,7 @@ SPARK_CONF_DIR = "/opt/spark/conf"
 NOTEBOOK_DIR = "/home/zeppelin/notebook"
 HOME_MOUNT = "/home/zeppelin"
 HUB_API_PORT = 8081  # JupyterHub's hub_port
+EXAMPLES_IN_IMAGE = "/opt/aglais/examples"  # images/zeppelin/Dockerfile copies them there
 LABEL_USER = "aglais.io/user"
 LABEL_SERVER = "aglais.io/server"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -65,6 +67,7 @@ class KubernetesSettings:
     storage_class: str = ""
     access_modes: tuple[str, ...] = ("ReadWriteOnce",)
     data_volumes: tuple[DataVolume, ...] = ()
+    catalogues: str = ""  # AGLAIS_CATALOGUES: at or under a data volume's mount path
     api_server: str = "https://kubernetes.default.svc:443"
     api_server_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     data_cidrs: tuple[str, ...] = ()
@@ -444,6 +447,7 @@ def pod(spec: ServerSpec) -> dict:
         {"name": "SPARK_CONF_DIR", "value": SPARK_CONF_DIR},
         {"name": "HOME", "value": HOME_MOUNT},
         {"name": "AGLAIS_FLAVOUR", "value": spec.flavour},
+        *([{"name": "AGLAIS_CATALOGUES", "value": c}] if (c := spec.settings.catalogues) else []),
         *env,
     ]
     notebook = {
@@ -461,6 +465,21 @@ def pod(spec: ServerSpec) -> dict:
             *data_mounts,
         ],
     }
+    # the flavour's example notebooks into the user's Examples/ folder at every start
+    # (aglais_hub.examples: a note the user changed or deleted is left as it is)
+    examples = {
+        "name": "examples",
+        "image": spec.settings.zeppelin_image,
+        "command": ["python3", "-m", "aglais_hub.examples"],
+        "args": [
+            EXAMPLES_IN_IMAGE,
+            f"{HOME_MOUNT}/{notebook_flavour.notebook_root}/{EXAMPLES_FOLDER}",
+            notebook_flavour.examples,
+        ],
+        "resources": _resources(AUTH_PROXY),
+        "securityContext": SECURITY_CONTEXT,
+        "volumeMounts": [{"name": "home", "mountPath": HOME_MOUNT}],
+    }
     meta = _meta(spec, spec.pod_name, "singleuser-server")
     meta["labels"].update(spec.pod_labels)
     return {
@@ -472,6 +491,7 @@ def pod(spec: ServerSpec) -> dict:
             "automountServiceAccountToken": True,  # the Spark driver talks to the API
             "securityContext": _pod_security_context(spec),
             "restartPolicy": "OnFailure",
+            **({"initContainers": [examples]} if notebook_flavour.examples else {}),
             "containers": [proxy, notebook],
             "volumes": volumes,
         },

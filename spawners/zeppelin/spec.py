@@ -17,6 +17,7 @@ def kubernetes_settings(values: Mapping) -> KubernetesSettings:
     """The typed ``spawner.kubernetes`` of a validated, default-filled values document."""
     k8s, r = values["spawner"]["kubernetes"], values["reservations"]
     return KubernetesSettings(
+        catalogues=values["spawner"]["catalogues"],
         zeppelin_image=k8s["zeppelinImage"],
         spark_image=k8s["sparkImage"],
         storage_class=k8s["storageClass"],

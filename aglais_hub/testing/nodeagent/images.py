@@ -20,7 +20,9 @@ The chart's own images run from this checkout: ``*aglais/hub*`` (the hub, the re
 service and the development identity provider: the manifest's command with this venv's
 ``jupyterhub``/``aglais-hub``, the repo's ``node`` programs, and the image's own files,
 ``HUB_IMAGE_FILES``, at their places in the repo) and ``*configurable-http-proxy*`` (the
-repo's ``node_modules`` proxy, with the manifest's arguments).
+repo's ``node_modules`` proxy, with the manifest's arguments). In the notebook image a
+``python3`` command (the ``examples`` init container) runs with this interpreter, its
+paths under volumes and among ``NOTEBOOK_IMAGE_FILES`` at their host places.
 
 Tests may register more builders (``register``, or the agent's ``--image``) and more
 unpullable patterns (``unpullable``). What is real: the processes (the auth proxy,
@@ -39,6 +41,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from spawners.zeppelin.objects import EXAMPLES_IN_IMAGE
 
 from ...flavours import ENTRYPOINT, FLAVOURS, ZEPPELIN, Flavour
 
@@ -212,6 +216,9 @@ def aglais_notebook(ctx: ContainerContext) -> LocalCommand | None:
     flavour = notebook_flavour(ctx)
     if flavour is not None:
         return flavour_builder(flavour)(ctx)
+    if (ctx.command or [""])[0] in ("python", "python3"):  # e.g. the examples' init container
+        argv = [ctx.local_paths(a, NOTEBOOK_IMAGE_FILES) for a in ctx.command + ctx.args]
+        return LocalCommand([sys.executable, *argv[1:]], ctx.host_env(), ctx.pod_dir)
     if (ctx.command or [""])[0] != "aglais-podproxy":
         return None
     # inside a pod 127.0.0.1 is the pod's own address; here that is the pod IP
@@ -268,6 +275,8 @@ HUB_IMAGE_FILES = {
     "/srv/aglais/devidp": REPO / "aglais_hub" / "devidp",
     "/srv/aglais/node_modules": REPO / "node_modules",
 }
+# The notebook image's own files (images/zeppelin/Dockerfile) where this checkout has them
+NOTEBOOK_IMAGE_FILES = {EXAMPLES_IN_IMAGE: REPO / "notebooks" / "examples"}
 HUB_IMAGE_CMD = ["jupyterhub", "-f", "/srv/aglais/jupyterhub_config.py"]
 # The hub image's PATH (its Python environment, then node_modules/.bin) on this machine
 HUB_IMAGE_PATH = (Path(sys.executable).parent, REPO / "node_modules" / ".bin")
