@@ -214,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.set_defaults(func=cmd_examples_refresh)
 
+    from .benchmark import cli as benchmark_cli
+
+    benchmark_cli.add_parser(sub)
+
     ref = sub.add_parser("values-reference", help="print the values reference (Markdown)")
     ref.add_argument("--write", metavar="README", help="update the marked section of this file")
     ref.set_defaults(func=cmd_values_reference)
