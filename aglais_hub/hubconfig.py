@@ -23,6 +23,7 @@ SPAWNER_CLASSES = {
     "local-spark": "spawners.local_spark.LocalSparkSpawner",
     "zeppelin": "spawners.zeppelin.spawner.ZeppelinSpawner",
 }
+GATE_MARGIN_SECONDS = 60  # the spawn gate's calls around a queue wait, in the hub's bound
 SPAWNER_CONFIG_NAMES = {"local-spark": "LocalSparkSpawner", "zeppelin": "ZeppelinSpawner"}
 AUTHENTICATOR_CLASS = "authenticators.aglais.AglaisOAuthenticator"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -169,6 +170,9 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
 
     s = c[SPAWNER_CONFIG_NAMES[spawner["kind"]]]
     s.offering = offering
+    # startTimeout bounds the start proper; the hub's own bound also covers the time a
+    # spawn may wait in the reservation service's queue (and the gate's calls)
+    s.launch_timeout = spawner["startTimeout"]
     s.start_timeout = spawner["startTimeout"]
     s.http_timeout = spawner["httpTimeout"]
     if spawner["kind"] == "zeppelin":
@@ -201,6 +205,7 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
         s.reservations_url = parts["gate_url"]
         s.reservations_token = parts["gate_token"]
         s.queue_timeout = r["queueTimeoutMinutes"] * 60
+        s.start_timeout = spawner["startTimeout"] + s.queue_timeout + GATE_MARGIN_SECONDS
         s.when_unreachable = r["whenUnreachable"]
         # servers' own tokens may read their owner's booking notices (the auth proxy's
         # banner) and nothing else at the service: no booking or cancelling from notebooks

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from jupyterhub.spawner import SpawnException
 from traitlets import Enum, Float, Instance, Unicode, default
@@ -22,6 +23,7 @@ from authenticators.aglais import AUTH_STATE_KEY
 
 from .gate import UNREACHABLE_POLICIES, GateRefused, GateUnreachable, SpawnGateClient
 
+T = TypeVar("T")
 SPAWNER_OWN_OPTIONS = ("applied",)  # user_options keys only the spawner writes
 
 
@@ -36,6 +38,10 @@ class SpawnRefused(SpawnException):
     def __init__(self, message: str, **kwargs: object) -> None:
         super().__init__(message, **kwargs)
         self.jupyterhub_message = message
+
+
+class LaunchTimeout(SpawnRefused):
+    """The server did not start within the launch timeout, once the gate let it through."""
 
 
 def checked_user_options(options: object, offered: list[str]) -> dict:
@@ -84,6 +90,13 @@ class AglaisSpawnerMixin(LoggingConfigurable):
     )
     queue_timeout = Float(
         600, config=True, help="Seconds an unbooked spawn waits in the queue before giving up."
+    )
+    launch_timeout = Float(
+        0,
+        config=True,
+        help="Seconds a server may take to start once the spawn gate lets it through "
+        "(spawner.startTimeout); 0 means start_timeout. The hub's start_timeout covers the "
+        "queue too, so a queued spawn is not cut off while it waits its turn.",
     )
     queue_poll_interval = Float(
         1.0, config=True, help="Seconds between spawn-check calls while a spawn is queued."
@@ -173,6 +186,24 @@ class AglaisSpawnerMixin(LoggingConfigurable):
 
     def check_options(self, tier: Tier) -> None:
         """Raise SpawnException for spawn options this tier may never use (subclasses)."""
+
+    async def launch(self, starting: Awaitable[T]) -> T:
+        """Await the start proper (after the gate) for at most `launch_timeout` seconds;
+        LaunchTimeout, which says so, when it takes longer (``starting`` is cancelled).
+        A TimeoutError of its own (an API retry that gave up) passes as it is."""
+        seconds = self.launch_timeout or self.start_timeout
+        try:
+            async with asyncio.timeout(seconds) as deadline:
+                return await starting
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise LaunchTimeout(
+                f"Your server did not start within {seconds:g} seconds. Try again; tell an "
+                "administrator if it keeps happening.",
+                reason="timeout",
+                status_code=503,
+            ) from None
 
     # -- the spawn gate -------------------------------------------------------------------
 

@@ -180,7 +180,7 @@ class LocalSparkSpawner(AglaisSpawnerMixin, SimpleLocalProcessSpawner):
             f"{spark_memory(tier.driver_memory)} driver memory (tier {tier.display_name})"
         )
         self.log.info("%s for %s", self.launch_summary, self._log_name)
-        return await super().start()
+        return await self.launch(super().start())
 
     async def progress(self) -> AsyncIterator[dict]:
         async for event in self.gate_progress():

@@ -22,6 +22,7 @@ import requests
 from aglais_hub.reservations.gate import ABANDONED_AFTER
 from aglais_hub.testing.hubclient import HubClient
 from aglais_hub.testing.platform import free_port
+from aglais_hub.testing.rawapi import wait_for
 from aglais_hub.testing.reservations import ReservationHub
 from tests.reservation_values import reservation_values
 
@@ -281,6 +282,32 @@ def test_a_queued_spawn_gives_up_after_the_queue_timeout(tmp_path) -> None:
             assert not spark_conf(tmp_path, "ben", "work").parent.exists()
         finally:
             hub.api.delete(f"{hub.url}/hub/api/users/ann/servers/work", timeout=60)
+
+
+def test_a_spawn_queued_for_longer_than_the_start_timeout_still_starts(tmp_path) -> None:
+    """ben waits in the queue past spawner.startTimeout (10 s): the queue's own timeout
+    (a minute) bounds the wait, not the start's, and ben starts once ann stops."""
+    values = reservation_values(capacity={"cores": 3, "memory": "64Gi"}, queueTimeoutMinutes=1)
+    values["spawner"]["startTimeout"] = 10
+    with ReservationHub(tmp_path, values) as hub:
+        for name in ("ann", "ben"):
+            hub.add_user(name, ["users"])
+        try:
+            assert start(hub, "ann", "work")[-1].get("ready") is True
+            began = time.monotonic()
+            assert post_start(hub, "ben", "work").status_code == 202
+            wait_for(lambda: queue_length(hub) == 1.0, timeout=8, what="ben to join the queue")
+            time.sleep(max(0.0, began + 14 - time.monotonic()))  # past the 10 s start timeout
+            assert queue_length(hub) == 1.0, "ben left the queue before the queue timeout"
+            hub.api.delete(f"{hub.url}/hub/api/users/ann/servers/work", timeout=60)
+            events = progress(hub, "ben", "work")
+            said = messages(events)
+            assert events[-1].get("ready") is True, events
+            assert QUEUED_FIRST in said and CAPACITY_FREE in said, events
+            assert time.monotonic() - began > 14
+        finally:
+            for name in ("ann", "ben"):
+                hub.api.delete(f"{hub.url}/hub/api/users/{name}/servers/work", timeout=60)
 
 
 # -- the idle culler -----------------------------------------------------------------------

@@ -22,7 +22,7 @@ from traitlets import Dict, Float, Instance, default
 from aglais_hub.offering import ClusterSize, ProfileRefused, Tier
 from aglais_hub.quantity import parse_quantity
 
-from ..base import AglaisSpawnerMixin, SpawnRefused
+from ..base import AglaisSpawnerMixin, LaunchTimeout, SpawnRefused
 from . import apply, objects
 from .objects import KubernetesSettings
 from .podstatus import friendly_event, start_problem
@@ -170,8 +170,8 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         self.starting = True
         self.spawns_begun += 1
         try:
-            return await super().start()
-        except TimeoutError as timeout:
+            return await self.launch(super().start())
+        except (TimeoutError, LaunchTimeout) as timeout:
             await self._clean_up_failed_spawn()
             if self.last_api_error:
                 raise SpawnRefused(
