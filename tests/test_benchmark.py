@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -298,13 +299,16 @@ def tokens_file(tokens, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def alice_running(platform, tokens) -> None:
+def alice_running(platform, tokens) -> Iterator[None]:
     """alice's server runs before the benchmarks (so they must leave it running); bob's
-    does not (so the full run starts it and must stop it)."""
+    does not (so the full run starts it and must stop it). The session's platform is
+    left as found: alice's server stops after this module."""
     event = log_in(platform, "alice").start_server()
     assert event.get("ready"), event
     if server_model(platform, "bob", tokens["bob"]):
         stop_server(platform, "bob", tokens["bob"])
+    yield
+    stop_server(platform, "alice", tokens["alice"])
 
 
 @pytest.fixture(scope="module")
