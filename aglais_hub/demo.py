@@ -73,12 +73,13 @@ def sample_catalogue(directory: Path) -> Path:
 
     if not (directory / MANIFEST).is_file():
         print(f"Writing the sample catalogue into {directory} (once) ...", flush=True)
-        rows, seed, files = (
+        write_catalogue(
+            directory,
             sampledata.DEFAULT_ROWS,
             sampledata.DEFAULT_SEED,
             sampledata.DEFAULT_FILES,
+            force=False,
         )
-        write_catalogue(directory, rows, seed, files, force=False)
     return directory
 
 

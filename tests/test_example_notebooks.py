@@ -22,7 +22,7 @@ import yaml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from aglais_hub import versions
+from aglais_hub import sampledata, versions
 from aglais_hub.benchmark.suite import (
     Check,
     NotebookEntry,
@@ -35,7 +35,7 @@ from aglais_hub.benchmark.suite import (
     sha256_text,
 )
 from aglais_hub.offering import Tier, local_spark_cores
-from aglais_hub.sampledata.catalogue import write_catalogue
+from aglais_hub.testing.platform import cached_sample_catalogue
 from spawners.sparkconf import format_spark_defaults, local_spark_defaults
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "notebooks" / "examples"
@@ -88,12 +88,13 @@ def execute(path: Path, env: dict[str, str], cwd: Path) -> Run:
 
 
 @pytest.fixture(scope="module")
-def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default sample the suite's values hold for, written once."""
-    directory = tmp_path_factory.mktemp("examples") / "catalogue"
+def catalogue() -> Path:
+    """The sample the suite's values hold for: the default one, which the demo and the
+    test platforms read too (cached once per machine)."""
     sample = SUITE.sample
-    write_catalogue(directory, sample.rows, sample.seed, sample.files, force=False)
-    return directory
+    default = (sampledata.DEFAULT_ROWS, sampledata.DEFAULT_SEED, sampledata.DEFAULT_FILES)
+    assert (sample.rows, sample.seed, sample.files) == default, "the suite is for another sample"
+    return cached_sample_catalogue()
 
 
 @pytest.fixture(scope="module")

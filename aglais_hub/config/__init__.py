@@ -227,10 +227,8 @@ def _data_volume_problems(kubernetes: dict) -> list[Problem]:
     problems = []
     for index, volume in enumerate(kubernetes.get("dataVolumes") or []):
         kinds = set((volume.get("source") or {}) if isinstance(volume, dict) else {})
-        refused = kinds - _RESTRICTED_VOLUMES if level == "restricted" else set()
-        if level == "baseline":
-            refused = kinds & {"hostPath"}
-        for kind in sorted(refused):
+        refused = {"restricted": kinds - _RESTRICTED_VOLUMES, "baseline": kinds & {"hostPath"}}
+        for kind in sorted(refused.get(level, set())):
             problems.append(
                 Problem(
                     f"spawner.kubernetes.dataVolumes[{index}].source",
