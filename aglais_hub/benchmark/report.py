@@ -87,6 +87,7 @@ def result_document(result: Result) -> dict:
         "verdict": result.verdict.value,
         "detail": result.judgement.detail,
         "seconds": round(result.seconds, 3) if run is not None else None,
+        "began": round(result.began, 3) if result.began is not None else None,
         "expected_seconds": result.entry.seconds,
         "errors": list(result.errors),
         "differences": list(result.differences),
@@ -110,6 +111,15 @@ def results_document(outcome: Outcome, strict: bool) -> dict:
         "counts": counts(outcome.results),
         "exit_status": exit_status((r.verdict for r in outcome.results), strict),
         "warnings": list(outcome.warnings),
+        "server_starts": [
+            {
+                "user": start.user,
+                "began": round(start.began, 3),
+                "seconds": round(start.seconds, 3),
+                "state": start.state,
+            }
+            for start in outcome.server_starts
+        ],
         "results": [result_document(result) for result in outcome.results],
     }
 

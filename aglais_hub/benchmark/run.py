@@ -69,20 +69,33 @@ class Result:
     errors: tuple[str, ...]
     differences: tuple[str, ...]
     run: NotebookRun | None
+    began: float | None = None  # seconds after the run began that it started (timeline)
 
     @property
     def verdict(self) -> Verdict:
         return self.judgement.verdict
 
 
+@dataclass(frozen=True)
+class ServerStart:
+    """How a user's server start went, for the timeline: from ``began`` (seconds after
+    the run began) for ``seconds``; ``state`` is started, already running or failed."""
+
+    user: str
+    began: float
+    seconds: float
+    state: str
+
+
 @dataclass
 class Outcome:
     """A finished run: its plan, results (users in plan order, each in suite order),
-    cleanup warnings and wall-clock times."""
+    the servers' starts, cleanup warnings and wall-clock times."""
 
     plan: Plan
     results: list[Result]
     warnings: list[str] = field(default_factory=list)
+    server_starts: list[ServerStart] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished: datetime | None = None
 
@@ -92,14 +105,20 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def result_of(user: str, entry: NotebookEntry, run: NotebookRun, slow_factor: float) -> Result:
-    """The result of ``run`` against ``entry``: its outputs checked by the suite's own
-    checks, then judged. Pure."""
+def result_of(
+    user: str,
+    entry: NotebookEntry,
+    run: NotebookRun,
+    slow_factor: float,
+    began: float | None = None,
+) -> Result:
+    """The result of ``run`` against ``entry`` (started ``began`` seconds into the run):
+    its outputs checked by the suite's own checks, then judged. Pure."""
     shown = run.outputs()
     errors = tuple(run.errors())
     differences = tuple(check_outputs(entry, printed_values(shown.stdout), shown.figures))
     judgement = judge(entry, run.seconds, errors, differences, slow_factor)
-    return Result(user, entry, judgement, run.seconds, errors, differences, run)
+    return Result(user, entry, judgement, run.seconds, errors, differences, run, began)
 
 
 def failed_result(user: str, entry: NotebookEntry, message: str) -> Result:
@@ -137,18 +156,29 @@ async def run_user(
     user: UserToken,
     say: Callable[[str], None],
     open_driver: DriverFactory,
-    warnings: list[str],
+    outcome: Outcome,
+    origin: float,
 ) -> list[Result]:
-    """One user's notebooks in suite order; the server is left as it was found."""
+    """One user's notebooks in suite order; the server is left as it was found. Times
+    go into the timeline as seconds after ``origin`` (the run's monotonic start)."""
     entries = [entry for entry, _ in plan.notebooks]
+    warnings = outcome.warnings
     hub = UserHub(http, plan.hub_url, user.name, user.token)
     began = time.monotonic()
     say(f"[{user.name}] starting the server")
+
+    def started(state: str) -> None:
+        outcome.server_starts.append(
+            ServerStart(user.name, began - origin, time.monotonic() - began, state)
+        )
+
     try:
         server = await hub.start_server(plan.start_timeout)
     except HubError as error:
+        started("failed")
         say(f"[{user.name}] {error}")
         return [failed_result(user.name, entry, str(error)) for entry in entries]
+    started("started" if server.started else "already running")
     state = "ready" if server.started else "already running"
     say(f"[{user.name}] server {state} after {time.monotonic() - began:.1f} s: {server.url}")
     results: list[Result] = []
@@ -161,10 +191,11 @@ async def run_user(
     try:
         driver = await open_driver(server, http, plan.run_id)
         for entry, notebook in plan.notebooks:
+            at = time.monotonic() - origin
             run = await driver.run_notebook(notebook, plan.timeout)
             for message in run.warnings:
                 warn(message)
-            result = result_of(user.name, entry, run, plan.slow_factor)
+            result = result_of(user.name, entry, run, plan.slow_factor, at)
             results.append(result)
             say(progress_line(result))
     except (DriverError, HubError) as error:
@@ -191,6 +222,7 @@ async def run_benchmark(
     """Run ``plan``; RunRefused before any server starts when the hub or a token is
     refused. ``open_driver`` opens the driver of the servers' flavour (Jupyter's)."""
     outcome = Outcome(plan, [])
+    origin = time.monotonic()
     # each user holds a progress stream and a request at a time; tornado's default of 10
     # connections would queue (and time out) users past the fifth
     http = AsyncHTTPClient(force_instance=True, max_clients=10 + 2 * len(plan.users))
@@ -200,7 +232,7 @@ async def run_benchmark(
         # and clean up (kernels, files, servers) before the client closes
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(run_user(http, plan, user, say, open_driver, outcome.warnings))
+                group.create_task(run_user(http, plan, user, say, open_driver, outcome, origin))
                 for user in plan.users
             ]
     finally:
