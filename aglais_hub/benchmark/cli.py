@@ -1,7 +1,7 @@
 """`aglais-hub benchmark`: the platform's own CI runner. Runs the example notebooks
 (a suite file: notebooks/examples/suite.yaml) on a deployed hub as N users at once, each
-user's notebooks in suite order on the user's default server, and gives each notebook of
-each user a verdict:
+user's notebooks in suite order on the user's default server (or, with --size or
+--booking, a booking's server r<id>), and gives each notebook of each user a verdict:
 
   PASS   as expected
   SLOW   over --slow-factor × the suite's expected seconds
@@ -12,8 +12,18 @@ The tokens file has a line `username token` per user (a hub API token, from the 
 Token page); `#` starts a comment. A server that was not running is started and stopped
 again; the notebooks are uploaded to Benchmark/<run id>/ and removed afterwards.
 
+With --size NAME each user books NAME (with their own token, at the hub's reservation
+service) from now for --minutes, runs on the booking's server r<id> and cancels the
+booking at the end, also when the run fails or is interrupted; a booking the service
+refuses (no capacity, the tier forbids it) is an ERROR for that user's notebooks, in the
+service's words, and the other users go on. With --booking ID [ID ...] each user runs on
+their own booking among them, which must be active now; it is left booked, and its server
+stopped only if the run started it.
+
 Exit status: 0 when no notebook is ERROR (with --strict: nor SLOW nor FAST), 1 otherwise,
-2 when the run cannot start (usage, suite, notebook file, tokens file, hub, token).
+2 when the run cannot start (usage, suite, notebook file, tokens file, hub, token; a hub
+without a reservation service, a size it does not offer, a booking that is not the user's
+or not active now).
 """
 
 from __future__ import annotations
@@ -25,9 +35,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..examples import EXAMPLES_DIR
+from .booking import MAX_DEFAULT_MINUTES, default_minutes
 from .driver import NotebookFileError, read_notebook
 from .hub import DEFAULT_START_TIMEOUT, hub_base, valid_hub_url
-from .run import DEFAULT_TIMEOUT, Plan, RunRefused, UserToken, new_run_id
+from .run import DEFAULT_TIMEOUT, Plan, RunRefused, UserToken, new_run_id, placements_line
 from .suite import NotebookEntry, Suite, SuiteError, load_suite
 from .verdict import DEFAULT_SLOW_FACTOR, exit_status
 
@@ -159,6 +170,28 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="for each user's server to start, queue included (default: %(default)g)",
     )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--size",
+        metavar="NAME",
+        help="book this size for each user and run on the booking's server, cancelled after",
+    )
+    where.add_argument(
+        "--booking",
+        nargs="+",
+        type=_number(1, False, int),
+        metavar="ID",
+        help="run on each user's own active booking among these (left booked)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=_number(1, False, int),
+        metavar="M",
+        help="with --size: how long to book (default: the notebooks' expected seconds × "
+        "--slow-factor, plus --start-timeout, rounded up to a minute, at most "
+        f"{MAX_DEFAULT_MINUTES}, the tiers' default longest booking; a tier allowing less "
+        "refuses it, saying its limit)",
+    )
     parser.add_argument(
         "--out", default=DEFAULT_OUT, metavar="DIR", help="where results go (%(default)s)"
     )
@@ -175,6 +208,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
     entries = choose_notebooks(suite, args.only)
     notebooks = tuple((entry, read_notebook(entry.path)) for entry in entries)
     users = choose_users(read_tokens(Path(args.tokens)), args.users, args.tokens)
+    size, bookings, minutes = args.size, tuple(args.booking or ()), args.minutes
+    if minutes is not None and not size:
+        raise UsageError("--minutes goes with --size")
+    if size and minutes is None:
+        minutes = default_minutes(
+            (entry.seconds for entry in entries), args.slow_factor, args.start_timeout
+        )
+    if len(set(bookings)) != len(bookings):
+        raise UsageError(f"--booking {' '.join(map(str, bookings))}: a booking listed twice")
     return Plan(
         hub_url=hub_base(args.hub),
         users=tuple(users),
@@ -183,11 +225,23 @@ def make_plan(args: argparse.Namespace) -> Plan:
         slow_factor=args.slow_factor,
         timeout=args.timeout,
         start_timeout=args.start_timeout,
+        size=size,
+        minutes=minutes,
+        bookings=bookings,
     )
 
 
 def _count(n: int, thing: str) -> str:
     return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def _where(plan: Plan) -> str:
+    """Where the run goes, after the hub's URL in the first line."""
+    if plan.size:
+        return f", each user on a booking of {plan.size} for {plan.minutes} min"
+    if plan.bookings:
+        return f", on --booking {' '.join(map(str, plan.bookings))}"
+    return ""
 
 
 def _error(message: str) -> None:
@@ -200,7 +254,7 @@ def _say(line: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark the arguments describe; the exit status."""
-    from .report import JUNIT_XML, RESULTS_JSON, summary_table, write_reports
+    from .report import JUNIT_XML, REPORT_HTML, RESULTS_JSON, summary_table, write_reports
     from .run import run_benchmark
 
     try:
@@ -217,7 +271,7 @@ def main(args: argparse.Namespace) -> int:
     names = ", ".join(user.name for user in plan.users)
     _say(
         f"benchmark {plan.run_id}: {_count(len(plan.notebooks), 'notebook')} × "
-        f"{_count(len(plan.users), 'user')} ({names}) on {plan.hub_url}"
+        f"{_count(len(plan.users), 'user')} ({names}) on {plan.hub_url}{_where(plan)}"
     )
     try:
         outcome = asyncio.run(run_benchmark(plan, _say))
@@ -230,10 +284,11 @@ def main(args: argparse.Namespace) -> int:
         return 130
     _say("")
     _say(summary_table(outcome.results))
+    _say(placements_line(outcome.results))
     try:
         write_reports(outcome, out, args.strict)
     except OSError as error:
         _error(f"--out {out}: cannot write the results: {error}")
         return 2
-    _say(f"results: {out / RESULTS_JSON}, {out / JUNIT_XML}")
+    _say(f"results: {out / RESULTS_JSON}, {out / JUNIT_XML}, {out / REPORT_HTML}")
     return exit_status((result.verdict for result in outcome.results), args.strict)

@@ -1,5 +1,6 @@
 """The hub's REST API as one user sees it with an API token: who the token belongs to,
-starting the user's default server and following the hub's progress events until it is
+starting one of the user's servers (the default one, or a named one such as a booking's
+``r12``) and following the hub's progress events until it is
 ``ready`` (or ``failed``, with the spawner's message: a tier's quota, a booking, the
 queue for capacity), and stopping it again — only if the benchmark started it.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -106,11 +107,13 @@ class Api:
         body: object = None,
         timeout: float = REQUEST_TIMEOUT,
         streaming_callback: Callable[[bytes], None] | None = None,
+        headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = False,
     ) -> Response:
-        """One request; any status comes back as a Response, a failed connection (or no
-        answer within ``timeout``) raises Unreachable."""
+        """One request (with extra ``headers``); any status comes back as a Response, a
+        failed connection (or no answer within ``timeout``) raises Unreachable."""
         url = self.url(path)
-        headers = self.headers()
+        headers = {**self.headers(), **(headers or {})}
         data = None
         if body is not None:
             data = json.dumps(body)
@@ -125,7 +128,7 @@ class Api:
             connect_timeout=min(timeout, 20.0),
             request_timeout=timeout,
             streaming_callback=streaming_callback,
-            follow_redirects=False,
+            follow_redirects=follow_redirects,
         )
         try:
             response = await self.http.fetch(request, raise_error=False)
@@ -138,12 +141,13 @@ class Api:
 
 @dataclass(frozen=True)
 class UserServer:
-    """A user's running default server, as the benchmark reaches it."""
+    """A user's running server, as the benchmark reaches it."""
 
     user: str
     url: str  # absolute, ends in /
     token: str
     started: bool  # by the benchmark, which then stops it at the end
+    name: str = ""  # the server's name: "" for the default server, r12 for booking 12's
 
 
 def hub_base(url: str) -> str:
@@ -177,14 +181,42 @@ def progress_events(buffer: str) -> tuple[list[dict], str]:
     return events, rest
 
 
-class UserHub:
-    """The hub as ``user`` with ``token``."""
+def server_path(user: str, server_name: str = "") -> str:
+    """The hub's API path of a user's server: ``hub/api/users/alice/server`` for the
+    default one, ``hub/api/users/alice/servers/r12`` for a named one. Pure."""
+    user_path = f"hub/api/users/{quote(user, safe='')}"
+    if not server_name:
+        return f"{user_path}/server"
+    return f"{user_path}/servers/{quote(server_name, safe='')}"
 
-    def __init__(self, http: AsyncHTTPClient, hub_url: str, user: str, token: str) -> None:
+
+def server_label(user: str, server_name: str = "") -> str:
+    """``alice's server`` or ``alice's server r12``, for messages. Pure."""
+    return f"{user}'s server" + (f" {server_name}" if server_name else "")
+
+
+class UserHub:
+    """The hub as ``user`` with ``token``, for one of the user's servers: ``server_name``
+    ("" is the default server), started with ``profile`` (a size's name; a booking's
+    server takes its flavour from the profile it is started with, not from the booking)."""
+
+    def __init__(
+        self,
+        http: AsyncHTTPClient,
+        hub_url: str,
+        user: str,
+        token: str,
+        server_name: str = "",
+        profile: str | None = None,
+    ) -> None:
         self.hub_url = hub_base(hub_url)
         self.user = user
+        self.server_name = server_name
+        self.profile = profile
         self.api = Api(http, self.hub_url, token)
         self.user_path = f"hub/api/users/{quote(user, safe='')}"
+        self.server_path = server_path(user, server_name)
+        self.label = server_label(user, server_name)
 
     async def _get(self, path: str) -> Response:
         try:
@@ -215,46 +247,51 @@ class UserHub:
         return model
 
     async def server_model(self) -> dict | None:
-        """The hub's model of the default server; None when there is none."""
+        """The hub's model of the server; None when it does not run (nor start, nor stop)."""
         response = await self._get(self.user_path)
         model = response.json()
         if not response.ok or not isinstance(model, dict):
             raise HubError(f"the hub did not give {self.user}'s model: {response.message()}")
         servers = model.get("servers") or {}
-        return servers.get("")
+        return servers.get(self.server_name)
 
     def _server(self, model: dict, started: bool) -> UserServer:
         parts = urlsplit(self.hub_url)
         url = urljoin(f"{parts.scheme}://{parts.netloc}", model.get("url") or "")
-        return UserServer(self.user, url.rstrip("/") + "/", self.api.token, started)
+        return UserServer(
+            self.user, url.rstrip("/") + "/", self.api.token, started, self.server_name
+        )
 
     async def start_server(self, timeout: float = DEFAULT_START_TIMEOUT) -> UserServer:
-        """The user's default server, started unless it runs already, once the hub says
-        it is ready. SpawnRefused with the spawner's message, StartTimeout after
-        ``timeout`` seconds (a spawn this started is then stopped)."""
+        """The server, started unless it runs already, once the hub says it is ready.
+        SpawnRefused with the spawner's message, StartTimeout after ``timeout`` seconds (a
+        spawn this started is then stopped, as it is when the wait is cancelled)."""
         deadline = time.monotonic() + timeout
         model = await self.server_model()
         while model and model.get("pending") == "stop":  # started again once stopped
             if time.monotonic() > deadline:
-                raise StartTimeout(f"{self.user}'s server was still stopping after {timeout:g} s")
+                raise StartTimeout(f"{self.label} was still stopping after {timeout:g} s")
             await asyncio.sleep(POLL_SECONDS)
             model = await self.server_model()
         if model and model.get("ready"):
             return self._server(model, started=False)
         started = not (model and model.get("pending") == "spawn")
         if started:
-            response = await self.api.request("POST", f"{self.user_path}/server")
+            options = {"profile": self.profile} if self.profile else None
+            response = await self.api.request("POST", self.server_path, options)
             if response.status == 400 and b"already running" in response.body:
                 started = False  # someone else started it a moment ago
             elif not response.ok:
-                raise SpawnRefused(
-                    f"the hub refused to start {self.user}'s server: {response.message()}"
-                )
+                raise SpawnRefused(f"the hub refused to start {self.label}: {response.message()}")
         try:
             return await self._wait_ready(deadline, timeout, started)
         except StartTimeout:
             if started:
                 await self.stop_server(STOP_TIMEOUT, wait=False)
+            raise
+        except asyncio.CancelledError:  # Ctrl-C, or another user's task broke
+            if started:  # the stop interrupts the pending spawn; wait: nothing left running
+                await self.stop_server(STOP_TIMEOUT)
             raise
 
     async def _wait_ready(self, deadline: float, timeout: float, started: bool) -> UserServer:
@@ -267,19 +304,18 @@ class UserHub:
                 if not last:  # it failed before we looked: the progress stream says why
                     last = await self._follow_progress(min(REQUEST_TIMEOUT, 10.0))
                 reason = last.get("message") or "the hub gave no reason"
-                raise SpawnRefused(f"{self.user}'s server did not start: {reason}")
+                raise SpawnRefused(f"{self.label} did not start: {reason}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 shown = last.get("message") or "none"
                 raise StartTimeout(
-                    f"{self.user}'s server was not ready after {timeout:g} s "
-                    f"(last progress: {shown})"
+                    f"{self.label} was not ready after {timeout:g} s (last progress: {shown})"
                 )
             event = await self._follow_progress(remaining)
             last = event or last
             if event.get("failed"):
                 raise SpawnRefused(
-                    f"{self.user}'s server did not start: {event.get('message') or 'failed'}"
+                    f"{self.label} did not start: {event.get('message') or 'failed'}"
                 )
             if not event.get("ready"):  # the stream ended early: look again in a moment
                 await asyncio.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0)))
@@ -289,7 +325,7 @@ class UserHub:
         or ``failed``) or ``remaining`` seconds pass; the last event (empty if none)."""
         # not the model's progress_url: an absolute path, which would repeat the prefix
         # of a hub served under one
-        path = f"{self.user_path}/server/progress"
+        path = f"{self.server_path}/progress"
         buffer, last = "", {}
 
         def take(chunk: bytes) -> None:
@@ -305,19 +341,20 @@ class UserHub:
         return last
 
     async def stop_server(self, timeout: float = STOP_TIMEOUT, wait: bool = True) -> str | None:
-        """Stop the default server; None when it stopped, else why not (a warning)."""
+        """Stop the server (a named one is kept, stopped); None when it stopped (or was
+        not running), else why not (a warning)."""
         try:
-            response = await self.api.request("DELETE", f"{self.user_path}/server")
+            response = await self.api.request("DELETE", self.server_path)
             if response.status not in (202, 204, 400, 404):
-                return f"the hub did not stop {self.user}'s server: {response.message()}"
+                return f"the hub did not stop {self.label}: {response.message()}"
             deadline = time.monotonic() + timeout
             while wait:
                 model = await self.server_model()
                 if not model or (not model.get("pending") and not model.get("ready")):
                     return None
                 if time.monotonic() > deadline:
-                    return f"{self.user}'s server was still stopping after {timeout:g} s"
+                    return f"{self.label} was still stopping after {timeout:g} s"
                 await asyncio.sleep(POLL_SECONDS)
         except HubError as error:
-            return f"{self.user}'s server may still run: {error}"
+            return f"{self.label} may still run: {error}"
         return None

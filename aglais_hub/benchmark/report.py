@@ -1,7 +1,8 @@
 """What a run leaves: the summary table printed at the end, and in the output directory
 ``results.json`` (every result with its cells), ``junit.xml`` (a test case per notebook
-and user, for CI) and the executed notebooks (``notebooks/<user>/<name>.ipynb``, with
-their outputs, to open when a result needs a closer look).
+and user, for CI), ``report.html`` (a page with the plots: `html_report`) and the executed
+notebooks (``notebooks/<user>/<name>.ipynb``, with their outputs, to open when a result
+needs a closer look).
 
 Everything but `write_reports` is pure.
 """
@@ -13,7 +14,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree
 
 from .driver import CellRun, Notebook, NotebookRun
@@ -22,6 +23,7 @@ from .verdict import Verdict, exit_status, fails
 
 RESULTS_JSON = "results.json"
 JUNIT_XML = "junit.xml"
+REPORT_HTML = "report.html"
 NOTEBOOKS_DIR = "notebooks"
 DETAIL_WIDTH = 90
 # characters XML 1.0 cannot hold (a kernel's output may carry them)
@@ -88,6 +90,9 @@ def result_document(result: Result) -> dict:
         "detail": result.judgement.detail,
         "seconds": round(result.seconds, 3) if run is not None else None,
         "began": round(result.began, 3) if result.began is not None else None,
+        "server_name": result.placement.server_name,
+        "booking": result.placement.booking,
+        "size": result.placement.size,
         "expected_seconds": result.entry.seconds,
         "errors": list(result.errors),
         "differences": list(result.differences),
@@ -107,6 +112,8 @@ def results_document(outcome: Outcome, strict: bool) -> dict:
         "notebooks": [entry.name for entry, _ in plan.notebooks],
         "slow_factor": plan.slow_factor,
         "strict": strict,
+        "size": plan.size,
+        "bookings": list(plan.bookings),
         "timeout": plan.timeout,
         "counts": counts(outcome.results),
         "exit_status": exit_status((r.verdict for r in outcome.results), strict),
@@ -199,9 +206,17 @@ def _safe(name: str) -> str:
     return re.sub(r"[^\w.@+-]", "_", name) or "_"
 
 
+def notebook_path(user: str, name: str) -> PurePosixPath:
+    """Where ``user``'s executed notebook ``name`` goes, relative to the output directory."""
+    return PurePosixPath(NOTEBOOKS_DIR, _safe(user), name)
+
+
 def write_reports(outcome: Outcome, out_dir: Path, strict: bool) -> list[Path]:
-    """Write results.json, junit.xml and the executed notebooks into ``out_dir``; the
-    files written."""
+    """Write results.json, junit.xml, report.html and the executed notebooks into
+    ``out_dir``; the files written."""
+    # here, not at the top: the HTML report builds on this module's counts and paths
+    from .html_report import render_report
+
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     results = out_dir / RESULTS_JSON
@@ -212,11 +227,14 @@ def write_reports(outcome: Outcome, out_dir: Path, strict: bool) -> list[Path]:
     ElementTree.indent(tree)
     tree.write(junit, encoding="utf-8", xml_declaration=True)
     written.append(junit)
+    page = out_dir / REPORT_HTML
+    page.write_text(render_report(outcome, strict), encoding="utf-8")
+    written.append(page)
     notebooks = dict(outcome.plan.notebooks)
     for result in outcome.results:
         if result.run is None:
             continue
-        path = out_dir / NOTEBOOKS_DIR / _safe(result.user) / result.entry.name
+        path = out_dir / notebook_path(result.user, result.entry.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         document = executed_notebook(notebooks[result.entry], result.run)
         path.write_text(json.dumps(document, indent=1) + "\n")

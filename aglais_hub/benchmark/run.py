@@ -1,11 +1,16 @@
 """A benchmark run: every user at once (asyncio), each user's notebooks one after another
-in suite order, on the user's default server (started if it does not run, and then
-stopped at the end).
+in suite order, on one server of the user's: the default server; with ``Plan.size`` a
+booking of that size made for the run (its server ``r<id>``, the booking cancelled at the
+end whatever happens); with ``Plan.bookings`` the user's own active booking among them. A
+server that was not running is started, and stopped again at the end.
 
-First every token is checked with the hub (an unreachable hub or a refused token stops
-the run before any server starts: `RunRefused`); then each user's server is started and a
-driver opened on it; a user whose server does not start gets an ERROR for each notebook.
-A progress line is said as each notebook finishes.
+First every token is checked with the hub, then (for a size or bookings) the reservation
+service, the size or each listed booking: an unreachable hub, a refused token, a hub
+without the service, an unknown size or a booking that is not the user's or not active
+stops the run before anything is booked or started (`RunRefused`). Then each user's
+booking is made and server started and a driver opened on it; a user whose booking is
+refused or whose server does not start gets an ERROR for each notebook, and the other
+users go on. A progress line is said as each notebook finishes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,16 @@ from datetime import UTC, datetime
 from tornado.httpclient import AsyncHTTPClient
 
 from . import jupyter
+from .booking import (
+    Booking,
+    BookingError,
+    ReservationClient,
+    booking_window,
+    choose_bookings,
+    iso,
+    run_title,
+    size_problem,
+)
 from .driver import Driver, DriverError, DriverFactory, Notebook, NotebookRun
 from .hub import DEFAULT_START_TIMEOUT, HubError, UserHub
 from .suite import NotebookEntry, check_outputs, printed_values
@@ -29,7 +44,8 @@ DEFAULT_TIMEOUT = 900.0  # per notebook: generous, a busy shared cluster is slow
 
 
 class RunRefused(Exception):
-    """The run cannot start: the hub does not answer or refuses tokens (one line each)."""
+    """The run cannot start: the hub does not answer or refuses tokens, the reservation
+    service refuses the size or the bookings (one line each)."""
 
     def __init__(self, messages: list[str]) -> None:
         super().__init__("\n".join(messages))
@@ -46,7 +62,9 @@ class UserToken:
 
 @dataclass(frozen=True)
 class Plan:
-    """What to run: the users, the notebooks (in suite order) and the limits."""
+    """What to run: the users, the notebooks (in suite order), the limits, and where:
+    each user's default server, or a booking of ``size`` for ``minutes`` made for the
+    run, or each user's own booking among ``bookings``."""
 
     hub_url: str
     users: tuple[UserToken, ...]
@@ -55,6 +73,31 @@ class Plan:
     slow_factor: float = DEFAULT_SLOW_FACTOR
     timeout: float = DEFAULT_TIMEOUT
     start_timeout: float = DEFAULT_START_TIMEOUT
+    size: str | None = None
+    minutes: int | None = None
+    bookings: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a user's notebooks ran: the server's name ("" for the default server) and,
+    on a booking's server, the booking and its size (a refused booking: the size only)."""
+
+    server_name: str = ""
+    booking: int | None = None
+    size: str | None = None
+
+    @classmethod
+    def of(cls, booking: Booking) -> Placement:
+        return cls(booking.server_name, booking.id, booking.size)
+
+    def label(self) -> str:
+        """``the default server``, ``r12 (booking 12, small)``, ``no server (small)``."""
+        if self.booking is not None:
+            return f"{self.server_name} (booking {self.booking}, {self.size})"
+        if self.server_name:
+            return self.server_name
+        return f"no server ({self.size})" if self.size else "the default server"
 
 
 @dataclass(frozen=True)
@@ -70,6 +113,7 @@ class Result:
     differences: tuple[str, ...]
     run: NotebookRun | None
     began: float | None = None  # seconds after the run began that it started (timeline)
+    placement: Placement = Placement()  # the server it ran on
 
     @property
     def verdict(self) -> Verdict:
@@ -111,28 +155,44 @@ def result_of(
     run: NotebookRun,
     slow_factor: float,
     began: float | None = None,
+    placement: Placement = Placement(),
 ) -> Result:
-    """The result of ``run`` against ``entry`` (started ``began`` seconds into the run):
-    its outputs checked by the suite's own checks, then judged. Pure."""
+    """The result of ``run`` against ``entry`` (started ``began`` seconds into the run, on
+    ``placement``): its outputs checked by the suite's own checks, then judged. Pure."""
     shown = run.outputs()
     errors = tuple(run.errors())
     differences = tuple(check_outputs(entry, printed_values(shown.stdout), shown.figures))
     judgement = judge(entry, run.seconds, errors, differences, slow_factor)
-    return Result(user, entry, judgement, run.seconds, errors, differences, run, began)
+    return Result(user, entry, judgement, run.seconds, errors, differences, run, began, placement)
 
 
-def failed_result(user: str, entry: NotebookEntry, message: str) -> Result:
+def failed_result(
+    user: str, entry: NotebookEntry, message: str, placement: Placement = Placement()
+) -> Result:
     """An ERROR for a notebook that could not run at all. Pure."""
-    return Result(user, entry, Judgement(Verdict.ERROR, message), 0.0, (message,), (), None)
+    judgement = Judgement(Verdict.ERROR, message)
+    return Result(user, entry, judgement, 0.0, (message,), (), None, None, placement)
 
 
 def progress_line(result: Result) -> str:
-    """``[alice] 02-sky-counts.ipynb PASS 14.2 s (expected 20 s)``, and why unless PASS."""
+    """``[alice] 02-sky-counts.ipynb PASS 14.2 s (expected 20 s)``, with ``on r12`` after
+    the seconds on a named server, and why unless PASS."""
+    server = result.placement.server_name
     line = (
-        f"[{result.user}] {result.entry.name} {result.verdict} {result.seconds:.1f} s "
-        f"(expected {result.entry.seconds:g} s)"
+        f"[{result.user}] {result.entry.name} {result.verdict} {result.seconds:.1f} s"
+        + (f" on {server}" if server else "")
+        + f" (expected {result.entry.seconds:g} s)"
     )
     return f"{line}: {result.judgement.detail}" if result.judgement.detail else line
+
+
+def placements_line(results: list[Result]) -> str:
+    """``servers: alice on r12 (booking 12, small), bob on the default server``: each
+    user's server, in the results' order. Pure."""
+    seen: dict[str, Placement] = {}
+    for result in results:
+        seen.setdefault(result.user, result.placement)
+    return "servers: " + ", ".join(f"{user} on {p.label()}" for user, p in seen.items())
 
 
 async def check_tokens(http: AsyncHTTPClient, plan: Plan) -> None:
@@ -150,7 +210,41 @@ async def check_tokens(http: AsyncHTTPClient, plan: Plan) -> None:
         raise RunRefused(problems)
 
 
-async def run_user(
+async def check_reservations(http: AsyncHTTPClient, plan: Plan) -> dict[str, Booking]:
+    """For a size: that the service offers it. For bookings: each user's own active one
+    among them, looked up with each user's token. RunRefused with every problem (a hub
+    without the service says so once); nothing is booked or started here."""
+    if not plan.size and not plan.bookings:
+        return {}
+    clients = {u.name: ReservationClient(http, plan.hub_url, u.name, u.token) for u in plan.users}
+    first = clients[plan.users[0].name]
+    pairs = [(user.name, number) for user in plan.users for number in plan.bookings]
+    try:
+        await first.check_service()
+        if plan.size:
+            problem = size_problem(plan.size, await first.sizes())
+            if problem:
+                raise RunRefused([problem])
+            return {}
+        answers = await asyncio.gather(
+            *(clients[user].get(number) for user, number in pairs), return_exceptions=True
+        )
+    except BookingError as error:
+        raise RunRefused([str(error)]) from None
+    for answer in answers:
+        if isinstance(answer, BookingError):
+            raise RunRefused([str(answer)])
+        if isinstance(answer, BaseException):
+            raise answer
+    seen = dict(zip(pairs, answers, strict=True))
+    users = [user.name for user in plan.users]
+    chosen, problems = choose_bookings(plan.bookings, users, seen, datetime.now(UTC))
+    if problems:
+        raise RunRefused(problems)
+    return chosen
+
+
+async def run_on_server(
     http: AsyncHTTPClient,
     plan: Plan,
     user: UserToken,
@@ -158,14 +252,16 @@ async def run_user(
     open_driver: DriverFactory,
     outcome: Outcome,
     origin: float,
+    placement: Placement = Placement(),
 ) -> list[Result]:
-    """One user's notebooks in suite order; the server is left as it was found. Times
-    go into the timeline as seconds after ``origin`` (the run's monotonic start)."""
+    """One user's notebooks in suite order on the server ``placement`` names; the server
+    is left as it was found. Times go into the timeline as seconds after ``origin`` (the
+    run's monotonic start)."""
     entries = [entry for entry, _ in plan.notebooks]
     warnings = outcome.warnings
-    hub = UserHub(http, plan.hub_url, user.name, user.token)
+    hub = UserHub(http, plan.hub_url, user.name, user.token, placement.server_name, placement.size)
     began = time.monotonic()
-    say(f"[{user.name}] starting the server")
+    say(f"[{user.name}] starting the server" + (f" {hub.server_name}" if hub.server_name else ""))
 
     def started(state: str) -> None:
         outcome.server_starts.append(
@@ -177,7 +273,7 @@ async def run_user(
     except HubError as error:
         started("failed")
         say(f"[{user.name}] {error}")
-        return [failed_result(user.name, entry, str(error)) for entry in entries]
+        return [failed_result(user.name, entry, str(error), placement) for entry in entries]
     started("started" if server.started else "already running")
     state = "ready" if server.started else "already running"
     say(f"[{user.name}] server {state} after {time.monotonic() - began:.1f} s: {server.url}")
@@ -195,12 +291,14 @@ async def run_user(
             run = await driver.run_notebook(notebook, plan.timeout)
             for message in run.warnings:
                 warn(message)
-            result = result_of(user.name, entry, run, plan.slow_factor, at)
+            result = result_of(user.name, entry, run, plan.slow_factor, at, placement)
             results.append(result)
             say(progress_line(result))
     except (DriverError, HubError) as error:
         say(f"[{user.name}] {error}")
-        results += [failed_result(user.name, e, str(error)) for e in entries[len(results) :]]
+        results += [
+            failed_result(user.name, e, str(error), placement) for e in entries[len(results) :]
+        ]
     finally:
         if driver is not None:
             for message in await driver.close():
@@ -210,8 +308,91 @@ async def run_user(
             if problem:
                 warn(problem)
             else:
-                say(f"[{user.name}] server stopped")
+                named = f" {hub.server_name}" if hub.server_name else ""
+                say(f"[{user.name}] server{named} stopped")
     return results
+
+
+async def run_booked(
+    http: AsyncHTTPClient,
+    plan: Plan,
+    user: UserToken,
+    say: Callable[[str], None],
+    open_driver: DriverFactory,
+    outcome: Outcome,
+    origin: float,
+) -> list[Result]:
+    """Book ``plan.size`` for the user, run the notebooks on the booking's server, and
+    cancel the booking at the end, also when the run fails or is cancelled (a booking
+    whose answer never came is found by the run's title). A refused booking is an ERROR
+    for each notebook, in the service's words."""
+    assert plan.size is not None and plan.minutes is not None
+    client = ReservationClient(http, plan.hub_url, user.name, user.token)
+    title = run_title(plan.run_id)
+    start, end = booking_window(datetime.now(UTC), plan.minutes)
+    booking: Booking | None = None
+    say(f"[{user.name}] booking {plan.size} for {plan.minutes} min")
+    try:
+        try:
+            # the key is the caller's own: one per run books each user once
+            booking = await client.book(plan.size, start, end, title, f"aglais-hub-{plan.run_id}")
+        except BookingError as error:
+            say(f"[{user.name}] {error}")
+            placement = Placement(size=plan.size)
+            return [failed_result(user.name, e, str(error), placement) for e, _ in plan.notebooks]
+        say(
+            f"[{user.name}] booked {booking.size} until {iso(booking.end)}: "
+            f"booking {booking.id}, server {booking.server_name}"
+        )
+        placement = Placement.of(booking)
+        return await run_on_server(http, plan, user, say, open_driver, outcome, origin, placement)
+    finally:
+        await cancel_run_booking(client, booking, title, say, outcome.warnings)
+
+
+async def cancel_run_booking(
+    client: ReservationClient,
+    booking: Booking | None,
+    title: str,
+    say: Callable[[str], None],
+    warnings: list[str],
+) -> None:
+    """Cancel the run's booking (the service stops its server); with no booking known
+    (refused, or the answer lost), any live one of the user's with the run's title."""
+    user = client.user
+    try:
+        numbers = [booking.id] if booking else [b.id for b in await client.find(title)]
+    except BookingError as error:
+        numbers, problems = [], [f"the run's booking may still be booked: {error}"]
+    else:
+        problems = []
+    for number in numbers:
+        problem = await client.cancel(number)
+        if problem:
+            problems.append(problem)
+        else:
+            say(f"[{user}] booking {number} cancelled")
+    for problem in problems:
+        warnings.append(f"[{user}] {problem}")
+        say(f"[{user}] warning: {problem}")
+
+
+async def run_user(
+    http: AsyncHTTPClient,
+    plan: Plan,
+    user: UserToken,
+    say: Callable[[str], None],
+    open_driver: DriverFactory,
+    outcome: Outcome,
+    origin: float,
+    booking: Booking | None = None,
+) -> list[Result]:
+    """One user's notebooks: on a booking made for the run (``plan.size``), on the user's
+    ``booking`` (left booked), or on the default server."""
+    if plan.size:
+        return await run_booked(http, plan, user, say, open_driver, outcome, origin)
+    placement = Placement.of(booking) if booking else Placement()
+    return await run_on_server(http, plan, user, say, open_driver, outcome, origin, placement)
 
 
 async def run_benchmark(
@@ -219,8 +400,9 @@ async def run_benchmark(
     say: Callable[[str], None] = print,
     open_driver: DriverFactory = jupyter.open_driver,
 ) -> Outcome:
-    """Run ``plan``; RunRefused before any server starts when the hub or a token is
-    refused. ``open_driver`` opens the driver of the servers' flavour (Jupyter's)."""
+    """Run ``plan``; RunRefused before anything is booked or started when the hub, a
+    token, the reservation service, the size or a booking is refused. ``open_driver``
+    opens the driver of the servers' flavour (Jupyter's)."""
     outcome = Outcome(plan, [])
     origin = time.monotonic()
     # each user holds a progress stream and a request at a time; tornado's default of 10
@@ -228,11 +410,16 @@ async def run_benchmark(
     http = AsyncHTTPClient(force_instance=True, max_clients=10 + 2 * len(plan.users))
     try:
         await check_tokens(http, plan)
+        bookings = await check_reservations(http, plan)
         # a task group: if one user's task breaks (or Ctrl-C), the others are cancelled
-        # and clean up (kernels, files, servers) before the client closes
+        # and clean up (kernels, files, servers, bookings) before the client closes
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(run_user(http, plan, user, say, open_driver, outcome, origin))
+                group.create_task(
+                    run_user(
+                        http, plan, user, say, open_driver, outcome, origin, bookings.get(user.name)
+                    )
+                )
                 for user in plan.users
             ]
     finally:
