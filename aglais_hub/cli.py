@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .benchmark import cli as benchmark_cli
 
     benchmark_cli.add_parser(sub)
+    from .benchmark import nightly
+
+    nightly.add_parser(sub)
 
     ref = sub.add_parser("values-reference", help="print the values reference (Markdown)")
     ref.add_argument("--write", metavar="README", help="update the marked section of this file")

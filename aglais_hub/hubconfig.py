@@ -121,6 +121,40 @@ def reservation_services(values: dict, environ: Mapping[str, str]) -> dict:
     }
 
 
+BENCHMARK = "benchmark"  # the nightly benchmark's hub service (aglais_hub.benchmark.nightly)
+BENCHMARK_TOKEN_ENV = "AGLAIS_BENCHMARK_API_TOKEN"  # its token, from the chart's Secret
+
+
+def benchmark_token_scopes(user: str, reservations: bool) -> list[str]:
+    """What a benchmark run's token for ``user`` may do: read the user and their servers,
+    start and stop them, use them (Jupyter's API), and the reservation service. Pure."""
+    scopes = [
+        f"read:users!user={user}",
+        f"servers!user={user}",
+        f"access:servers!user={user}",
+    ]
+    if reservations:
+        scopes.append(f"access:services!service={RESERVATIONS}")
+    return scopes
+
+
+def benchmark_service(values: dict, environ: Mapping[str, str]) -> dict:
+    """The nightly benchmark as a hub service (no URL, no command: the chart's CronJob
+    runs it with the token) and its role: make, list and revoke tokens for exactly
+    ``benchmark.users`` (``tokens!user=<u>``), and send its summary to the reservation
+    service. JupyterHub bounds a new token's scopes by its owner's, not the requester's,
+    so the role needs nothing more; the nightly run asks for `benchmark_token_scopes`
+    only. ``{"service": {...}, "role": {...}}``. Pure."""
+    scopes = [f"tokens!user={user}" for user in values["benchmark"]["users"]]
+    if values["reservations"]["enabled"]:
+        scopes.append(f"access:services!service={RESERVATIONS}")
+    service: dict = {"name": BENCHMARK}
+    if environ.get(BENCHMARK_TOKEN_ENV):
+        service["api_token"] = environ[BENCHMARK_TOKEN_ENV]
+    role = {"name": f"aglais-{BENCHMARK}", "services": [BENCHMARK], "scopes": scopes}
+    return {"service": service, "role": role}
+
+
 def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config:
     """The traitlets Config for a validated, default-filled values document.
 
@@ -218,6 +252,10 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
         s.catalogues = spawner["catalogues"]
 
     add_culler(c, values, environ)  # the idle culler service (on by default in the chart)
+    if values["benchmark"]["enabled"]:
+        found = benchmark_service(values, environ)
+        c.JupyterHub.services.append(found["service"])
+        c.JupyterHub.load_roles.append(found["role"])
 
     # The pass-through comes last so it can override anything above.
     c.merge(Config(hub["config"]))

@@ -72,6 +72,8 @@ def pod_specs(objects: list[dict]) -> Iterator[tuple[str, dict]]:
     for obj in objects:
         if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
             yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "CronJob":
+            yield obj["metadata"]["name"], obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 def containers(objects: list[dict]) -> Iterator[tuple[str, dict, dict]]:

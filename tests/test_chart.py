@@ -45,6 +45,7 @@ GENERATED_KEYS = [
     "reservations-api-token",
     "gate-token",
     "culler-api-token",
+    "benchmark-api-token",
 ]
 CRD_KINDS = {"ServiceMonitor"}  # not in Kubernetes' own schemas: checked by hand below
 
@@ -571,8 +572,19 @@ def test_grafana_dashboard_shows_spawns_servers_bookings_capacity_and_queue(rend
         "aglais_queue_length",
     ):
         assert metric in exprs
-    # every reservation metric it plots is one the service exports
-    exported = {m.name for m in metrics.REGISTRY.collect()}
+    assert "aglais_benchmark_results" in exprs and "aglais_benchmark_notebook_seconds" in exprs
+    # every reservation metric it plots is one the service exports (the benchmark's once a
+    # nightly run has reported)
+    metrics.BENCHMARK.summary = {
+        "finished": "2026-12-02T02:00:00+00:00",
+        "exit_status": 0,
+        "counts": {"PASS": 1},
+        "results": [{"user": "u", "notebook": "n.ipynb", "verdict": "PASS", "seconds": 1.0}],
+    }
+    try:
+        exported = {m.name for m in metrics.REGISTRY.collect()}
+    finally:
+        metrics.BENCHMARK.summary = None
     plotted = {re.sub(r"_(bucket|count|sum)$", "", m) for m in re.findall(r"aglais_\w+", exprs)}
     assert plotted <= exported, plotted - exported
 

@@ -351,6 +351,90 @@ def test_upgrade_with_a_changed_value_rolls_the_hub_and_running_servers_survive(
     assert secrets_of(kube) == Story.secrets
 
 
+NIGHTLY_VALUES = {
+    "sizes": {
+        "lab": {
+            "displayName": "JupyterLab",
+            "description": "JupyterLab with one executor (the benchmark's).",
+            "executors": 1,
+            "flavour": "jupyterlab",
+        }
+    },
+    "benchmark": {
+        "enabled": True,
+        "users": ["bob"],  # power tier: room for one more server, hours to book
+        "size": "lab",  # the benchmark drives JupyterLab; the tiers' default is Zeppelin
+        "only": ["07-library-versions.ipynb"],
+        "keepReports": 3,
+    },
+}
+
+
+def test_the_nightly_benchmark_job_runs_for_bob_and_its_counts_reach_the_metrics(
+    dev, release, tmp_path
+):
+    """benchmark.enabled on an upgrade; the CronJob run now, as docs/deploy.md says
+    (kubectl create job --from): its pod makes bob's token with the hub's benchmark
+    service token, books the JupyterLab size, runs the short notebook on the booking's
+    server through the chart's proxy, cancels the booking, revokes the token, keeps its
+    reports on the claim, and the reservation service's /metrics shows the run's counts.
+
+    The verdict itself is the run's (the start names the booked size as its profile, so
+    the server is JupyterLab; on this loaded testing cluster the time may still be SLOW or
+    an executor pod slow to come): what is checked is that the Job's outcome, the reports
+    and the metrics all say the same."""
+    values = tmp_path / "nightly.yaml"
+    values.write_text(yaml.safe_dump(NIGHTLY_VALUES))
+    release.upgrade(values)
+    kube = Cluster(dev)
+    assert kube.get(f"/apis/batch/v1/namespaces/{NS}/cronjobs/aglais-benchmark") is not None
+    kubectl = [str(Path(sys.executable).parent / "kubectl"), "--namespace", NS]
+    env = {**os.environ, "KUBECONFIG": str(dev.kubeconfig)}
+    made = subprocess.run(
+        [*kubectl, "create", "job", "--from=cronjob/aglais-benchmark", "benchmark-now"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+    def finished() -> dict | None:
+        job = kube.get(f"/apis/batch/v1/namespaces/{NS}/jobs/benchmark-now") or {}
+        status = job.get("status", {})
+        return status if status.get("succeeded") or status.get("failed") else None
+
+    status = wait_for(finished, "the benchmark Job to finish", timeout=1200, every=5)
+    logs = subprocess.run(
+        [*kubectl, "logs", "job/benchmark-now"], capture_output=True, text=True, env=env,
+        timeout=120,
+    ).stdout  # fmt: skip
+    print(logs)
+    # the service token made bob's token, which booked, started, stopped and cancelled
+    assert re.search(r"\[bob\] booked lab until \S+: booking \d+, server r\d+", logs), logs
+    assert re.search(r"\[bob\] server r\d+ stopped", logs), logs
+    assert re.search(r"\[bob\] booking \d+ cancelled", logs), logs
+    assert "summary sent to the reservation service's metrics" in logs, logs
+    # the reports on the claim (the node agent's directory of it, on this machine)
+    reports = Path(re.search(r"^reports: (.+)/index\.html$", logs, re.M)[1])
+    latest = yaml.safe_load((reports / "latest.json").read_text())
+    (result,) = latest["results"]
+    assert (result["user"], result["notebook"]) == ("bob", "07-library-versions.ipynb")
+    assert latest["run_id"] in (reports / "index.html").read_text()
+    assert (reports / latest["run_id"] / "results.json").is_file()
+    # the Job fails exactly when the run does (backoffLimit 0: one pod, no retry)
+    assert status.get("succeeded" if latest["exit_status"] == 0 else "failed") == 1, status
+    metrics = HubClient(release.url).get("services/reservations/metrics").text
+    assert f"aglais_benchmark_exit_status {float(latest['exit_status'])}" in metrics, metrics
+    for verdict, count in latest["counts"].items():
+        assert f'aglais_benchmark_results{{verdict="{verdict}"}} {float(count)}' in metrics
+    assert "aglais_benchmark_last_run_timestamp_seconds " in metrics
+    admin = HubClient(release.url)
+    admin.login("admin", release.logins["admin"]["password"])
+    headers = {"Authorization": f"token {admin.new_token()}"}
+    tokens = admin.session.get(
+        admin.url("hub/api/users/bob/tokens"), headers=headers, timeout=30
+    ).json()["api_tokens"]
+    assert not [t for t in tokens if (t.get("note") or "").startswith("aglais nightly")]
+
+
 RELEASE_KINDS = {
     "deployments": "/apis/apps/v1",
     "services": "/api/v1",

@@ -184,6 +184,9 @@ def _schema_problem(error: jsonschema.ValidationError, root: dict) -> list[Probl
         return [Problem(where, f"must be {word} {error.validator_value}, got {error.instance!r}")]
     if v == "minLength":
         return [Problem(where, "must not be empty")]
+    if v == "minItems":
+        hint = error.schema.get("x-hint") or f"needs at least {error.validator_value} item(s)"
+        return [Problem(where, f"must not be empty: {hint}")]
     if v == "minProperties":
         return [Problem(where, f"needs at least {error.validator_value} entry")]
     return [Problem(where, error.message)]
@@ -245,6 +248,11 @@ def _semantic_problems(values: dict) -> list[Problem]:
     catalogues inside a data volume, data volumes the namespaces' Pod Security admits."""
     spawner = values.get("spawner") or {}
     problems = _catalogue_problems(spawner) + _data_volume_problems(spawner.get("kubernetes") or {})
+    size = (values.get("benchmark") or {}).get("size")
+    sizes = values.get("sizes") or {}
+    if size and size not in sizes:
+        offered = ", ".join(sorted(sizes)) or "none is set"
+        problems.append(Problem("benchmark.size", f"unknown size {size!r} (sizes: {offered})"))
     tiers = values.get("tiers") or {}
     if not isinstance(tiers, dict) or not tiers:
         return problems

@@ -29,10 +29,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpclient import HTTPClientError
 
-from aglais_hub.hubconfig import NOTICES_SCOPE
+from aglais_hub.hubconfig import BENCHMARK, NOTICES_SCOPE
 from aglais_hub.offering import TIER_PROFILE
 
-from . import metrics
+from . import benchmark, metrics
 from .gate import spawn_request
 from .ledger import Caller
 from .models import STATES
@@ -492,6 +492,38 @@ class SpawnCheckHandler(ApiHandler):
         )
 
 
+class BenchmarkHandler(ApiHandler):
+    """The latest nightly benchmark run's summary, which ``metrics`` shows as gauges: sent
+    (PUT) by the hub's ``benchmark`` service after each run, read (GET) by it or an admin."""
+
+    def refused(self) -> bool:
+        if self.caller.name == f"service:{BENCHMARK}" or self.caller.admin:
+            return False
+        self.refuse(403, "Only the hub's benchmark service (or an admin) reports benchmark runs.")
+        return True
+
+    async def get(self) -> None:
+        if self.refused():
+            return
+        summary = await self.service.db(benchmark.load_latest, self.service.ledger.store)
+        if summary is None:
+            return self.refuse(404, "No benchmark run has reported yet.")
+        self.json(200, summary)
+
+    async def put(self) -> None:
+        if self.refused():
+            return
+        try:
+            summary = benchmark.parse_summary(self.body())
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        ledger = self.service.ledger
+        await self.service.db(benchmark.save_latest, ledger.store, summary, ledger.clock())
+        benchmark.set_gauges(summary)
+        log.info("benchmark run %s: %s", summary["run_id"], summary["counts"])
+        self.json(200, summary)
+
+
 METHODS = ("get", "put", "post", "patch", "delete")
 
 
@@ -583,6 +615,7 @@ def make_app(
         (prefix + r"api/reservations/(\d+)", ReservationHandler, kwargs),
         (prefix + "api/spawn-check", SpawnCheckHandler, kwargs),
         (prefix + "api/notices", NoticesHandler, kwargs),
+        (prefix + "api/benchmark/latest", BenchmarkHandler, kwargs),
         (prefix + "api/.*", NotFoundHandler, kwargs),  # after every API route
         (prefix + "metrics", MetricsHandler, kwargs),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),

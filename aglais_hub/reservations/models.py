@@ -112,3 +112,16 @@ class Booking(Base):
             "created_by": self.created_by,
             "warned": self.warned_at is not None,
         }
+
+
+class BenchmarkRun(Base):
+    """The latest nightly benchmark's summary (one row, replaced by each run), kept here
+    so its gauges on ``metrics`` survive a restart of the service."""
+
+    __tablename__ = "benchmark_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    finished: Mapped[datetime] = mapped_column(UTCDateTime())
+    summary: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -18,7 +18,7 @@ from typing import Any
 
 from aglais_hub.offering import TIER_PROFILE, Resources
 
-from . import metrics
+from . import benchmark, metrics
 from .gate import (
     Decision,
     SpawnQueue,
@@ -174,8 +174,11 @@ class Service:
     # -- gauges ----------------------------------------------------------------------------
 
     def refresh_gauges(self) -> None:
-        """Set the queue, booking and capacity gauges from the queue and the database."""
+        """Set the queue, booking, capacity and benchmark gauges from the queue and the
+        database."""
         self.queue.forget_abandoned(time.monotonic())
+        # from the database: another instance, or this one before a restart, may have it
+        benchmark.set_gauges(benchmark.load_latest(self.ledger.store))
         metrics.QUEUE_LENGTH.set(len(self.queue.entries))
         counts = self.ledger.counts_by_state()
         for state in STATES:

@@ -13,6 +13,7 @@
 {{- define "aglais.reservations.name" -}}{{ include "aglais.fullname" . }}-reservations{{- end -}}
 {{- define "aglais.reservations.dbClaim" -}}{{ include "aglais.fullname" . }}-reservations-db{{- end -}}
 {{- define "aglais.devIdp.name" -}}{{ include "aglais.fullname" . }}-idp{{- end -}}
+{{- define "aglais.benchmark.name" -}}{{ include "aglais.fullname" . }}-benchmark{{- end -}}
 {{- define "aglais.valuesSecret" -}}{{ include "aglais.fullname" . }}-values{{- end -}}
 {{- define "aglais.tlsSecret" -}}{{ .Values.ingress.tls.secretName | default (printf "%s-tls" (include "aglais.fullname" .)) }}{{- end -}}
 {{/* Cluster-scoped names carry the namespace: two releases may share a name. */}}
@@ -50,6 +51,8 @@ where a bare Service name would not resolve. */}}
 {{- define "aglais.reservations.url" -}}
 {{- .Values.reservations.url | default (printf "http://%s:%d" (include "aglais.svcHost" (dict "root" . "name" (include "aglais.reservations.name" .))) (int .Values.reservations.port)) -}}
 {{- end -}}
+{{/* The platform as users reach it, in the cluster: the proxy's public Service. */}}
+{{- define "aglais.proxy.publicUrl" -}}http://{{ include "aglais.svcHost" (dict "root" . "name" (include "aglais.proxy.public" .)) }}:{{ .Values.proxy.service.port }}{{ .Values.hub.baseUrl }}{{- end -}}
 {{- define "aglais.reservations.prefix" -}}{{ .Values.hub.baseUrl }}services/reservations/{{- end -}}
 
 {{/* Where users reach the platform: hub.publicUrl, else the Ingress's first host. */}}
