@@ -112,7 +112,9 @@ def choose_notebooks(suite: Suite, only: Sequence[str] | None) -> list[NotebookE
     return [entry for entry in suite.notebooks if entry in chosen]
 
 
-def _number(minimum: float, strict: bool, kind: type = float) -> Callable[[str], float]:
+def bounded_number(minimum: float, strict: bool, kind: type = float) -> Callable[[str], float]:
+    """An argparse type: a ``kind`` number at least ``minimum`` (above it when ``strict``)."""
+
     def parse(text: str) -> float:
         try:
             value = kind(text)
@@ -137,7 +139,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--hub", required=True, metavar="URL", help="the hub's public URL")
     parser.add_argument("--tokens", required=True, metavar="FILE", help="lines of 'username token'")
     parser.add_argument(
-        "--users", type=_number(1, False, int), metavar="N", help="the first N users (all)"
+        "--users", type=bounded_number(1, False, int), metavar="N", help="the first N users (all)"
     )
     parser.add_argument(
         "--notebooks",
@@ -150,7 +152,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--slow-factor",
-        type=_number(1, False),
+        type=bounded_number(1, False),
         default=DEFAULT_SLOW_FACTOR,
         metavar="F",
         help="SLOW over F × the expected seconds (default: %(default)g)",
@@ -158,14 +160,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--strict", action="store_true", help="SLOW and FAST fail the run too")
     parser.add_argument(
         "--timeout",
-        type=_number(0, True),
+        type=bounded_number(0, True),
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help="per notebook, kernel start included (default: %(default)g)",
     )
     parser.add_argument(
         "--start-timeout",
-        type=_number(0, True),
+        type=bounded_number(0, True),
         default=DEFAULT_START_TIMEOUT,
         metavar="SECONDS",
         help="for each user's server to start, queue included (default: %(default)g)",
@@ -179,13 +181,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     where.add_argument(
         "--booking",
         nargs="+",
-        type=_number(1, False, int),
+        type=bounded_number(1, False, int),
         metavar="ID",
         help="run on each user's own active booking among these (left booked)",
     )
     parser.add_argument(
         "--minutes",
-        type=_number(1, False, int),
+        type=bounded_number(1, False, int),
         metavar="M",
         help="with --size: how long to book (default: the notebooks' expected seconds × "
         "--slow-factor, plus --start-timeout, rounded up to a minute, at most "

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from ..examples import EXAMPLES_DIR
 from ..hubconfig import BENCHMARK_TOKEN_ENV, RESERVATIONS, benchmark_token_scopes
+from .cli import bounded_number
 from .hub import DEFAULT_START_TIMEOUT, Api, Unreachable, hub_base, valid_hub_url
 from .run import DEFAULT_TIMEOUT, new_run_id
 from .verdict import DEFAULT_SLOW_FACTOR, Verdict
@@ -312,11 +313,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", metavar="NAME", help="book this size for each user and run on its server"
     )
-    parser.add_argument("--slow-factor", type=float, default=DEFAULT_SLOW_FACTOR, metavar="F")
-    parser.add_argument("--strict", action="store_true", help="SLOW and FAST fail the run")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS")
+    # the benchmark's own bounds, so a bad value is refused before any token is made
     parser.add_argument(
-        "--start-timeout", type=float, default=DEFAULT_START_TIMEOUT, metavar="SECONDS"
+        "--slow-factor", type=bounded_number(1, False), default=DEFAULT_SLOW_FACTOR, metavar="F"
+    )
+    parser.add_argument("--strict", action="store_true", help="SLOW and FAST fail the run")
+    parser.add_argument(
+        "--timeout", type=bounded_number(0, True), default=DEFAULT_TIMEOUT, metavar="SECONDS"
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=bounded_number(0, True),
+        default=DEFAULT_START_TIMEOUT,
+        metavar="SECONDS",
     )
     parser.add_argument(
         "--keep", type=int, default=DEFAULT_KEEP, metavar="N", help="runs kept (%(default)s)"
