@@ -311,6 +311,12 @@ class Offering:
         self.check_may_use(tier, size)
         return size.cluster, size.flavour
 
+    def booked_flavour(self, size_name: str | None) -> str | None:
+        """The flavour of a booked size, which its server runs whatever the spawn form
+        chose; None when ``size_name`` is not a size (any more): the form's then stands."""
+        size = self.sizes.get(size_name or "")
+        return size.flavour if size is not None else None
+
     def smallest_size(self, tier: Tier) -> ClusterSize:
         """The smallest cluster (by footprint: cores, then memory) the tier may start:
         its own or a size."""

@@ -111,6 +111,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
 
     tier: Tier | None = None
     gate_size: ClusterSize | None = None
+    gate_booked: str | None = None  # the booked size's name, where the gate gave one
     _gate_messages: list[str]
     _gate_open = False
 
@@ -175,7 +176,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                 status_code=429,
             )
         self.check_options(tier)  # refuse what can never start before queueing for capacity
-        self.gate_size = None
+        self.gate_size, self.gate_booked = None, None
         if self.reservations_url:
             size = await self.pass_gate(tier)
             if size is not None:
@@ -246,6 +247,7 @@ class AglaisSpawnerMixin(LoggingConfigurable):
                     # shown in the hub's server model: what this start really got
                     applied = {"booking": answer.booking, **answer.limits}
                     self.user_options = {**(self.user_options or {}), "applied": applied}
+                    self.gate_booked = answer.size
                     title = display_text(answer.title)  # one clean line, as the hub's rule
                     if title and self.orm_spawner is not None:
                         # the home page lists the booking's server under its title

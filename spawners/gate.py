@@ -49,6 +49,7 @@ class GateAnswer:
     position: int | None
     booking: int | None
     title: str = ""
+    size: str | None = None  # a booking's size name: its flavour is the server's
 
     @property
     def queued(self) -> bool:
@@ -97,7 +98,7 @@ class SpawnGateClient:
     ) -> GateAnswer:
         body = {"user": user, "server_name": server_name, "profile": profile, "tier": tier}
         data = await self._post(body)
-        position, booking = data.get("position"), data.get("booking")
+        position, booking, size = data.get("position"), data.get("booking"), data.get("size")
         return GateAnswer(
             data["allowed"],
             str(data.get("reason") or ""),
@@ -105,6 +106,7 @@ class SpawnGateClient:
             position if isinstance(position, int) else None,
             booking if isinstance(booking, int) else None,
             str(data.get("title") or ""),
+            size if isinstance(size, str) and size else None,
         )
 
     async def withdraw(self, user: str, server_name: str) -> None:

@@ -349,6 +349,7 @@ def test_spawn_check_for_booked_servers(
     current = book(admin, now, 1, size="large", user="bob").json()
     answer = check("bob", current["server_name"])
     assert answer["allowed"] is True and answer["booking"] == current["id"]
+    assert answer["size"] == "large"  # the spawner runs the booked size's flavour
     assert answer["limits"] == {
         "executors": 3,
         "executor_cores": 2,

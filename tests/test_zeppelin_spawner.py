@@ -1001,3 +1001,47 @@ def test_a_booked_server_gets_the_booked_size_on_the_cluster(cluster, platform_o
         f'<script src="/user/alice/{server}/_aglais/notice.js" defer></script></body>' in index.text
     )
     assert "textContent" in alice.get(f"user/alice/{server}/_aglais/notice.js").text
+
+
+def test_a_booked_servers_flavour_is_the_booked_sizes_whatever_the_form_chose(
+    cluster, platform_on_cluster
+):
+    """An admin books the JupyterLab size for alice; she starts r<id> from the spawn
+    page with the form's default (the tier's own size, whose flavour is Zeppelin): the
+    spawn gate names the booked size, so the pod runs JupyterLab, as the dry run of the
+    booking shows."""
+    platform = platform_on_cluster
+    alice = HubClient(platform.url)
+    alice.login("alice", "alice")
+    admin = HubClient(platform.url)
+    admin.login("admin", "admin")
+    now = time.time()
+    response = admin.session.post(
+        platform.reservations_url + "api/reservations",
+        json={
+            "size": "lab",
+            "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
+            "title": "Lab session",
+            "user": "alice",
+        },
+        headers={"Authorization": f"token {admin.new_token()}"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    server = response.json()["server_name"]
+    page = alice.get(f"hub/spawn/alice/{server}")
+    forms = [f for f in forms_of(page.text) if "spawn" in f["action"]]
+    # what start_server submits (the form's defaults, or no options) is not the booking's
+    assert (forms[0]["fields"] if forms else {}).get("profile") != "lab"
+
+    event = alice.start_server(server, timeout=120)
+    assert event.get("ready"), (event, platform.log_tail())
+    pod = get(cluster, "pods", "aglais-alice", f"zeppelin-alice--{server}")
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["auth-proxy", "jupyterlab"]
+    wait_for(
+        lambda: alice.get(f"user/alice/{server}/api/status").status_code == 200,
+        timeout=60,
+        what="JupyterLab to answer on the booking's server",
+    )
+    assert_render_pod_is_the_spawn(cluster, platform, "alice", "users", server, "--booked", "lab")

@@ -197,8 +197,8 @@ def server_label(user: str, server_name: str = "") -> str:
 
 class UserHub:
     """The hub as ``user`` with ``token``, for one of the user's servers: ``server_name``
-    ("" is the default server), started with ``profile`` (a size's name; a booking's
-    server takes its flavour from the profile it is started with, not from the booking)."""
+    ("" is the default server; a booking's server runs the booked size, flavour and all,
+    as the spawn gate tells the spawner)."""
 
     def __init__(
         self,
@@ -207,12 +207,10 @@ class UserHub:
         user: str,
         token: str,
         server_name: str = "",
-        profile: str | None = None,
     ) -> None:
         self.hub_url = hub_base(hub_url)
         self.user = user
         self.server_name = server_name
-        self.profile = profile
         self.api = Api(http, self.hub_url, token)
         self.user_path = f"hub/api/users/{quote(user, safe='')}"
         self.server_path = server_path(user, server_name)
@@ -277,8 +275,7 @@ class UserHub:
             return self._server(model, started=False)
         started = not (model and model.get("pending") == "spawn")
         if started:
-            options = {"profile": self.profile} if self.profile else None
-            response = await self.api.request("POST", self.server_path, options)
+            response = await self.api.request("POST", self.server_path)
             if response.status == 400 and b"already running" in response.body:
                 started = False  # someone else started it a moment ago
             elif not response.ok:

@@ -157,6 +157,7 @@ class Decision:
     position: int | None = None
     booking: int | None = None
     title: str = ""  # the booking's title: the server's display name
+    size: str | None = None  # the booked size's name: the server runs its flavour
     waited: float | None = None  # seconds an unbooked spawn queued before it was let through
 
     def as_json(self) -> dict:
@@ -168,6 +169,7 @@ class Decision:
             "position": self.position,
             "booking": self.booking,
             "title": self.title,
+            "size": self.size,
         }
 
 
@@ -203,6 +205,7 @@ def booked_decision(user: str, server_name: str, booking: object | None, now: da
         limits=dict(booking.limits),
         booking=booking.id,
         title=booking.title,
+        size=booking.size,
     )
 
 

@@ -93,7 +93,8 @@ def render_server(
     """The objects of one spawn of ``username``'s server, as they stand once its pod runs.
 
     ``profile`` is the spawn form's size; ``booked`` the named size of a booking the
-    server runs (then the tier's per-server limits grow to it, as at a booked spawn).
+    server runs (then the tier's per-server limits grow to it and the server runs its
+    flavour, as at a booked spawn).
     Raises ProfileRefused for a size the user's tier may not use, or one there is not.
     """
     config = hub_config(dict(values))
@@ -118,7 +119,8 @@ def render_server(
         spawner = ZeppelinSpawner(
             config=config, user=DryRunUser(username, user_id), orm_spawner=DryRunServer(server_name)
         )
-        spec = spawner.server_spec_for(tier, profile, size, env)
+        flavour = offering.booked_flavour(booked)  # a booking's server runs its size's
+        spec = spawner.server_spec_for(tier, profile, size, env, flavour=flavour)
         return objects.build_objects(spec, POD_UID_PLACEHOLDER)
 
     with client_configuration():

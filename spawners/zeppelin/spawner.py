@@ -162,8 +162,11 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         tier = await self.prepare_start()
         profile = (self.user_options or {}).get("profile")
         try:
-            # the booking's size (gate_size), where there is one, not the form's
-            self.spec = self.server_spec_for(tier, profile, self.gate_size, self.get_env())
+            # the booking's size (gate_size) and flavour, where there is one, not the form's
+            flavour = self.offering.booked_flavour(self.gate_booked)
+            self.spec = self.server_spec_for(
+                tier, profile, self.gate_size, self.get_env(), flavour=flavour
+            )
         except ProfileRefused as refused:
             raise SpawnRefused(str(refused), reason="profile", status_code=403) from None
         self.last_api_error = ""
@@ -198,11 +201,17 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
         return env
 
     def server_spec_for(
-        self, tier: Tier, profile: str | None, size: ClusterSize | None, env: dict[str, str]
+        self,
+        tier: Tier,
+        profile: str | None,
+        size: ClusterSize | None,
+        env: dict[str, str],
+        flavour: str | None = None,
     ) -> objects.ServerSpec:
-        """Everything this server's objects are built from: ``profile``'s size (or
-        ``size``, a booking's) and flavour, KubeSpawner's names and the hub's labels."""
-        named_size, flavour = self.offering.server_size(tier, profile)
+        """Everything this server's objects are built from: ``profile``'s size and
+        flavour (or ``size`` and ``flavour``, a booking's), KubeSpawner's names and the
+        hub's labels."""
+        named_size, profile_flavour = self.offering.server_size(tier, profile)
         # KubeSpawner's reflector and z2jh tools find singleuser pods by these labels
         hub_labels = {
             "component": self.component_label,
@@ -219,7 +228,7 @@ class ZeppelinSpawner(AglaisSpawnerMixin, KubeSpawner):
             size=size or named_size,
             settings=self.kubernetes,
             env=dict(env),
-            flavour=flavour,
+            flavour=flavour or profile_flavour,
             pod_labels=hub_labels,
             overhead=self.offering.overhead,
         )
