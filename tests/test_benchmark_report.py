@@ -24,6 +24,7 @@ from aglais_hub.benchmark.html_report import COLOURS, nice_ticks, render_report
 from aglais_hub.benchmark.report import REPORT_HTML, write_reports
 from aglais_hub.benchmark.run import (
     Outcome,
+    Placement,
     Plan,
     ServerStart,
     UserToken,
@@ -78,7 +79,7 @@ STARTED = datetime(2026, 12, 2, 18, 0, 0, tzinfo=UTC)
 
 def make_outcome(slow_factor: float = 2.0, carol: bool = True) -> Outcome:
     """alice: A PASS, B SLOW; bob: A FAST, B ERROR (hostile output); carol's server
-    does not start: two ERRORs that never ran."""
+    booked server r7 does not start: two ERRORs that never ran."""
     users = [UserToken("alice", "t1"), UserToken("bob", "t2")]
     results = [
         result_of("alice", A, ok_run(18.0), slow_factor, began=5.0),
@@ -89,8 +90,9 @@ def make_outcome(slow_factor: float = 2.0, carol: bool = True) -> Outcome:
     starts = [ServerStart("alice", 0.2, 4.6, "started"), ServerStart("bob", 0.2, 3.5, "started")]
     if carol:
         users.append(UserToken("carol", "t3"))
-        results += [failed_result("carol", A, REFUSED), failed_result("carol", B, REFUSED)]
-        starts.append(ServerStart("carol", 0.2, 1.5, "failed"))
+        booked = Placement("r7", 7, "lab")
+        results += [failed_result("carol", e, REFUSED, booked) for e in (A, B)]
+        starts.append(ServerStart("carol", 0.2, 1.5, "failed", "r7"))
     plan = Plan(
         hub_url="https://hub.example.org/",
         users=tuple(users),
@@ -236,7 +238,8 @@ def test_the_timeline_has_a_lane_per_user_with_the_start_then_the_notebooks_in_o
     assert "alice · 02-beta.ipynb: SLOW, 25.0 s (from 23.5 s to 48.5 s)" in title(spans["alice"][2])
     # carol's server failed: the start is drawn as failed, her notebooks are not drawn
     assert [s.get("data-state") for s in spans["carol"]] == ["failed"]
-    assert "carol: server failed after 1.5 s" == title(spans["carol"][0])
+    assert "carol: server r7 failed after 1.5 s" == title(spans["carol"][0])
+    assert "alice: default server started after 4.6 s" == title(spans["alice"][0])
     finish = root.find(f".//{SVG}line[@class='finish']")
     assert (float(finish.get("x1")) - origin) / (50.0 - 0.2) == pytest.approx(per_second, rel=1e-3)
 
@@ -345,6 +348,10 @@ def test_the_table_has_every_result_and_its_links_open_the_executed_notebooks(tm
     page = report.read_text(encoding="utf-8")
     rows = page.count('<tr class="result ')
     assert rows == len(outcome.results) == 8
+    # the Server column: which server each notebook ran on, a booking's with its size
+    assert '<th scope="col">Server</th>' in page
+    assert page.count("<td>the default server</td>") == 6  # alice, bob and eve
+    assert page.count("<td>r7 (booking 7, lab)</td>") == 2  # carol's booked server
     lanes = svgs(page)["timeline"].findall(f".//{SVG}g[@class='lane']")
     assert [lane.get("data-user") for lane in lanes] == ["alice", "bob", "carol", "eve / ops"]
     hrefs = [

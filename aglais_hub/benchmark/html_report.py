@@ -394,11 +394,12 @@ def _lane(
     span_y = middle - SPAN_H / 2
     for start in starts:
         failed = start.state == "failed"
-        tooltip = f"{user}: server {start.state} after {start.seconds:.1f} s"
+        server = f"server {start.server_name}" if start.server_name else "default server"
+        tooltip = f"{user}: {server} {start.state} after {start.seconds:.1f} s"
         parts.append(
             _span(
                 "server",
-                {"data-state": start.state},
+                {"data-state": start.state, "data-server": start.server_name},
                 scale,
                 start.began,
                 start.seconds,
@@ -621,7 +622,8 @@ def _row(result: Result) -> str:
     began = f"{result.began:.1f}" if result.began is not None else "-"
     return (
         f'<tr class="result verdict-{result.verdict}" data-user="{escape(result.user)}" '
-        f'data-notebook="{name}"><td>{escape(result.user)}</td><td>{notebook}</td>'
+        f'data-notebook="{name}"><td>{escape(result.user)}</td>'
+        f"<td>{escape(result.placement.label())}</td><td>{notebook}</td>"
         f'<td>{badge(result.verdict)}</td><td class="num">{seconds}</td>'
         f'<td class="num">{result.entry.seconds:g}</td><td class="num">{began}</td>'
         f'<td class="detail">{_detail(result)}</td></tr>'
@@ -632,13 +634,14 @@ NUMERIC = ' class="num"'
 
 
 def results_table(results: Sequence[Result]) -> str:
-    """Every result: user, notebook (a link to the executed one), verdict, seconds,
+    """Every result: user, server, notebook (a link to the executed one), verdict, seconds,
     expected seconds, when it began and why; an ERROR with its errors, differences and
     first traceback."""
     head = "".join(
         f'<th scope="col"{NUMERIC if numeric else ""}>{name}</th>'
         for name, numeric in (
             ("User", False),
+            ("Server", False),
             ("Notebook", False),
             ("Verdict", False),
             ("Seconds", True),

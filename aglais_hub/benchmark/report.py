@@ -124,6 +124,7 @@ def results_document(outcome: Outcome, strict: bool) -> dict:
                 "began": round(start.began, 3),
                 "seconds": round(start.seconds, 3),
                 "state": start.state,
+                "server_name": start.server_name,
             }
             for start in outcome.server_starts
         ],

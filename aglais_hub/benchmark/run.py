@@ -123,12 +123,14 @@ class Result:
 @dataclass(frozen=True)
 class ServerStart:
     """How a user's server start went, for the timeline: from ``began`` (seconds after
-    the run began) for ``seconds``; ``state`` is started, already running or failed."""
+    the run began) for ``seconds``; ``state`` is started, already running or failed;
+    ``server_name`` is the server's ("" for the default server)."""
 
     user: str
     began: float
     seconds: float
     state: str
+    server_name: str = ""
 
 
 @dataclass
@@ -259,13 +261,13 @@ async def run_on_server(
     run's monotonic start)."""
     entries = [entry for entry, _ in plan.notebooks]
     warnings = outcome.warnings
-    hub = UserHub(http, plan.hub_url, user.name, user.token, placement.server_name, placement.size)
+    hub = UserHub(http, plan.hub_url, user.name, user.token, placement.server_name)
     began = time.monotonic()
     say(f"[{user.name}] starting the server" + (f" {hub.server_name}" if hub.server_name else ""))
 
     def started(state: str) -> None:
         outcome.server_starts.append(
-            ServerStart(user.name, began - origin, time.monotonic() - began, state)
+            ServerStart(user.name, began - origin, time.monotonic() - began, state, hub.server_name)
         )
 
     try:
