@@ -15,6 +15,7 @@ from .claims import (
     claim_at,
     claim_groups,
     login_identity,
+    person,
     recorded_identity,
     safe_username,
     same_identity,
@@ -184,6 +185,9 @@ class AglaisOAuthenticator(GenericOAuthenticator):
         groups = await self.get_user_groups(auth_state)
         tier = resolve_tier(groups, self.tier_groups, self.tier_ranks, self.default_tier)
         auth_state[AUTH_STATE_KEY] = {"tier": tier, "groups": sorted(groups)}
+        # the hub keeps user_info in the user's model, readable with read:users:name (the
+        # user's own tokens can): services such as Git sync sign commits with it
+        auth_model["user_info"] = person(auth_state.get(self.user_auth_state_key) or {})
         return auth_model
 
     async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:

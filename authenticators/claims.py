@@ -46,6 +46,17 @@ def claim_groups(user_info: Mapping[str, Any], path: str) -> set[str]:
     return {g for g in value if isinstance(g, str) and g}
 
 
+def person(user_info: Mapping[str, Any]) -> dict[str, str]:
+    """The user's display name and e-mail from the provider's standard claims (``name``,
+    ``email``), each only where it is one clean line; what services show and sign with."""
+    found = {}
+    for key in ("name", "email"):
+        value = user_info.get(key)
+        if isinstance(value, str) and value.strip() and not any(c in value for c in "\r\n\0<>"):
+            found[key] = value.strip()
+    return found
+
+
 # -- identities: which identity-provider account a hub user belongs to ---------------------
 #
 # A hub username is made from a claim that is neither unique nor stable (see safe_username:

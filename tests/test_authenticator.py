@@ -160,6 +160,24 @@ async def test_login_table(user_info, config, name, admin, tier, groups):
     assert model.get("groups", []) == groups
 
 
+async def test_the_providers_name_and_email_become_the_users_user_info():
+    """The hub keeps them in the user's model (services sign Git commits with them); a
+    value that is not one clean line is left out rather than passed on."""
+    model = await login(
+        {
+            "preferred_username": "alice",
+            "groups": ["users"],
+            "name": " Alice Astronomer ",
+            "email": "alice@example.org",
+        }
+    )
+    assert model["user_info"] == {"name": "Alice Astronomer", "email": "alice@example.org"}
+    model = await login(
+        {"preferred_username": "bob", "groups": ["users"], "name": "Bob\nX", "email": ["b@x"]}
+    )
+    assert model["user_info"] == {}
+
+
 @pytest.mark.parametrize(
     ("user_info", "message"),
     [
