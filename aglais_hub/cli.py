@@ -87,6 +87,12 @@ def cmd_reservations(args: argparse.Namespace) -> int:
     return admin.run(args)
 
 
+def cmd_gitsync(args: argparse.Namespace) -> int:
+    from .gitsync import admin
+
+    return admin.run(args)
+
+
 def cmd_sample_data(args: argparse.Namespace) -> int:
     try:
         from .sampledata.catalogue import CatalogueError, write_catalogue
@@ -184,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     reservation_arguments(reservations)
     reservations.set_defaults(func=cmd_reservations)
+
+    gitsync = sub.add_parser(
+        "gitsync", help="the Git service (linked repositories; the hub starts it)"
+    )
+    from .gitsync.admin import add_arguments as gitsync_arguments
+
+    gitsync_arguments(gitsync)
+    gitsync.set_defaults(func=cmd_gitsync)
 
     sample = sub.add_parser(
         "sample-data", help="write a Gaia-DR3-like sample catalogue (Parquet) for the examples"

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +39,13 @@ HUB_CONFIG = PROJECT_ROOT / "config" / "jupyterhub_config.py"
 NODE_BIN = PROJECT_ROOT / "node_modules" / ".bin"
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _secret(path: Path, nbytes: int = 32) -> str:
     """A hex secret kept in ``path``: made once, read back on every later start."""
     if not path.exists():
@@ -56,6 +64,7 @@ class DemoSetup:
     idp_port: int
     hub_url: str
     env: dict[str, str] = field(default_factory=dict)
+    gitsync: bool = False  # the Git service runs (gitsync.enabled)
 
     @property
     def hub_dir(self) -> Path:
@@ -97,6 +106,9 @@ def prepare(state_dir: Path, values_file: Path, port: int | None, idp_port: int)
     spawner = raw.setdefault("spawner", {})
     if spawner.get("kind", "local-spark") == "local-spark" and not spawner.get("catalogues"):
         spawner["catalogues"] = str(sample_catalogue(state_dir / "catalogues"))
+    gitsync = raw.get("gitsync") or {}
+    if gitsync.get("enabled") and not gitsync.get("url") and "port" not in gitsync:
+        gitsync["port"] = free_port()  # a managed service: any free port will do
     effective = state_dir / "values.yaml"
     effective.write_text(
         "# Written by `aglais-hub demo` from "
@@ -117,6 +129,9 @@ def prepare(state_dir: Path, values_file: Path, port: int | None, idp_port: int)
         "JUPYTERHUB_CRYPT_KEY": _secret(state_dir / "crypt-key"),
         "AGLAIS_RESERVATIONS_API_TOKEN": _secret(state_dir / "reservations-token"),
         "AGLAIS_GATE_TOKEN": _secret(state_dir / "gate-token"),
+        # the Git service's own key (tokens stay readable across restarts) and token
+        "AGLAIS_GITSYNC_KEY": _secret(state_dir / "gitsync-key"),
+        "AGLAIS_GITSYNC_API_TOKEN": _secret(state_dir / "gitsync-token"),
         "OAUTH_CLIENT_SECRET": client_secret,
         "ISSUER": issuer,
         "PORT": str(idp_port),
@@ -127,7 +142,9 @@ def prepare(state_dir: Path, values_file: Path, port: int | None, idp_port: int)
         "STATE_DIR": str(state_dir / "idp"),
     }
     hub_url = public_url(values["hub"]) + values["hub"]["baseUrl"]
-    return DemoSetup(state_dir, effective, issuer, idp_port, hub_url, env)
+    return DemoSetup(
+        state_dir, effective, issuer, idp_port, hub_url, env, values["gitsync"]["enabled"]
+    )
 
 
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
@@ -156,6 +173,9 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
 
 
 def banner(setup: DemoSetup) -> str:
+    gitsync = ""
+    if setup.gitsync:
+        gitsync = f"Link Git repositories at {setup.hub_url.rstrip('/')}/services/gitsync/\n"
     logins = "\n".join(
         f"  {name:8} password {user['password']:8} groups: {', '.join(user['groups']) or '(none)'}"
         for name, user in DEMO_USERS.items()
@@ -165,6 +185,7 @@ def banner(setup: DemoSetup) -> str:
         f"Sign in with one of the demo logins (mallory shows what a refused login looks like):\n"
         f"{logins}\n"
         f"Book a cluster at {setup.hub_url.rstrip('/')}/services/reservations/\n"
+        f"{gitsync}"
         f"Identity provider: {setup.issuer}   state: {setup.state_dir}\n"
         "Press Ctrl-C to stop.\n"
     )

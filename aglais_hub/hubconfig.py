@@ -121,6 +121,43 @@ def reservation_services(values: dict, environ: Mapping[str, str]) -> dict:
     }
 
 
+GITSYNC = "gitsync"  # the Git service's name: /services/gitsync/
+# What the Git service's OAuth logins may do for their user: reach that user's own servers
+# (the contents API, for imports and commits), nothing else. JupyterHub narrows `!user`
+# to the logged-in user and intersects it with what the user may do.
+GITSYNC_OAUTH_SCOPES = ["access:servers!user"]
+# The service's key and database URL come from the hub's environment (secrets); the hub's
+# own crypt key only when the service has no key of its own.
+GITSYNC_ENV = ("AGLAIS_VALUES", "AGLAIS_GITSYNC_DB_URL", "PATH", "PYTHONPATH")
+
+
+def gitsync_service(values: dict, environ: Mapping[str, str]) -> dict:
+    """The Git service as a hub service: in the navbar's services menu, no consent page,
+    no hub role (it acts with its callers' own tokens: gitsync/contents.py), and the user
+    scope that lets users log in to it. ``{"service": {...}, "user_scope": str}``. Pure."""
+    g = values["gitsync"]
+    service: dict = {
+        "name": GITSYNC,
+        "display": True,
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": list(GITSYNC_OAUTH_SCOPES),
+        "info": {"description": "Link Git repositories: import and commit notebooks"},
+    }
+    if environ.get("AGLAIS_GITSYNC_API_TOKEN"):
+        service["api_token"] = environ["AGLAIS_GITSYNC_API_TOKEN"]
+    if g["url"]:
+        service["url"] = g["url"]
+    else:
+        service["url"] = f"http://127.0.0.1:{g['port']}"
+        service["command"] = [sys.executable, "-m", "aglais_hub.cli", "gitsync", "serve"]
+        env = {k: environ[k] for k in GITSYNC_ENV if k in environ}
+        key = environ.get("AGLAIS_GITSYNC_KEY") or environ.get("JUPYTERHUB_CRYPT_KEY")
+        if key:  # managed services inherit nothing else from the hub's environment
+            env["AGLAIS_GITSYNC_KEY"] = key
+        service["environment"] = env
+    return {"service": service, "user_scope": f"access:services!service={GITSYNC}"}
+
+
 BENCHMARK = "benchmark"  # the nightly benchmark's hub service (aglais_hub.benchmark.nightly)
 BENCHMARK_TOKEN_ENV = "AGLAIS_BENCHMARK_API_TOKEN"  # its token, from the chart's Secret
 
@@ -251,6 +288,10 @@ def hub_config(values: dict, environ: Mapping[str, str] | None = None) -> Config
         s.max_cores = local["maxCores"]
         s.catalogues = spawner["catalogues"]
 
+    if values["gitsync"]["enabled"]:
+        found = gitsync_service(values, environ)
+        c.JupyterHub.services.append(found["service"])
+        c.JupyterHub.extra_user_scopes.add(found["user_scope"])
     add_culler(c, values, environ)  # the idle culler service (on by default in the chart)
     if values["benchmark"]["enabled"]:
         found = benchmark_service(values, environ)

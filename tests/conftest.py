@@ -18,9 +18,9 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-# The production defaults (proxy 8000, proxy API 8001, hub 8081, reservations 8090,
+# The production defaults (proxy 8000, proxy API 8001, hub 8081, reservations 8090, Git 8091,
 # PostgreSQL 5432): no test may use them, so the suite holds them open while it runs.
-DEFAULT_PORTS = (8000, 8001, 8081, 8090, 5432)
+DEFAULT_PORTS = (8000, 8001, 8081, 8090, 8091, 5432)
 HELD_PORTS: dict[int, socket.socket] = {}
 
 

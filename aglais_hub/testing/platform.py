@@ -19,13 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ..demo import DEMO_USERS, wait_for_http
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..demo import DEMO_USERS, free_port, wait_for_http
 
 
 def port_open(port: int) -> bool:
@@ -68,6 +62,7 @@ class Platform:
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
         self.reservations_port = free_port()
+        self.gitsync_port = free_port()
         values = json.loads(json.dumps(values))
         spawner = values.setdefault("spawner", {})
         if not own_catalogue and spawner.get("kind", "local-spark") == "local-spark":
@@ -75,6 +70,8 @@ class Platform:
         # always a free port: default-filled values carry the production port (8090)
         values.setdefault("reservations", {})["port"] = self.reservations_port
         self.reservations_enabled = values["reservations"].get("enabled", True)
+        values.setdefault("gitsync", {})["port"] = self.gitsync_port
+        self.gitsync_enabled = values["gitsync"].get("enabled", False)
         passthrough = values.setdefault("hub", {}).setdefault("config", {})
         passthrough.setdefault("JupyterHub", {})["hub_port"] = self.hub_port
         passthrough.setdefault("ConfigurableHTTPProxy", {})["api_url"] = (
@@ -96,6 +93,11 @@ class Platform:
         return self.url + "services/reservations/"
 
     @property
+    def gitsync_url(self) -> str:
+        """The Git service through the proxy, as users reach it."""
+        return self.url + "services/gitsync/"
+
+    @property
     def users_file(self) -> Path:
         return self.state_dir / "idp" / "users.json"
 
@@ -106,6 +108,7 @@ class Platform:
             self.hub_port,
             self.proxy_api_port,
             self.reservations_port,
+            self.gitsync_port,
         ]
 
     def start(self, timeout: float = 90) -> float:
@@ -138,6 +141,8 @@ class Platform:
             wait_for_http(self.url + "hub/api/", timeout, self.process)
             if self.reservations_enabled:  # spawns wait for the gate, so wait for it too
                 wait_for_http(self.reservations_url + "api/health", timeout, self.process)
+            if self.gitsync_enabled:
+                wait_for_http(self.gitsync_url + "api/health", timeout, self.process)
         except Exception:
             self.stop()
             raise RuntimeError(f"platform did not start:\n{self.log_tail()}") from None

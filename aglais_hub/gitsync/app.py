@@ -1,0 +1,336 @@
+"""The Git service's HTTP side: a JupyterHub service with a REST API and a web page.
+
+Authenticated by hub OAuth (browsers) or ``Authorization: token <hub token>`` (API
+clients). The handlers read requests and write responses; what they decide with is
+`service.Service`. Request bodies are never logged: they carry tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import yaml
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
+from sqlalchemy.exc import SQLAlchemyError
+from tornado import web
+
+from aglais_hub.reservations.app import parse_json_body
+from aglais_hub.reservations.rules import Refused, check_user_name, parse_id
+
+from .contents import ContentsError, server_label
+from .rules import link_changes, new_link
+from .service import Caller, Service
+from .vault import VaultError
+
+log = logging.getLogger("aglais.gitsync")
+RETRY_AFTER = "5"  # seconds, on every 503
+UNAVAILABLE = "The Git service's database is not answering right now; try again shortly."
+# JupyterHub 6's named servers: 1-30 of [a-z0-9-], starting with a letter ("" the default)
+SERVER_NAME = re.compile(r"^([a-z][a-z0-9-]{0,29})?$")
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """Who calls (`caller`), from the hub's OAuth cookie or an API token."""
+
+    service: Service
+    caller: Caller | None = None
+    not_allowed = False  # a valid login or token without the scope to use this service
+
+    def initialize(self, service: Service) -> None:
+        self.service = service
+
+    async def prepare(self) -> None:
+        # HubAuth's own get_current_user would block the loop on the token lookup: look it
+        # up here, asynchronously, and set current_user (which @web.authenticated reads)
+        model = None
+        try:
+            found = await self.hub_auth.get_user(self, sync=False)
+            model = self.check_hub_user(found) if found else None
+        except UserNotAllowed:
+            model, self.not_allowed = None, True
+        except web.HTTPError as error:  # HubAuth's own: the hub did not answer the check
+            if error.status_code < 500:
+                raise
+            raise web.HTTPError(
+                503, "The hub is not answering the Git service right now; try again shortly."
+            ) from error
+        self.caller = Caller.from_model(model) if model else None
+        self.current_user = model
+
+    def user_token(self) -> str:
+        """The caller's own hub token: the API token it sent, or its OAuth login's (the
+        cookie). It reaches the caller's servers only (contents.py says why)."""
+        return self.hub_auth.get_token(self) or ""
+
+    def json(self, status: int, body: Any) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+
+class ApiHandler(BaseHandler):
+    """JSON in, JSON out; every error is ``{"status", "message"}``.
+
+    401 (with ``WWW-Authenticate``) without a valid login or token, 403 for one without
+    the scope, 405 with ``Allow``, 413/415/422 for bodies we will not read, 503 with
+    ``Retry-After`` while the database or the hub is away.
+    """
+
+    needs_login = True
+
+    async def prepare(self) -> None:
+        if not self.needs_login:
+            return
+        await super().prepare()
+        if self.caller is None:
+            if self.not_allowed:
+                raise web.HTTPError(
+                    403, "This login or token may not use the Git service (it lacks the scope)."
+                )
+            raise web.HTTPError(
+                401, "Log in to the hub, or send 'Authorization: token <hub token>'."
+            )
+
+    def refuse(self, status: int, message: str) -> None:
+        self._status_headers(status)
+        self.json(status, {"status": status, "message": message})
+
+    def body(self) -> dict:
+        """The request's JSON object (at most 64 KiB: 413; 415 for other media)."""
+        media = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            raise Refused(415, f"Send the body as application/json, not {media[:60]}.")
+        data = parse_json_body(self.request.body or b"{}")
+        if not isinstance(data, dict):
+            raise Refused(422, "The request body must be a JSON object.")
+        return data
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:  # tornado's own answer would be a 400
+            raise web.HTTPError(
+                422, f"The {'parameter ' + repr(name) if name else 'path'} is not UTF-8."
+            ) from None
+
+    def allowed_methods(self) -> list[str]:
+        base = web.RequestHandler
+        return [
+            m
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+        ]
+
+    def _status_headers(self, status: int) -> None:
+        if status == 401:
+            self.set_header("WWW-Authenticate", 'token realm="gitsync"')
+        elif status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        elif status == 503:
+            self.set_header("Retry-After", RETRY_AFTER)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, SQLAlchemyError):
+            first = str(value).splitlines()[0] if str(value) else typ.__name__
+            log.warning("503 for %s %s: %s", self.request.method, self.request.path, first)
+            return  # the database away is no bug: one line, not a traceback
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        message = self._reason
+        error = (kwargs.get("exc_info") or (None, None))[1]
+        if isinstance(error, web.HTTPError):
+            message = error.log_message or message
+            if status_code == 405:
+                message = (
+                    f"{self.request.method} is not allowed here; "
+                    f"use {', '.join(self.allowed_methods())}."
+                )
+        elif isinstance(error, SQLAlchemyError):
+            status_code, message = 503, UNAVAILABLE
+            self.set_status(503)
+        elif status_code >= 500:
+            message = "The Git service failed on this request (it is logged)."
+        self._status_headers(status_code)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    async def run(self, fn: Callable, *args: Any) -> Any:
+        """A service call in the database pool; `Refused` becomes its status and message
+        (and None is returned: the response is written)."""
+        try:
+            return await self.service.db(fn, *args)
+        except Refused as refused:
+            self.refuse(refused.status, refused.message)
+        except VaultError as error:  # a stored token no key opens: the user enters it again
+            self.refuse(409, str(error))
+        return None
+
+
+class HealthHandler(ApiHandler):
+    needs_login = False
+
+    def get(self) -> None:
+        self.json(200, {"status": "ok"})
+
+
+class LinksHandler(ApiHandler):
+    async def get(self) -> None:
+        user = self.get_argument("user", None)
+        try:
+            if user is not None:
+                check_user_name(user)
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        links = await self.run(self.service.list_links, self.caller, user)
+        if links is not None:
+            self.json(200, {"links": [link.as_json() for link in links]})
+
+    async def post(self) -> None:
+        try:
+            asked = new_link(self.body())
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        link = await self.run(self.service.create_link, self.caller, asked)
+        if link is not None:
+            self.set_header("Location", f"{self.request.path.rstrip('/')}/{link.id}")
+            self.json(201, link.as_json())
+
+
+class LinkHandler(ApiHandler):
+    def number(self, link_id: str) -> int | None:
+        """The id from the path; None (and a 404) for one no link can have."""
+        number = parse_id(link_id)
+        if number is None:
+            self.refuse(404, f"You have no link {link_id[:20]}.")
+        return number
+
+    async def get(self, link_id: str) -> None:
+        if (number := self.number(link_id)) is None:
+            return
+        link = await self.run(self.service.get_link, self.caller, number)
+        if link is not None:
+            self.json(200, link.as_json())
+
+    async def patch(self, link_id: str) -> None:
+        if (number := self.number(link_id)) is None:
+            return
+        # whose link it is first: another user's link is a 404 whatever the body says
+        if await self.run(self.service.own_link, self.caller, number) is None:
+            return
+        try:
+            changes = link_changes(self.body())
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        link = await self.run(self.service.change_link, self.caller, number, changes)
+        if link is not None:
+            self.json(200, link.as_json())
+
+    async def delete(self, link_id: str) -> None:
+        if (number := self.number(link_id)) is None:
+            return
+        link = await self.run(self.service.delete_link, self.caller, number)
+        if link is not None:
+            self.json(200, link.as_json())
+
+
+class ServerHandler(ApiHandler):
+    """Whether the service can reach the caller's server with the caller's login: the
+    way imports and commits will reach it, tried on the server's top folder."""
+
+    async def get(self) -> None:
+        server = self.get_argument("server", "")
+        if not SERVER_NAME.match(server):
+            return self.refuse(422, "'server' must be a server name ([a-z0-9-], 1-30) or empty.")
+        contents = self.service.contents(self.caller, self.user_token(), server)
+        try:
+            entries = await contents.list("")
+        except ContentsError as error:
+            return self.refuse(error.status, error.message)
+        self.json(
+            200,
+            {
+                "user": self.caller.name,
+                "server": server,
+                "label": server_label(server),
+                "reachable": True,
+                "items": len(entries),
+            },
+        )
+
+
+METHODS = ("get", "put", "post", "patch", "delete")
+
+
+@functools.cache
+def openapi_document() -> dict:
+    """openapi.yaml, every operation listing the errors `ApiHandler` answers for all routes:
+    401/403/503 where a login is needed, 413/415/422 with a body, 422 with query parameters."""
+    spec = yaml.safe_load(resources.files(__package__).joinpath("openapi.yaml").read_text())
+    error, refs = "#/components/responses/", {"401": "Unauthorized", "503": "Unavailable"}
+    for item in spec["paths"].values():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            codes = ["400"]
+            if operation.get("security", spec.get("security")):
+                codes += ["401", "403", "503"]
+            if "requestBody" in operation:
+                codes += ["413", "415", "422"]
+            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                codes.append("422")
+            for code in codes:
+                operation["responses"].setdefault(code, {"$ref": error + refs.get(code, "Error")})
+    return spec
+
+
+class OpenApiHandler(ApiHandler):
+    """openapi.yaml, with this service's prefix."""
+
+    needs_login = False
+
+    def get(self) -> None:
+        spec = copy.deepcopy(openapi_document())
+        spec["servers"] = [{"url": self.settings["service_prefix"]}]
+        self.json(200, spec)
+
+
+class NotFoundHandler(ApiHandler):
+    """Any other path under api/: a JSON 404, not tornado's HTML page."""
+
+    needs_login = False
+
+    async def prepare(self) -> None:
+        raise web.HTTPError(404, "There is no such API route; see api/openapi.json.")
+
+
+def make_app(
+    service: Service, prefix: str, cookie_secret: bytes, page_handlers: list | None = None
+) -> web.Application:
+    """The tornado application, every route under the service ``prefix``. The import and
+    commit routes (api/links/{id}/import, .../commit) go beside the link's routes."""
+    prefix = "/" + prefix.strip("/") + "/"
+    kwargs = {"service": service}
+    routes = [
+        (prefix + "api/health", HealthHandler, kwargs),
+        (prefix + "api/openapi.json", OpenApiHandler, kwargs),
+        (prefix + "api/links", LinksHandler, kwargs),
+        (prefix + r"api/links/(\d+)", LinkHandler, kwargs),
+        (prefix + "api/server", ServerHandler, kwargs),
+        (prefix + "api/.*", NotFoundHandler, kwargs),  # after every API route
+        (prefix + "oauth_callback", HubOAuthCallbackHandler),
+        *((prefix + path, handler, kwargs) for path, handler in (page_handlers or [])),
+    ]
+    return web.Application(
+        routes,
+        service_prefix=prefix,
+        cookie_secret=cookie_secret,  # signs HubOAuth's token cookie
+    )
