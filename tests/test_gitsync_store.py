@@ -76,12 +76,20 @@ def test_imports_are_remembered_per_place_and_go_with_their_link(service: Servic
     store = service.store
     link = service.create_link(ALICE, new())
     when = datetime(2026, 12, 1, 10, tzinfo=UTC)
-    store.record_import(link.id, "", "nb/a.ipynb", "b" * 40, "1" * 64, "gaia/a.ipynb", when)
+    store.record_import(
+        link.id, "", "nb/a.ipynb", "b" * 40, "e" * 40, "1" * 64, "gaia/a.ipynb", when
+    )
     later = when + timedelta(hours=1)
-    store.record_import(link.id, "", "nb/a.ipynb", "c" * 40, "2" * 64, "gaia/a.ipynb", later)
-    store.record_import(link.id, "lab", "nb/a.ipynb", "c" * 40, "3" * 64, "gaia/a.ipynb", later)
+    store.record_import(
+        link.id, "", "nb/a.ipynb", "c" * 40, "f" * 40, "2" * 64, "gaia/a.ipynb", later
+    )
+    store.record_import(
+        link.id, "lab", "nb/a.ipynb", "c" * 40, "f" * 40, "3" * 64, "gaia/a.ipynb", later
+    )
     records = store.imports(link.id, "")
-    assert [(r.blob_id, r.sha256, r.imported_at) for r in records] == [("c" * 40, "2" * 64, later)]
+    assert [(r.blob_id, r.commit_id, r.sha256, r.imported_at) for r in records] == [
+        ("c" * 40, "f" * 40, "2" * 64, later)
+    ]
     assert len(store.imports(link.id)) == 2
     service.delete_link(ALICE, link.id)
     assert store.imports(link.id) == []

@@ -25,8 +25,11 @@ from aglais_hub.reservations.app import parse_json_body
 from aglais_hub.reservations.rules import Refused, check_user_name, parse_id
 
 from .contents import ContentsError, server_label
+from .errors import GitSyncError, MergeConflict, PushRejected
 from .rules import link_changes, new_link
 from .service import Caller, Service
+from .sync import server_path
+from .transfer import Transfers, author_of, chosen_paths, commit_words
 from .vault import VaultError
 
 log = logging.getLogger("aglais.gitsync")
@@ -238,7 +241,124 @@ class LinkHandler(ApiHandler):
             return
         link = await self.run(self.service.delete_link, self.caller, number)
         if link is not None:
+            self.settings["transfers"].remove(link)  # its clone goes too
             self.json(200, link.as_json())
+
+
+def server_argument(value: object) -> str:
+    """A server name from a query or a body ("" the default server); `Refused` (422)."""
+    if not isinstance(value, str) or not SERVER_NAME.match(value):
+        raise Refused(422, "'server' must be a server name ([a-z0-9-], 1-30) or empty.")
+    return value
+
+
+class TransferHandler(LinkHandler):
+    """The caller's own link, its working copy and their server: import and commit.
+    A git or server error is answered with its status and words."""
+
+    @property
+    def transfers(self) -> Transfers:
+        return self.settings["transfers"]
+
+    async def own(self, link_id: str) -> object | None:
+        if (number := self.number(link_id)) is None:
+            return None
+        return await self.run(self.service.own_link, self.caller, number)
+
+    def failed(self, error: GitSyncError | ContentsError) -> None:
+        body: dict[str, Any] = {"status": error.status, "message": error.message}
+        if isinstance(error, MergeConflict):
+            body.update(saved_branch=error.saved_branch, paths=list(error.paths))
+        if isinstance(error, PushRejected):
+            body["retry"] = "pull"  # the page offers "pull and retry": the same call, pull: true
+        self._status_headers(error.status)
+        self.json(error.status, body)
+
+
+class NotebooksHandler(TransferHandler):
+    """The Jupyter notebooks under the link's folder (fetched now), each with where it
+    goes in the caller's server and whether it was imported there."""
+
+    async def get(self, link_id: str) -> None:
+        try:
+            server = server_argument(self.get_argument("server", ""))
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        if (link := await self.own(link_id)) is None:
+            return
+        try:
+            entries = await self.transfers.notebooks(link)
+        except GitSyncError as error:
+            return self.failed(error)
+        records = await self.run(self.service.store.imports, link.id, server)
+        imported = {r.repo_path: r for r in records or []}
+        self.json(
+            200,
+            {
+                "link": link.id,
+                "notebooks": [
+                    {
+                        "path": e.path,
+                        "target": server_path(e.path, link.folder, link.url),
+                        "imported": e.path in imported,
+                        "changed_since_import": e.path in imported
+                        and imported[e.path].blob_id != e.blob,
+                    }
+                    for e in entries
+                ],
+            },
+        )
+
+
+class ImportHandler(TransferHandler):
+    async def post(self, link_id: str) -> None:
+        try:
+            data = self.body()
+            paths = chosen_paths(data)
+            server = server_argument(data.get("server", ""))
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        if (link := await self.own(link_id)) is None:
+            return
+        contents = self.service.contents(self.caller, self.user_token(), server)
+        try:
+            steps = await self.transfers.import_notebooks(link, contents, paths)
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        except (GitSyncError, ContentsError) as error:
+            return self.failed(error)
+        self.json(200, {"link": link.id, "steps": [step.as_json() for step in steps]})
+
+
+class CommitHandler(TransferHandler):
+    async def post(self, link_id: str) -> None:
+        try:
+            data = self.body()
+            paths = chosen_paths(data)
+            server = server_argument(data.get("server", ""))
+            message = data.get("message")
+            if not isinstance(message, str) or not message.strip() or len(message) > 10_000:
+                raise Refused(
+                    422, "'message' must say what the commit changes (10,000 characters at most)."
+                )
+            pull = data.get("pull", False)
+            if not isinstance(pull, bool):
+                raise Refused(422, "'pull' must be true or false.")
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        if (link := await self.own(link_id)) is None:
+            return
+        contents = self.service.contents(self.caller, self.user_token(), server)
+        author = author_of(self.caller.name, (self.current_user or {}).get("user_info"))
+        try:
+            done = await self.transfers.commit_notebooks(
+                link, contents, paths, message, author, pull=pull
+            )
+        except Refused as refused:
+            return self.refuse(refused.status, refused.message)
+        except (GitSyncError, ContentsError) as error:
+            return self.failed(error)
+        self.json(200, {"link": link.id, **done.as_json(commit_words(link, done))})
 
 
 class ServerHandler(ApiHandler):
@@ -315,8 +435,7 @@ class NotFoundHandler(ApiHandler):
 def make_app(
     service: Service, prefix: str, cookie_secret: bytes, page_handlers: list | None = None
 ) -> web.Application:
-    """The tornado application, every route under the service ``prefix``. The import and
-    commit routes (api/links/{id}/import, .../commit) go beside the link's routes."""
+    """The tornado application, every route under the service ``prefix``."""
     prefix = "/" + prefix.strip("/") + "/"
     kwargs = {"service": service}
     routes = [
@@ -324,6 +443,9 @@ def make_app(
         (prefix + "api/openapi.json", OpenApiHandler, kwargs),
         (prefix + "api/links", LinksHandler, kwargs),
         (prefix + r"api/links/(\d+)", LinkHandler, kwargs),
+        (prefix + r"api/links/(\d+)/notebooks", NotebooksHandler, kwargs),
+        (prefix + r"api/links/(\d+)/import", ImportHandler, kwargs),
+        (prefix + r"api/links/(\d+)/commit", CommitHandler, kwargs),
         (prefix + "api/server", ServerHandler, kwargs),
         (prefix + "api/.*", NotFoundHandler, kwargs),  # after every API route
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
@@ -333,4 +455,5 @@ def make_app(
         routes,
         service_prefix=prefix,
         cookie_secret=cookie_secret,  # signs HubOAuth's token cookie
+        transfers=Transfers(service),
     )

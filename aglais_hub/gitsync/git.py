@@ -239,7 +239,7 @@ class WorkingCopy:
         *,
         timeout: float = 120.0,
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # git runs in other directories (clone: the parent)
         self.remote = url if isinstance(url, RemoteUrl) else RemoteUrl.parse(url)
         self.branch = _check_branch(branch)
         self.credentials = credentials
@@ -650,6 +650,13 @@ class WorkingCopy:
     async def _head(self) -> str:
         return (await self._git("rev-parse", "HEAD", op="rev-parse")).stdout.decode().strip()
 
+    async def remote_head(self) -> str:
+        """The commit id of the remote branch as last fetched (what imports read)."""
+        async with self._lock:
+            self._require_clone()
+            run = await self._git("rev-parse", self._tracking, op="rev-parse")
+        return run.stdout.decode().strip()
+
     # ---- writing ------------------------------------------------------------------
 
     def _target(self, path: str) -> Path:
@@ -662,11 +669,22 @@ class WorkingCopy:
         return target
 
     async def commit(
-        self, files: Mapping[str, bytes | str], message: str, author: Author
+        self,
+        files: Mapping[str, bytes | str],
+        message: str,
+        author: Author,
+        base: str | None = None,
     ) -> str | None:
         """Write ``files`` (repository path → content; str is written as UTF-8) into the
         working copy and commit them with ``message``, by ``author`` (author and
-        committer). Returns the new commit's id, or None when nothing changed."""
+        committer). Returns the new commit's id, or None when nothing changed.
+
+        ``base`` is the commit the user's versions were edited from (their import's).
+        The commit is then made on it, not on the newest remote commit, so that changes
+        made on the remote since are merged by `pull_and_retry` (or conflict there)
+        instead of being silently overwritten; the push of such a commit is rejected
+        until then. Local commits not pushed yet leave the branch (the user's server
+        still has their notebooks)."""
         if not message.strip():
             raise GitSyncError("Give a message saying what the commit changes.", self.url)
         if not files:
@@ -674,6 +692,8 @@ class WorkingCopy:
         cleaned = {clean_path(path): content for path, content in files.items()}
         async with self._lock:
             self._require_clone()
+            if base is not None:
+                await self._move_to(base)
             targets = {path: self._target(path) for path in cleaned}  # all checked, then written
             for path, content in cleaned.items():
                 targets[path].parent.mkdir(parents=True, exist_ok=True)
@@ -692,6 +712,21 @@ class WorkingCopy:
                 stdin=message.encode(),
             )
             return await self._head()
+
+    async def _move_to(self, base: str) -> None:
+        found = await self._git(
+            "rev-parse", "--verify", "--quiet", f"{_check_ref(base)}^{{commit}}",
+            op="rev-parse", check=False,
+        )  # fmt: skip
+        if found.returncode != 0:
+            raise GitSyncError(
+                f"The commit your notebooks were imported from ({base[:12]}) is no longer on "
+                f"'{self.branch}' of {self.url} (the branch was rewritten): import them "
+                "again, then commit.",
+                self.url,
+            )
+        # --force: the clone's files are ours (written for a commit), never the user's
+        await self._git("checkout", "--quiet", "--force", "-B", self.branch, base, op="checkout")
 
     async def push(self) -> PushResult:
         """Push the branch's local commits; PushRejected when the remote branch moved."""

@@ -86,6 +86,8 @@ class ImportRecord(Base):
     server: Mapped[str] = mapped_column(String(255), default="")  # "" is the default server
     repo_path: Mapped[str] = mapped_column(String(1000))
     blob_id: Mapped[str] = mapped_column(String(64))  # git's object id (SHA-1 or SHA-256)
+    # the commit it came from: a commit of the user's version is made on it (git.commit)
+    commit_id: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64))  # of the file as written in the server
     written_to: Mapped[str] = mapped_column(String(1000))  # its path in the server
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -96,6 +98,7 @@ class ImportRecord(Base):
             "server": self.server,
             "repo_path": self.repo_path,
             "blob_id": self.blob_id,
+            "commit_id": self.commit_id,
             "sha256": self.sha256,
             "written_to": self.written_to,
             "imported": iso(self.imported_at),

@@ -130,6 +130,7 @@ class Store:
         server: str,
         repo_path: str,
         blob_id: str,
+        commit_id: str,
         sha256: str,
         written_to: str,
         when: datetime,
@@ -149,6 +150,7 @@ class Store:
                 session.add(record)
             record.repo_path = repo_path
             record.blob_id = blob_id
+            record.commit_id = commit_id
             record.sha256 = sha256
             record.imported_at = when
         return record

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("server", sa.String(255), nullable=False),
         sa.Column("repo_path", sa.String(1000), nullable=False),
         sa.Column("blob_id", sa.String(64), nullable=False),
+        sa.Column("commit_id", sa.String(64), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("written_to", sa.String(1000), nullable=False),
         sa.Column("imported_at", UTCDateTime(), nullable=False),
