@@ -57,6 +57,9 @@ class ReservationHub(HubProcess):
         reservations = values.setdefault("reservations", {})
         # always a free port: default-filled values carry the production port (8090)
         reservations["port"] = free_port()
+        # the reservation service alone (the demo's values turn the Git service on; its
+        # own tests start it, with its key, in testing/gitsynchub.py)
+        values.setdefault("gitsync", {})["enabled"] = False
         self.values_file = workdir / "values.yaml"
         self.values_file.write_text(yaml.safe_dump(values))
         self.gate_token = secrets.token_hex(16)
