@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -17,12 +16,12 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 
-from aglais_hub.reservations.app import parse_json_body
 from aglais_hub.reservations.rules import Refused, check_user_name, parse_id
+from aglais_hub.serviceapi import HubServiceHandler, JsonApiHandler
 
 from .contents import ContentsError, server_label
 from .errors import GitSyncError, MergeConflict, PushRejected
@@ -33,137 +32,35 @@ from .transfer import Transfers, author_of, chosen_paths, commit_words
 from .vault import VaultError
 
 log = logging.getLogger("aglais.gitsync")
-RETRY_AFTER = "5"  # seconds, on every 503
 UNAVAILABLE = "The Git service's database is not answering right now; try again shortly."
 # JupyterHub 6's named servers: 1-30 of [a-z0-9-], starting with a letter ("" the default)
 SERVER_NAME = re.compile(r"^([a-z][a-z0-9-]{0,29})?$")
 
 
-class BaseHandler(HubOAuthenticated, web.RequestHandler):
+class BaseHandler(HubServiceHandler):
     """Who calls (`caller`), from the hub's OAuth cookie or an API token."""
 
+    title = "the Git service"
     service: Service
     caller: Caller | None = None
-    not_allowed = False  # a valid login or token without the scope to use this service
 
-    def initialize(self, service: Service) -> None:
-        self.service = service
-
-    async def prepare(self) -> None:
-        # HubAuth's own get_current_user would block the loop on the token lookup: look it
-        # up here, asynchronously, and set current_user (which @web.authenticated reads)
-        model = None
-        try:
-            found = await self.hub_auth.get_user(self, sync=False)
-            model = self.check_hub_user(found) if found else None
-        except UserNotAllowed:
-            model, self.not_allowed = None, True
-        except web.HTTPError as error:  # HubAuth's own: the hub did not answer the check
-            if error.status_code < 500:
-                raise
-            raise web.HTTPError(
-                503, "The hub is not answering the Git service right now; try again shortly."
-            ) from error
-        self.caller = Caller.from_model(model) if model else None
-        self.current_user = model
+    async def resolve_caller(self, model: dict) -> Caller:
+        return Caller.from_model(model)
 
     def user_token(self) -> str:
         """The caller's own hub token: the API token it sent, or its OAuth login's (the
         cookie). It reaches the caller's servers only (contents.py says why)."""
         return self.hub_auth.get_token(self) or ""
 
-    def json(self, status: int, body: Any) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
 
+class ApiHandler(BaseHandler, JsonApiHandler):
+    """The Git API's handlers: `serviceapi.JsonApiHandler`'s error rules, with the
+    service's database as what may be away."""
 
-class ApiHandler(BaseHandler):
-    """JSON in, JSON out; every error is ``{"status", "message"}``.
+    realm = "gitsync"
 
-    401 (with ``WWW-Authenticate``) without a valid login or token, 403 for one without
-    the scope, 405 with ``Allow``, 413/415/422 for bodies we will not read, 503 with
-    ``Retry-After`` while the database or the hub is away.
-    """
-
-    needs_login = True
-
-    async def prepare(self) -> None:
-        if not self.needs_login:
-            return
-        await super().prepare()
-        if self.caller is None:
-            if self.not_allowed:
-                raise web.HTTPError(
-                    403, "This login or token may not use the Git service (it lacks the scope)."
-                )
-            raise web.HTTPError(
-                401, "Log in to the hub, or send 'Authorization: token <hub token>'."
-            )
-
-    def refuse(self, status: int, message: str) -> None:
-        self._status_headers(status)
-        self.json(status, {"status": status, "message": message})
-
-    def body(self) -> dict:
-        """The request's JSON object (at most 64 KiB: 413; 415 for other media)."""
-        media = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if media and media != "application/json" and not media.endswith("+json"):
-            raise Refused(415, f"Send the body as application/json, not {media[:60]}.")
-        data = parse_json_body(self.request.body or b"{}")
-        if not isinstance(data, dict):
-            raise Refused(422, "The request body must be a JSON object.")
-        return data
-
-    def decode_argument(self, value: bytes, name: str | None = None) -> str:
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:  # tornado's own answer would be a 400
-            raise web.HTTPError(
-                422, f"The {'parameter ' + repr(name) if name else 'path'} is not UTF-8."
-            ) from None
-
-    def allowed_methods(self) -> list[str]:
-        base = web.RequestHandler
-        return [
-            m
-            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
-            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
-        ]
-
-    def _status_headers(self, status: int) -> None:
-        if status == 401:
-            self.set_header("WWW-Authenticate", 'token realm="gitsync"')
-        elif status == 405:
-            self.set_header("Allow", ", ".join(self.allowed_methods()))
-        elif status == 503:
-            self.set_header("Retry-After", RETRY_AFTER)
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, SQLAlchemyError):
-            first = str(value).splitlines()[0] if str(value) else typ.__name__
-            log.warning("503 for %s %s: %s", self.request.method, self.request.path, first)
-            return  # the database away is no bug: one line, not a traceback
-        super().log_exception(typ, value, tb)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = self._reason
-        error = (kwargs.get("exc_info") or (None, None))[1]
-        if isinstance(error, web.HTTPError):
-            message = error.log_message or message
-            if status_code == 405:
-                message = (
-                    f"{self.request.method} is not allowed here; "
-                    f"use {', '.join(self.allowed_methods())}."
-                )
-        elif isinstance(error, SQLAlchemyError):
-            status_code, message = 503, UNAVAILABLE
-            self.set_status(503)
-        elif status_code >= 500:
-            message = "The Git service failed on this request (it is logged)."
-        self._status_headers(status_code)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+    def unavailable(self, error: BaseException) -> str | None:
+        return UNAVAILABLE if isinstance(error, SQLAlchemyError) else None
 
     async def run(self, fn: Callable, *args: Any) -> Any:
         """A service call in the database pool; `Refused` becomes its status and message
@@ -271,7 +168,7 @@ class TransferHandler(LinkHandler):
             body.update(saved_branch=error.saved_branch, paths=list(error.paths))
         if isinstance(error, PushRejected):
             body["retry"] = "pull"  # the page offers "pull and retry": the same call, pull: true
-        self._status_headers(error.status)
+        self.status_headers(error.status)
         self.json(error.status, body)
 
 

@@ -17,6 +17,8 @@ import signal
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
+from aglais_hub.serviceapi import BODY_HARD_MAX
+
 from .app import make_app
 from .page import PageHandler
 from .service import Service
@@ -26,7 +28,6 @@ from .vault import Vault
 
 log = logging.getLogger("aglais.gitsync")
 DEFAULT_PREFIX = "/services/gitsync/"
-BODY_HARD_MAX = 1024 * 1024  # bytes: bigger bodies are dropped unread (the API: 413 > 64 KiB)
 
 
 def cookie_secret(token: str) -> bytes:

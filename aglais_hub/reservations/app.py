@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
+from jupyterhub.services.auth import HubOAuthCallbackHandler, UserNotAllowed
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import exc as sa_exc
@@ -31,6 +30,7 @@ from tornado.httpclient import HTTPClientError
 
 from aglais_hub.hubconfig import BENCHMARK, NOTICES_SCOPE
 from aglais_hub.offering import TIER_PROFILE
+from aglais_hub.serviceapi import HubServiceHandler, JsonApiHandler
 
 from . import benchmark, metrics
 from .gate import spawn_request
@@ -43,54 +43,6 @@ from .service import Service
 
 log = logging.getLogger("aglais.reservations")
 TIMELINE_DAYS = 7
-BODY_MAX = 64 * 1024  # bytes: the largest request body the API reads (413 beyond)
-BODY_HARD_MAX = 1024 * 1024  # the server drops bigger bodies unread (server.py)
-JSON_DEPTH_MAX = 32  # nesting levels of a request body (ours need 1)
-RETRY_AFTER = "5"  # seconds, on every 503
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def json_depth(data: Any) -> int:
-    """How deep ``data`` nests (``{}`` and ``[]`` are 1), without recursion; stops past the
-    limit."""
-    deepest, stack = 0, [(data, 1)]
-    while stack and deepest <= JSON_DEPTH_MAX:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            deepest = max(deepest, depth)
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """A request body: at most `BODY_MAX` bytes (413) of UTF-8 JSON, nested at most
-    `JSON_DEPTH_MAX` deep, without lone surrogates (422). Linear in the body's size."""
-    if len(raw) > BODY_MAX:
-        raise Refused(413, f"The request body is larger than {BODY_MAX} bytes.")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Refused(422, "The request body is not UTF-8.") from None
-    too_deep = f"The request body nests JSON deeper than {JSON_DEPTH_MAX} levels."
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:  # the C decoder's own guard, near a thousand levels
-        raise Refused(422, too_deep) from None
-    except ValueError:  # JSONDecodeError, NaN, 5000-digit numbers
-        raise Refused(422, "The request body is not JSON.") from None
-    if json_depth(data) > JSON_DEPTH_MAX:
-        raise Refused(422, too_deep)
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise Refused(
-            422, "The request body holds a lone surrogate (such as \\ud800), which is not text."
-        ) from None
-    return data
 
 
 def unavailable(error: BaseException) -> str | None:
@@ -105,134 +57,25 @@ def unavailable(error: BaseException) -> str | None:
 # -- handlers ------------------------------------------------------------------------------
 
 
-class BaseHandler(HubOAuthenticated, web.RequestHandler):
+class BaseHandler(HubServiceHandler):
+    """The reservation service's caller: a hub user with their tier, or a hub service."""
+
+    title = "the reservation service"
     service: Service
     caller: Caller | None = None
 
-    def initialize(self, service: Service) -> None:
-        self.service = service
-
-    not_allowed = False  # a valid login or token without the scope to use this service
-
-    async def prepare(self) -> None:
-        # HubAuth's own get_current_user would block the loop on a token lookup: look the
-        # token up here, asynchronously, and set current_user (tornado's way for an async
-        # lookup), which @web.authenticated and the XSRF cookie then read
-        model = None
-        try:
-            found = await self.hub_auth.get_user(self, sync=False)
-            model = self.check_hub_user(found) if found else None
-            self.caller = await self.service.caller(model) if model else None
-        except UserNotAllowed:
-            model, self.not_allowed = None, True
-        except web.HTTPError as error:  # HubAuth's own: the hub did not answer the token check
-            if error.status_code < 500:
-                raise
-            raise web.HTTPError(
-                503,
-                "The hub is not answering the reservation service right now; try again shortly.",
-            ) from error
-        self.current_user = model
-
-    def json(self, status: int, body: Any) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
+    async def resolve_caller(self, model: dict) -> Caller | None:
+        return await self.service.caller(model)
 
 
-class ApiHandler(BaseHandler):
-    """JSON in, JSON out; errors are ``{"status", "message"}``, whatever went wrong.
+class ApiHandler(BaseHandler, JsonApiHandler):
+    """The reservation API's handlers: `serviceapi.JsonApiHandler`'s error rules, with the
+    bookings database and the hub as what may be away."""
 
-    401 (with ``WWW-Authenticate``) without a valid login or token, 403 for one without
-    the scope, 405 with ``Allow``, 413/415/422 for bodies we will not read, 503 with
-    ``Retry-After`` while the database or the hub is away.
-    """
+    realm = "reservations"
 
-    needs_login = True
-
-    async def prepare(self) -> None:
-        if not self.needs_login:
-            return  # health, the document, metrics: no token lookup (and no hub) needed
-        await super().prepare()
-        if self.caller is None:
-            if self.not_allowed:
-                raise web.HTTPError(
-                    403,
-                    "This login or token may not use the reservation service (it lacks the scope).",
-                )
-            raise web.HTTPError(
-                401, "Log in to the hub, or send 'Authorization: token <hub token>'."
-            )
-
-    def refuse(self, status: int, message: str) -> None:
-        """Answer ``{"status", "message"}`` with that status (and the headers it needs)."""
-        self._status_headers(status)
-        self.json(status, {"status": status, "message": message})
-
-    def body(self) -> dict:
-        """The request's JSON object (`parse_json_body`'s limits; 415 for other media)."""
-        media = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if media and media != "application/json" and not media.endswith("+json"):
-            raise Refused(415, f"Send the body as application/json, not {media[:60]}.")
-        data = parse_json_body(self.request.body or b"{}")
-        if not isinstance(data, dict):
-            raise Refused(422, "The request body must be a JSON object.")
-        return data
-
-    def decode_argument(self, value: bytes, name: str | None = None) -> str:
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:  # tornado's own answer would be a 400
-            raise web.HTTPError(
-                422, f"The {'parameter ' + repr(name) if name else 'path'} is not UTF-8."
-            ) from None
-
-    def allowed_methods(self) -> list[str]:
-        """The methods this route answers (the ``Allow`` of a 405)."""
-        base = web.RequestHandler
-        return [
-            m
-            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
-            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
-        ]
-
-    def _status_headers(self, status: int) -> None:
-        if status == 401:
-            self.set_header("WWW-Authenticate", 'token realm="reservations"')
-        elif status == 405:
-            self.set_header("Allow", ", ".join(self.allowed_methods()))
-        elif status == 503:
-            self.set_header("Retry-After", RETRY_AFTER)
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if value is not None and not isinstance(value, web.HTTPError) and unavailable(value):
-            log.warning(
-                "503 for %s %s: %s",
-                self.request.method,
-                self.request.path,
-                str(value).splitlines()[0] if str(value) else typ.__name__,
-            )
-            return  # a dependency away is no bug: one line, not a traceback
-        super().log_exception(typ, value, tb)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = self._reason
-        error = (kwargs.get("exc_info") or (None, None))[1]
-        if isinstance(error, web.HTTPError):
-            message = error.log_message or message
-            if status_code == 405:
-                message = (
-                    f"{self.request.method} is not allowed here; "
-                    f"use {', '.join(self.allowed_methods())}."
-                )
-        elif error is not None and unavailable(error):
-            status_code, message = 503, unavailable(error)
-            self.set_status(503)
-        elif status_code >= 500:
-            message = "The reservation service failed on this request (it is logged)."
-        self._status_headers(status_code)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+    def unavailable(self, error: BaseException) -> str | None:
+        return unavailable(error)
 
     async def run(self, action: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """A ledger call in the pool; `Refused` becomes its HTTP status and message."""

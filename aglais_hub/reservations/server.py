@@ -14,7 +14,9 @@ import os
 import signal
 from urllib.parse import urlparse
 
-from .app import BODY_HARD_MAX, make_app
+from aglais_hub.serviceapi import BODY_HARD_MAX
+
+from .app import make_app
 from .hubapi import HubDirectory
 from .ledger import Ledger
 from .page import PageHandler
