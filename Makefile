@@ -32,7 +32,7 @@ lock: $(BIN)/uv
 demo: install
 	$(BIN)/aglais-hub demo
 
-test: install helm browser cluster-bin
+test: install helm browser sshd cluster-bin
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
@@ -64,6 +64,16 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends chromium >/dev/null; } || \
 	  echo "chromium is missing and could not be installed: the browser test will fail under CI=true"
+
+# Debian's sshd for the SSH Git server of the gitsync tests (aglais_hub.testing.sshgitserver
+# runs it as a subprocess with its own config; the system's ssh service is not enabled or
+# started). Installed with apt-get where it is missing and we may.
+.PHONY: sshd
+sshd:
+	@test -x /usr/sbin/sshd || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends openssh-server >/dev/null; } || \
+	  echo "sshd is missing and could not be installed: the SSH gitsync tests will fail under CI=true"
 
 # Regenerate the values reference in README.md from the schema's descriptions.
 docs: install

@@ -238,6 +238,35 @@ def test_the_token_never_appears_in_clear_in_the_database_the_log_or_the_page(
     assert not any(s in log for s in secrets_sent)
 
 
+def test_an_ssh_link_gets_a_deploy_key_whose_public_half_is_shown(
+    hub: GitsyncHub, alice: Api
+) -> None:
+    ssh = "git@git.example.org:astro/notebooks.git"
+    with_token = alice.post("links", json={"url": ssh, "branch": "main", "token": a_token()})
+    assert with_token.status_code == 422
+    assert with_token.json()["message"].startswith("'token' is not used with an SSH URL")
+    no_token = alice.post("links", json={"url": REPO, "branch": "ssh-test"})
+    assert (no_token.status_code, no_token.json()["message"]) == (422, "'token' is missing.")
+    created = alice.post("links", json={"url": ssh, "branch": "main", "folder": "ssh"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["has_token"] is False and body["url"] == ssh
+    assert re.fullmatch(
+        rf"ssh-ed25519 AAAA[A-Za-z0-9+/=]+ aglais-hub alice link {body['id']}", body["public_key"]
+    )
+    assert "PRIVATE" not in created.text
+    assert alice.patch(f"links/{body['id']}", json={"token": a_token()}).status_code == 422
+    # the link's page shows the public half and says what to do with it
+    browser = hub.browser("alice")
+    view = html.unescape(browser.get(hub.service_url, params={"link": body["id"]}).text)
+    assert body["public_key"] in view and "deploy key with write access" in view
+    assert "PRIVATE" not in view
+    # the database holds the private half sealed only
+    stored = b"".join(path.read_bytes() for path in hub.db_files)
+    assert body["public_key"].split()[1].encode() in stored and b"PRIVATE KEY" not in stored
+    assert alice.delete(f"links/{body['id']}").status_code in (200, 204)
+
+
 def test_the_page_is_in_the_hubs_look_and_removes_a_link(hub: GitsyncHub) -> None:
     browser = hub.browser("bob")
     home = browser.get(hub.url + "/hub/home", timeout=30).text

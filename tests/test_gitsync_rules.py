@@ -101,10 +101,10 @@ def test_urls_with_credentials_are_refused_without_repeating_them():
     ("url", "words"),
     [
         ("http://github.com/org/repo.git", "plain http://"),
-        ("git@github.com:org/repo.git", "SSH URLs"),
+        ("ssh://git:secret@github.com/org/repo.git", "contains a password"),
         ("file:///srv/repo", "Only https://"),
         ("https://github.com/org/repo.git?private_token=x", "'?' query"),
-        (42, "'url' must be the repository's HTTPS URL"),
+        (42, "'url' must be the repository's HTTPS or SSH URL"),
     ],
 )
 def test_urls_other_than_https_are_refused_naming_the_field(url, words):

@@ -19,7 +19,7 @@ from .errors import (
     RepositoryNotFound,
 )
 from .git import Author, NotebookEntry, PushResult, SyncStatus, WorkingCopy
-from .remote import Credentials, RemoteUrl
+from .remote import Credentials, RemoteUrl, SshKey
 
 __all__ = [
     "Author",
@@ -37,6 +37,7 @@ __all__ = [
     "PushResult",
     "RemoteUrl",
     "RepositoryNotFound",
+    "SshKey",
     "SyncStatus",
     "WorkingCopy",
 ]

@@ -2,8 +2,9 @@
 to HTTP statuses (``status``) and whose message a scientist can act on.
 
 Every message names the repository by its URL, which never carries credentials (URLs
-with credentials are refused before git runs), and never contains the token: the
-classifier only ever quotes git's stderr after redacting the secret from it.
+with credentials are refused before git runs), and never contains the token or an SSH
+link's private key: the classifier only ever quotes git's stderr after redacting the
+token from it (ssh never prints the key).
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ class GitSyncError(Exception):
 
 class InvalidRepositoryUrl(GitSyncError):
     """The URL is not one we accept: credentials inside it, an unsupported scheme
-    (only https://, and http:// to this machine), or not a URL at all."""
+    (only https://, http:// to this machine, and SSH), or not a URL at all."""
 
     status = 400
 
 
 class AuthenticationFailed(GitSyncError):
     """The Git server refused the token (wrong, expired, or not allowed to do this), or
-    asked for one when none was given."""
+    asked for one when none was given; for an SSH link, did not accept its deploy key
+    (not added to the repository yet, or without write access)."""
 
     status = 403
 

@@ -10,6 +10,14 @@ only the https/http transports, and our askpass program, which answers git's Use
 and Password prompts from two environment variables (see ``askpass``). The token is
 therefore never in a URL, an argument, ``.git/config`` or a log line; ``-c
 credential.helper=`` keeps any helper from storing it.
+
+An SSH link's calls allow only the ssh transport and carry ``GIT_SSH_COMMAND``: ssh
+with the link's deploy key, written for the one call that talks to the server into a
+0600 file in a fresh 0700 temporary directory (removed when the call ends; never in
+the working copy, never in an argument but its path), no ssh config (``-F
+/dev/null``), no prompts (``BatchMode``), and the working copy's own known_hosts file
+(`WorkingCopy.known_hosts`, beside the clone): the first connection trusts the host's
+key and records it (``accept-new``), a later different key is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
+import tempfile
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +50,7 @@ from .errors import (
     PushRejected,
     RepositoryNotFound,
 )
-from .remote import Credentials, RemoteUrl
+from .remote import Credentials, RemoteUrl, SshKey
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +87,10 @@ _CONFIG = (
     "http.lowSpeedTime=60",
     "init.defaultBranch=main",
 )
+
+# the git calls that talk to the server: only they get an SSH link's key
+_NETWORK_OPS = frozenset({"ls-remote", "clone", "fetch", "push"})
+SSH = shutil.which("ssh") or "/usr/bin/ssh"
 
 NOTEBOOK_SUFFIXES = (".ipynb", ".zpln", ".json")
 _ZEPPELIN_JSON_LIMIT = 50 * 1024 * 1024  # larger .json files are not inspected
@@ -227,7 +241,9 @@ class WorkingCopy:
     Every method is a coroutine running the system ``git``; they never run at the same
     time on one WorkingCopy. Errors are GitSyncError subclasses (errors.py) whose
     message names ``url`` and never the token. ``credentials`` may be None for a public
-    repository. ``timeout`` bounds each git call (seconds).
+    repository; an SSH URL's are an `SshKey`. ``timeout`` bounds each git call (seconds).
+    ``known_hosts`` is the SSH host keys file of this working copy (default: beside it,
+    `known_hosts_of`).
     """
 
     def __init__(
@@ -235,16 +251,27 @@ class WorkingCopy:
         path: str | os.PathLike[str],
         url: str | RemoteUrl,
         branch: str = "main",
-        credentials: Credentials | None = None,
+        credentials: Credentials | SshKey | None = None,
         *,
         timeout: float = 120.0,
+        known_hosts: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = Path(path).absolute()  # git runs in other directories (clone: the parent)
         self.remote = url if isinstance(url, RemoteUrl) else RemoteUrl.parse(url)
         self.branch = _check_branch(branch)
         self.credentials = credentials
         self.timeout = timeout
+        self.known_hosts = (
+            Path(known_hosts).absolute() if known_hosts else self.known_hosts_of(self.path)
+        )
         self._lock = asyncio.Lock()
+
+    @staticmethod
+    def known_hosts_of(path: str | os.PathLike[str]) -> Path:
+        """The default known_hosts file of the working copy at ``path``: beside it (a
+        clone needs its folder empty), ``.<name>.known_hosts``."""
+        path = Path(path).absolute()
+        return path.parent / f".{path.name}.known_hosts"
 
     def __repr__(self) -> str:
         return f"WorkingCopy({str(self.path)!r}, {self.url!r}, branch={self.branch!r})"
@@ -270,7 +297,7 @@ class WorkingCopy:
             GIT_CONFIG_GLOBAL=str(home / "gitconfig"),
             GIT_CONFIG_NOSYSTEM="1",
             GIT_TERMINAL_PROMPT="0",
-            GIT_ALLOW_PROTOCOL="https:http",
+            GIT_ALLOW_PROTOCOL="ssh" if self.remote.is_ssh else "https:http",
             GIT_LITERAL_PATHSPECS="1",  # a notebook called "*.ipynb" is just that file
             GIT_EDITOR="true",  # rebase and merge never wait for an editor
             GIT_SEQUENCE_EDITOR="true",
@@ -278,11 +305,11 @@ class WorkingCopy:
             LC_ALL="C",
             LANG="C",
         )
-        creds = self.credentials
+        creds = self.credentials if isinstance(self.credentials, Credentials) else None
         env.update(
             askpass.environment(
                 home,
-                urllib.parse.urlsplit(self.url).netloc,
+                "" if self.remote.is_ssh else urllib.parse.urlsplit(self.url).netloc,
                 creds.username if creds else None,
                 creds.token if creds else None,
             )
@@ -291,9 +318,52 @@ class WorkingCopy:
             env.update(extra)
         return env
 
+    def _ssh_command(self, key_file: Path | None) -> str:
+        """``GIT_SSH_COMMAND``: ssh with the key file (if any), no config, no prompts,
+        and this working copy's known_hosts. Paths only, never a secret."""
+        options = [
+            "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=20",
+            "-F", "/dev/null",
+        ]  # fmt: skip
+        if key_file is not None:
+            options = ["-i", str(key_file), *options]
+        else:  # no key: offer none (not the machine's)
+            options = ["-o", "IdentityFile=none", *options]
+        return shlex.join([SSH, *options])
+
+    @contextlib.contextmanager
+    def _ssh_environment(self, op: str):
+        """For an SSH link's call to the server: the key in a 0600 file in a new 0700
+        directory, removed when the call ends, and ``GIT_SSH_COMMAND`` naming it."""
+        if not self.remote.is_ssh:
+            yield {}
+            return
+        key = self.credentials if isinstance(self.credentials, SshKey) else None
+        if op not in _NETWORK_OPS or key is None:
+            yield {"GIT_SSH_COMMAND": self._ssh_command(None), "GIT_SSH_VARIANT": "ssh"}
+            return
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(prefix="aglais-sshkey-"))  # mode 0700
+        try:
+            key_file = directory / "id_ed25519"
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(
+                    key.private_key if key.private_key.endswith("\n") else key.private_key + "\n"
+                )
+            yield {"GIT_SSH_COMMAND": self._ssh_command(key_file), "GIT_SSH_VARIANT": "ssh"}
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
     def _redact(self, text: str) -> str:
-        if self.credentials and self.credentials.token in text:
-            text = text.replace(self.credentials.token, "***")
+        creds = self.credentials
+        if isinstance(creds, Credentials) and creds.token in text:
+            text = text.replace(creds.token, "***")
         return text
 
     async def _git(
@@ -311,30 +381,31 @@ class WorkingCopy:
         cwd = cwd or self.path
         log.debug("git %s (in %s)", " ".join(args), cwd)
         config = [item for pair in (("-c", c) for c in _CONFIG) for item in pair]
-        proc = await asyncio.create_subprocess_exec(
-            GIT,
-            *config,
-            *args,
-            cwd=cwd,
-            env=self._environment(env),
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # its own process group: a timeout kills git's helpers too
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
-        except BaseException as error:  # a timeout or a cancellation: leave no git behind
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            if isinstance(error, TimeoutError):
-                raise HostUnreachable(
-                    f"The Git server for {self.url} did not finish answering within "
-                    f"{self.timeout:g} seconds; try again later.",
-                    self.url,
-                ) from None
-            raise
+        with self._ssh_environment(op) as ssh_env:
+            proc = await asyncio.create_subprocess_exec(
+                GIT,
+                *config,
+                *args,
+                cwd=cwd,
+                env=self._environment({**ssh_env, **(env or {})}),
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group: a timeout kills git's helpers
+            )
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
+            except BaseException as error:  # a timeout or a cancellation: leave no git behind
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                if isinstance(error, TimeoutError):
+                    raise HostUnreachable(
+                        f"The Git server for {self.url} did not finish answering within "
+                        f"{self.timeout:g} seconds; try again later.",
+                        self.url,
+                    ) from None
+                raise
         run = _Run(proc.returncode or 0, out, self._redact(err.decode("utf-8", "replace")))
         if check and run.returncode != 0:
             raise self._classify(op, run)
@@ -367,6 +438,10 @@ class WorkingCopy:
                 f"{': ' + reason.group(1) if reason else ''}.",
                 url,
             )
+        if self.remote.is_ssh:
+            found = self._ssh_problem(op, err)
+            if found is not None:
+                return found
         if "could not read username" in err or "could not read password" in err:
             if self.credentials is None:
                 return AuthenticationFailed(
@@ -419,6 +494,59 @@ class WorkingCopy:
         if unreachable:
             return HostUnreachable(f"Could not reach the Git server for {url}: {unreachable}.", url)
         return GitSyncError(f"git {op} failed for {url}: {_last_line(run.stderr)}", url)
+
+    def _ssh_problem(self, op: str, err: str) -> GitSyncError | None:
+        """What ssh's own messages (lowered) mean, or None when they are git's."""
+        url, host = self.url, self.remote.host
+        if "remote host identification has changed" in err or (
+            "host key for" in err and "has changed" in err
+        ):
+            return GitSyncError(
+                f"The SSH server for {url} answered with a different host key than when the "
+                f"hub first connected to {host}: the host's key changed, so the connection "
+                "was refused (someone may be intercepting it). If your Git host really "
+                "changed its key, remove the link and link the repository again.",
+                url,
+            )
+        if "host key verification failed" in err:
+            return GitSyncError(
+                f"The SSH host key of {host} could not be verified, so the hub did not "
+                f"connect to {url}; try again, and report it if it persists.",
+                url,
+            )
+        if "permission denied (publickey" in err or "permission denied (" in err:
+            if not isinstance(self.credentials, SshKey):
+                return AuthenticationFailed(
+                    f"{url} asks for a key and this link has none: remove the link and "
+                    "link the repository again to get a deploy key.",
+                    url,
+                )
+            doing = "push to" if op == "push" else "read"
+            return AuthenticationFailed(
+                f"The SSH server for {url} did not accept this link's deploy key: add the "
+                "public key shown on the link's page as a deploy key of the repository in "
+                f"your Git host, with write access, so the hub may {doing} it.",
+                url,
+            )
+        if "could not resolve hostname" in err or "name or service not known" in err:
+            return HostUnreachable(
+                f"Could not reach the Git server for {url}: its host name could not be "
+                "found (is the URL right?).",
+                url,
+            )
+        if "no route to host" in err or "network is unreachable" in err:
+            return HostUnreachable(
+                f"Could not reach the Git server for {url}: there is no route to its host "
+                "from here.",
+                url,
+            )
+        if "connection closed by" in err or "connection reset by" in err:
+            if "could not read from remote repository" in err and "ssh:" in err:
+                return HostUnreachable(
+                    f"The SSH server for {url} closed the connection; try again later.",
+                    url,
+                )
+        return None
 
     @staticmethod
     def _unreachable_reason(err: str) -> str | None:

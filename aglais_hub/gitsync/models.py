@@ -29,8 +29,12 @@ class Link(Base):
     folder: Mapped[str] = mapped_column(String(500), default="")
     strip_outputs: Mapped[bool] = mapped_column(Boolean, default=False)
     username: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    # Fernet text, never shown; nullable for links without one (SSH deploy keys, later)
+    # Fernet text, never shown; None for SSH links, which use a deploy key instead
     token_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # SSH links: the deploy key's private half (OpenSSH format) sealed like a token,
+    # never shown, and its public half (an authorized_keys line), shown to the user
+    key_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    public_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -38,7 +42,8 @@ class Link(Base):
         return f"Link(id={self.id!r}, user={self.user!r}, url={self.url!r})"
 
     def as_json(self) -> dict:
-        """The link as the API shows it: whether it has a token, never the token."""
+        """The link as the API shows it: whether it has a token, never the token; an SSH
+        link's public key (the private half never)."""
         return {
             "id": self.id,
             "user": self.user,
@@ -48,6 +53,7 @@ class Link(Base):
             "strip_outputs": self.strip_outputs,
             "username": self.username,
             "has_token": self.token_sealed is not None,
+            "public_key": self.public_key,
             "created": iso(self.created_at),
             "updated": iso(self.updated_at),
         }

@@ -235,6 +235,8 @@ class PageHandler(BaseHandler):
             if action == "add":
                 asked = new_link(link_form(fields, strip_outputs))
                 link = await self.service.db(self.service.create_link, self.caller, asked)
+                if link.public_key:  # an SSH link: its view shows the deploy key to add
+                    return self.redirect(f"{self.request.path}?link={link.id}", status=303)
                 return self._done("added", link.id)
             if action == "remove":
                 sent = self.get_body_argument("id", "")

@@ -1,11 +1,14 @@
 """Which repository URLs we accept, and the credentials that go with them.
 
 Accepted: ``https://host[:port]/path`` and, for tests and local mirrors only,
-``http://`` to a loopback host. Refused with a message: anything carrying credentials
-(``https://user:token@host/...``: a token in a URL ends up in .git/config, shell
-history and logs), query strings and fragments (some servers take tokens there),
-``ssh://`` and scp-like ``git@host:org/repo`` (SSH deploy keys come later; until then we
-say so rather than letting git try), ``file://``, ``ext::`` and local paths.
+``http://`` to a loopback host, both with a personal access token; and SSH URLs,
+``ssh://[user@]host[:port]/path`` (``git+ssh://`` is read as ``ssh://``) and scp-like
+``[user@]host:path``, with a deploy key the service generates per link (`SshKey`).
+Refused with a message: anything carrying credentials (``https://user:token@host/...``:
+a token in a URL ends up in .git/config, shell history and logs; a password in an SSH
+URL likewise), query strings and fragments (some servers take tokens there), a host,
+user or path starting with '-' (ssh would read it as an option), ``file://``,
+``ext::`` and local paths.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from .errors import InvalidRepositoryUrl
 # scp-like syntax git accepts: [user@]host:path, with no "://" before the colon
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^@/:]+:(?!//)")
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+_SSH_SCHEMES = ("ssh://", "git+ssh://", "ssh+git://")
+_SSH_USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
+_HOST = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$|^\[[0-9A-Fa-f:.]+\]$")
 
 
 def _is_loopback(host: str) -> bool:
@@ -48,6 +54,14 @@ class RemoteUrl:
 
     url: str
     host: str
+    scheme: str = "https"  # "https", "http" or "ssh"
+    user: str | None = None  # the SSH user (e.g. "git"); None for HTTP(S)
+    port: int | None = None
+    path: str = ""
+
+    @property
+    def is_ssh(self) -> bool:
+        return self.scheme == "ssh"
 
     @classmethod
     def parse(cls, text: str) -> RemoteUrl:
@@ -62,13 +76,8 @@ class RemoteUrl:
                 "The repository URL must not contain spaces or control characters."
             )
         lowered = url.lower()
-        if lowered.startswith(("ssh://", "git+ssh://", "ssh+git://")) or (
-            "://" not in url and _SCP_LIKE.match(url)
-        ):
-            raise InvalidRepositoryUrl(
-                f"SSH URLs such as {_without_userinfo(url)} are not supported yet: give the "
-                "repository's HTTPS URL and a personal access token.",
-            )
+        if lowered.startswith(_SSH_SCHEMES) or ("://" not in url and _SCP_LIKE.match(url)):
+            return cls._parse_ssh(url)
         try:
             parts = urllib.parse.urlsplit(url)
             port = parts.port  # raises on a port that is not a number
@@ -107,7 +116,77 @@ class RemoteUrl:
         if parts.path.strip("/") == "":
             raise InvalidRepositoryUrl(f"{url} names a host but no repository.", url=url)
         netloc = host if port is None else f"{parts.netloc.rsplit(':', 1)[0]}:{port}"
-        return cls(url=urllib.parse.urlunsplit((scheme, netloc, parts.path, "", "")), host=host)
+        return cls(
+            url=urllib.parse.urlunsplit((scheme, netloc, parts.path, "", "")),
+            host=host,
+            scheme=scheme,
+            port=port,
+            path=parts.path,
+        )
+
+    @classmethod
+    def _parse_ssh(cls, url: str) -> RemoteUrl:
+        """``ssh://[user@]host[:port]/path`` or scp-like ``[user@]host:path``."""
+        if "://" in url:
+            rest = url.split("://", 1)[1]
+            authority, slash, path = rest.partition("/")
+            path = slash + path
+            if "?" in path or "#" in path:
+                raise InvalidRepositoryUrl(
+                    "The repository URL must not have a '?' query or '#' fragment.",
+                    url=_without_userinfo(url),
+                )
+            user, at, hostport = authority.rpartition("@")
+            if at and ":" in user:
+                raise InvalidRepositoryUrl(
+                    f"The repository URL {_without_userinfo(url)} contains a password. "
+                    "SSH links use the deploy key the hub makes for them: give the URL "
+                    "without it.",
+                )
+            host, port = hostport, None
+            if hostport.startswith("["):  # [v6 address][:port]
+                close = hostport.find("]")
+                host, tail = hostport[: close + 1], hostport[close + 1 :]
+                if close < 0 or (tail and not tail.startswith(":")):
+                    raise InvalidRepositoryUrl(f"{url} is not a valid repository URL.")
+                port_text = tail[1:] if tail else None
+            else:
+                host, colon, port_text = hostport.partition(":")
+                port_text = port_text if colon else None
+            if port_text is not None:
+                if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                    raise InvalidRepositoryUrl(
+                        f"{_without_userinfo(url)} has a port that is not a number from 1 to 65535."
+                    )
+                port = int(port_text)
+            scp = False
+        else:
+            authority, _, path = url.partition(":")  # _SCP_LIKE matched: one ':' first
+            user, at, host = authority.rpartition("@")
+            port, scp = None, True
+        user = user if at else None
+        if not host:
+            raise InvalidRepositoryUrl(f"{url} names no host.")
+        if not _HOST.match(host) or (user is not None and not _SSH_USER.match(user)):
+            raise InvalidRepositoryUrl(
+                f"{_without_userinfo(url)} is not a valid SSH repository URL: the user and "
+                "host may hold letters, digits, '.', '_' and '-' (not first)."
+            )
+        if path.strip("/") == "" or path.lstrip("/").startswith("-") or path.startswith("-"):
+            raise InvalidRepositoryUrl(f"{url} names a host but no repository.", url=url)
+        if scp:
+            shown = f"{user + '@' if user else ''}{host}:{path}"
+        else:
+            netloc = f"{user + '@' if user else ''}{host}{'' if port is None else f':{port}'}"
+            shown = f"ssh://{netloc}{path}"
+        return cls(
+            url=shown,
+            host=host.strip("[]"),
+            scheme="ssh",
+            user=user,
+            port=port,
+            path=path,
+        )
 
     def __str__(self) -> str:
         return self.url
@@ -125,3 +204,17 @@ class Credentials:
         for name, value in (("user name", self.username), ("token", self.token)):
             if not value or any(c in value for c in "\r\n\0"):
                 raise ValueError(f"the {name} must be one non-empty line")
+
+
+@dataclass(frozen=True)
+class SshKey:
+    """A link's deploy key: the private half in OpenSSH format (never in ``repr()``;
+    it reaches ssh only as a 0600 file that lives for one git call) and the public line
+    the user adds to their Git host."""
+
+    private_key: str = field(repr=False)
+    public_key: str = ""
+
+    def __post_init__(self) -> None:
+        if "PRIVATE KEY" not in self.private_key:
+            raise ValueError("an SSH key must be a private key in OpenSSH format")

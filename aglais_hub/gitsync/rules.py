@@ -41,8 +41,9 @@ def _string(value: object, field: str, limit: int, what: str) -> str:
 
 
 def check_url(value: object) -> str:
-    """A repository URL: https://, or http:// to this machine; no user name or token in it."""
-    url = _string(value, "url", URL_MAX, "the repository's HTTPS URL")
+    """A repository URL: https://, http:// to this machine, or SSH (ssh://, scp-like
+    git@host:path); no token or password in it."""
+    url = _string(value, "url", URL_MAX, "the repository's HTTPS or SSH URL")
     try:
         return str(RemoteUrl.parse(url))
     except InvalidRepositoryUrl as refused:
@@ -149,12 +150,13 @@ def _unknown(data: dict, allowed: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class NewLink:
-    """A valid request for a link (the token still in clear: the service seals it)."""
+    """A valid request for a link (the token still in clear: the service seals it).
+    An SSH link has no token (None): the service makes it a deploy key."""
 
     url: str
     branch: str
     folder: str
-    token: str
+    token: str | None
     username: str | None
     strip_outputs: bool
 
@@ -163,17 +165,31 @@ class NewLink:
 
 
 def new_link(data: dict) -> NewLink:
-    """A POST body checked field by field: url, branch and token are required."""
+    """A POST body checked field by field: url and branch are required, and a token
+    for an HTTPS URL; an SSH URL takes no token or user name (it gets a deploy key)."""
     _unknown(data, CREATE_FIELDS)
-    for field in ("url", "branch", "token"):
+    for field in ("url", "branch"):
         if field not in data:
             raise Refused(422, f"'{field}' is missing.")
+    url = check_url(data["url"])
+    ssh = RemoteUrl.parse(url).is_ssh
+    if ssh:
+        for field in ("token", "username"):
+            if data.get(field) not in (None, ""):
+                raise Refused(
+                    422,
+                    f"'{field}' is not used with an SSH URL: the hub makes a deploy key for "
+                    "the link and shows its public half to add to your Git host. Leave "
+                    f"'{field}' out, or give the repository's HTTPS URL with a token.",
+                )
+    elif "token" not in data:
+        raise Refused(422, "'token' is missing.")
     return NewLink(
-        url=check_url(data["url"]),
+        url=url,
         branch=check_branch(data["branch"]),
         folder=check_folder(data.get("folder", "")),
-        token=check_token(data["token"]),
-        username=check_username(data.get("username")),
+        token=None if ssh else check_token(data["token"]),
+        username=None if ssh else check_username(data.get("username")),
         strip_outputs=check_strip_outputs(data.get("strip_outputs", False)),
     )
 

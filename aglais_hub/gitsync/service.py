@@ -21,8 +21,10 @@ from aglais_hub.reservations.rules import Refused
 
 from .contents import ContentsClient
 from .models import Link
+from .remote import RemoteUrl
 from .rules import LINKS_PER_USER_MAX, NewLink
 from .settings import Settings
+from .sshkey import comment_for, generate
 from .store import Store
 from .vault import Vault
 
@@ -104,6 +106,13 @@ class Service:
             return None
         return self.vault.open(link.token_sealed, link.user)
 
+    def key_of(self, link: Link) -> str | None:
+        """An SSH link's private deploy key in clear, for git (never for a response or a
+        log)."""
+        if link.key_sealed is None:
+            return None
+        return self.vault.open(link.key_sealed, link.user)
+
     # -- changing --------------------------------------------------------------------------
 
     def create_link(self, caller: Caller, new: NewLink) -> Link:
@@ -123,17 +132,35 @@ class Service:
                 folder=new.folder,
                 strip_outputs=new.strip_outputs,
                 username=new.username,
-                token_sealed=self.vault.seal(new.token, caller.name),
+                token_sealed=None if new.token is None else self.vault.seal(new.token, caller.name),
                 created_at=now,
                 updated_at=now,
             )
         )
+        if RemoteUrl.parse(link.url).is_ssh:
+            # the key's comment names the link, so its id first
+            private, public = generate(comment_for(caller.name, link.id))
+            sealed = self.vault.seal(private, caller.name)
+            del private
+            changed = self.store.change_link(
+                link.id, {"key_sealed": sealed, "public_key": public}, now
+            )
+            link = changed if changed is not None else link
         log.info("%s linked %s, branch %s (link %d)", caller.name, link.url, link.branch, link.id)
         return link
 
     def change_link(self, caller: Caller, link_id: int, changes: dict[str, Any]) -> Link:
         """Apply checked ``changes`` (rules.link_changes) to the caller's own link."""
         link = self.own_link(caller, link_id)
+        if RemoteUrl.parse(link.url).is_ssh:
+            for field in ("token", "username"):
+                if changes.get(field) is not None:
+                    raise Refused(
+                        422,
+                        f"'{field}' is not used with an SSH link: it reaches the repository "
+                        "with the deploy key shown on its page.",
+                    )
+            changes = {k: v for k, v in changes.items() if k not in ("token", "username")}
         columns = {k: v for k, v in changes.items() if k != "token"}
         if "token" in changes:
             columns["token_sealed"] = self.vault.seal(changes["token"], link.user)

@@ -25,7 +25,7 @@ from .contents import ContentsClient, ContentsNotFound
 from .errors import PushRejected
 from .git import Author, NotebookEntry, PushResult, WorkingCopy
 from .models import ImportRecord, Link
-from .remote import Credentials
+from .remote import Credentials, SshKey
 from .service import Service
 from .sync import (
     Action,
@@ -93,6 +93,10 @@ class Transfers:
             path = Path(self.service.settings.workdir) / link.user / str(link.id)
             copy = WorkingCopy(path, link.url, link.branch)
             self._copies[link.id] = copy
+        if copy.remote.is_ssh:
+            key = self.service.key_of(link)
+            copy.credentials = SshKey(key, link.public_key or "") if key else None
+            return copy
         token = self.service.token_of(link)
         copy.credentials = Credentials(link.username or DEFAULT_USERNAME, token) if token else None
         return copy
@@ -101,7 +105,9 @@ class Transfers:
         """Forget a removed link's clone and delete it from disk (it holds the user's
         repository)."""
         self._copies.pop(link.id, None)
-        shutil.rmtree(Path(self.service.settings.workdir) / link.user / str(link.id), True)
+        path = Path(self.service.settings.workdir) / link.user / str(link.id)
+        shutil.rmtree(path, True)
+        WorkingCopy.known_hosts_of(path).unlink(missing_ok=True)
 
     # -- reading the repository ------------------------------------------------------------
 

@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("strip_outputs", sa.Boolean(), nullable=False),
         sa.Column("username", sa.String(255), nullable=True),
         sa.Column("token_sealed", sa.Text(), nullable=True),
+        sa.Column("key_sealed", sa.Text(), nullable=True),
+        sa.Column("public_key", sa.Text(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
     )
