@@ -914,6 +914,8 @@ def test_the_jupyterlab_flavour_runs_behind_the_same_auth_proxy(cluster, platfor
         what="JupyterLab to answer",
     )
     assert "started" in status
+    # a kernel runs code over its WebSocket, which the auth proxy carries like Zeppelin's
+    assert alice.run_code("user/alice/lab/", "print(6 * 7)").strip() == "42"
     # the pod's init container copied the examples into her notebook folder
     shipped = sorted(example_files(EXAMPLES_DIR, JUPYTERLAB.examples))
     assert shipped

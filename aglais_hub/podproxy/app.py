@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import get_browser_protocol, url_path_join
-from tornado import httpclient, web, websocket
+from tornado import httpclient, httputil, routing, web, websocket
 from tornado.httputil import HTTPHeaders
 from tornado.log import app_log
 
@@ -267,8 +267,23 @@ class ProxyHandler(Base):
             self.finish({"message": "Zeppelin is starting; retry in a few seconds"})
 
 
+class WebSocketUpgrade(routing.Matcher):
+    """Every request under the server's prefix that asks to become a WebSocket: Zeppelin's
+    ``/ws``, JupyterLab's kernel channels, events and terminals alike (the plain HTTP
+    proxy cannot carry one)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.path = routing.PathMatches(f"{prefix}(/.*)?")
+
+    def match(self, request: httputil.HTTPServerRequest) -> dict | None:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None
+        return self.path.match(request)
+
+
 class WebSocketProxy(CookiePolicy, HubOAuthenticated, websocket.WebSocketHandler):
-    """Forward an authenticated WebSocket (Zeppelin's /ws) frame by frame.
+    """Forward an authenticated WebSocket (Zeppelin's /ws, JupyterLab's kernels) frame by
+    frame.
 
     Browsers apply no same-origin policy to WebSockets, and a socket opened with the
     login cookie runs code as its owner: the upgrade is refused (403) unless its Origin
@@ -404,7 +419,7 @@ def make_app(state: ProxyState, hub_auth: HubOAuth) -> web.Application:
             (f"{prefix}/_aglais/notice", NoticeHandler, args),
             (f"{prefix}/_aglais/notice.js", NoticeScriptHandler),
             (f"{prefix}/oauth_callback", CallbackHandler),
-            (f"{prefix}/ws.*", WebSocketProxy, args),
+            (WebSocketUpgrade(prefix), WebSocketProxy, args),
             (f"{prefix}(/.*)?", ProxyHandler, args),
         ],
         cookie_secret=os.urandom(32),

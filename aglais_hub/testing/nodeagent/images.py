@@ -249,6 +249,9 @@ def jupyterlab_flavour(ctx: ContainerContext) -> LocalCommand:
         f"--ServerApp.root_dir={root}",
         "--IdentityProvider.token=",
         "--ServerApp.password=",
+        # as entrypoint.sh: the auth proxy makes the cross-site and origin checks
+        "--ServerApp.disable_check_xsrf=True",
+        "--ServerApp.allow_origin=*",
         *extra,
     ]
     return LocalCommand(argv, env, root)
