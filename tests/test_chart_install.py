@@ -15,6 +15,7 @@ import base64
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from aglais_hub.testing.chartrelease import ChartRelease
 from aglais_hub.testing.devcluster import DevCluster
 from aglais_hub.testing.hubclient import HubClient
 from aglais_hub.testing.nodeagent.client import ApiError, Credentials, request_sync
+from aglais_hub.testing.platform import cached_sample_catalogue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.controlplane]
 
@@ -351,7 +353,28 @@ def test_upgrade_with_a_changed_value_rolls_the_hub_and_running_servers_survive(
     assert secrets_of(kube) == Story.secrets
 
 
+# the sample catalogue as a read-only CSI volume (the node agent's directory of the share,
+# as tests/test_zeppelin_spawner.py mounts it): the example notebooks read AGLAIS_CATALOGUES
+CATALOGUE_DRIVER, CATALOGUE_SHARE = "catalogues.testing.aglais.io", "gaia-sample"
 NIGHTLY_VALUES = {
+    "spawner": {
+        "catalogues": "/data/gaia",
+        "kubernetes": {
+            "dataVolumes": [
+                {
+                    "name": "gaia",
+                    "mountPath": "/data/gaia",
+                    "source": {
+                        "csi": {
+                            "driver": CATALOGUE_DRIVER,
+                            "readOnly": True,
+                            "volumeAttributes": {"share": CATALOGUE_SHARE},
+                        }
+                    },
+                }
+            ]
+        },
+    },
     "sizes": {
         "lab": {
             "displayName": "JupyterLab",
@@ -383,6 +406,8 @@ def test_the_nightly_benchmark_job_runs_for_bob_and_its_counts_reach_the_metrics
     names it; the benchmark sends no profile), so the notebook runs and its outputs are
     right: PASS, or SLOW on this loaded 2-core cluster (not strict here, so the Job
     succeeds either way); the Job's outcome, the reports and the metrics all say the same."""
+    share = dev.root / "shared" / "csi" / CATALOGUE_DRIVER / CATALOGUE_SHARE
+    shutil.copytree(cached_sample_catalogue(), share, dirs_exist_ok=True)
     values = tmp_path / "nightly.yaml"
     values.write_text(yaml.safe_dump(NIGHTLY_VALUES))
     release.upgrade(values)
@@ -419,7 +444,10 @@ def test_the_nightly_benchmark_job_runs_for_bob_and_its_counts_reach_the_metrics
     assert (result["user"], result["notebook"]) == ("bob", "07-library-versions.ipynb")
     assert result["verdict"] in ("PASS", "SLOW"), result  # ran, with the right outputs
     assert latest["exit_status"] == 0 and status.get("succeeded") == 1, (latest, status)
-    assert [s["server_name"] for s in latest["server_starts"]] == [result["server_name"]]
+    run = yaml.safe_load((reports / latest["run_id"] / "results.json").read_text())
+    (ran,) = run["results"]  # the server the notebook ran on is the one started
+    assert ran["server_name"].startswith("r")
+    assert [s["server_name"] for s in run["server_starts"]] == [ran["server_name"]]
     assert latest["run_id"] in (reports / "index.html").read_text()
     assert (reports / latest["run_id"] / "results.json").is_file()
     # the Job fails exactly when the run does (backoffLimit 0: one pod, no retry)

@@ -30,6 +30,10 @@ FOLDER = "Benchmark"
 PROTOCOL_VERSION = "5.3"
 MAX_MESSAGE_BYTES = 256 * 2**20  # a cell's figures arrive in one frame
 CONNECT_TIMEOUT = 60.0
+# How long a server the hub calls ready may still answer 503 while its notebook boots
+# (a pod's auth proxy is ready before the notebook behind it: flavours.py)
+STARTING_PATIENCE = 180.0
+STARTING_POLL = 2.0
 
 
 class KernelGone(Exception):
@@ -156,12 +160,19 @@ class JupyterDriver:
             )
         return response.json()
 
-    async def open(self) -> None:
-        """Check the server is a Jupyter Server and make the run's folder."""
-        try:
-            response = await self.api.request("GET", "api/kernelspecs")
-        except HubError as error:
-            raise DriverError(f"{self.server.user}'s server: {error}") from None
+    async def open(self, patience: float = STARTING_PATIENCE) -> None:
+        """Check the server is a Jupyter Server and make the run's folder; a 503 (the
+        notebook still starting behind a ready auth proxy) is asked again for up to
+        ``patience`` seconds."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                response = await self.api.request("GET", "api/kernelspecs")
+            except HubError as error:
+                raise DriverError(f"{self.server.user}'s server: {error}") from None
+            if response.status != 503 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(STARTING_POLL)
         specs = response.json()
         if not response.ok or not isinstance(specs, dict) or "kernelspecs" not in specs:
             raise DriverError(
