@@ -72,6 +72,35 @@ def parse_json_body(raw: bytes) -> Any:
     return data
 
 
+METHODS = ("get", "put", "post", "patch", "delete")
+ERRORS_REF = "#/components/responses/"
+
+
+def with_error_responses(spec: dict) -> dict:
+    """An OpenAPI document with, on every operation, the errors `JsonApiHandler` answers
+    for all routes: 400 (tornado's, for a Content-Type it cannot parse, such as multipart
+    without a boundary), 401/403/503 where a login is needed, 413/415/422 with a body,
+    422 with query parameters. The document names its responses Unauthorized,
+    Unavailable and Error. Changes ``spec`` in place and returns it."""
+    refs = {"401": "Unauthorized", "503": "Unavailable"}
+    for item in spec["paths"].values():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            codes = ["400"]
+            if operation.get("security", spec.get("security")):
+                codes += ["401", "403", "503"]
+            if "requestBody" in operation:
+                codes += ["413", "415", "422"]
+            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                codes.append("422")
+            for code in codes:
+                ref = ERRORS_REF + refs.get(code, "Error")
+                operation["responses"].setdefault(code, {"$ref": ref})
+    return spec
+
+
 class HubServiceHandler(HubOAuthenticated, web.RequestHandler):
     """Who calls (``caller``), from the hub's OAuth cookie or an API token."""
 

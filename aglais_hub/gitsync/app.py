@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 
 from aglais_hub.reservations.rules import Refused, check_user_name, parse_id
-from aglais_hub.serviceapi import HubServiceHandler, JsonApiHandler
+from aglais_hub.serviceapi import HubServiceHandler, JsonApiHandler, with_error_responses
 
 from .contents import ContentsError, server_label
 from .errors import GitSyncError, MergeConflict, PushRejected
@@ -283,30 +283,12 @@ class ServerHandler(ApiHandler):
         )
 
 
-METHODS = ("get", "put", "post", "patch", "delete")
-
-
 @functools.cache
 def openapi_document() -> dict:
-    """openapi.yaml, every operation listing the errors `ApiHandler` answers for all routes:
-    401/403/503 where a login is needed, 413/415/422 with a body, 422 with query parameters."""
-    spec = yaml.safe_load(resources.files(__package__).joinpath("openapi.yaml").read_text())
-    error, refs = "#/components/responses/", {"401": "Unauthorized", "503": "Unavailable"}
-    for item in spec["paths"].values():
-        for method in METHODS:
-            operation = item.get(method)
-            if operation is None:
-                continue
-            codes = ["400"]
-            if operation.get("security", spec.get("security")):
-                codes += ["401", "403", "503"]
-            if "requestBody" in operation:
-                codes += ["413", "415", "422"]
-            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
-                codes.append("422")
-            for code in codes:
-                operation["responses"].setdefault(code, {"$ref": error + refs.get(code, "Error")})
-    return spec
+    """openapi.yaml, every operation listing the errors every route answers
+    (`serviceapi.with_error_responses`)."""
+    text = resources.files(__package__).joinpath("openapi.yaml").read_text()
+    return with_error_responses(yaml.safe_load(text))
 
 
 class OpenApiHandler(ApiHandler):

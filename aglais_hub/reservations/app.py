@@ -30,7 +30,7 @@ from tornado.httpclient import HTTPClientError
 
 from aglais_hub.hubconfig import BENCHMARK, NOTICES_SCOPE
 from aglais_hub.offering import TIER_PROFILE
-from aglais_hub.serviceapi import HubServiceHandler, JsonApiHandler
+from aglais_hub.serviceapi import HubServiceHandler, JsonApiHandler, with_error_responses
 
 from . import benchmark, metrics
 from .gate import spawn_request
@@ -367,32 +367,12 @@ class BenchmarkHandler(ApiHandler):
         self.json(200, summary)
 
 
-METHODS = ("get", "put", "post", "patch", "delete")
-
-
 @functools.cache
 def openapi_document() -> dict:
-    """openapi.yaml, every operation listing the errors `ApiHandler` answers for all routes:
-    400 (tornado's, for a Content-Type it cannot parse, such as multipart without a
-    boundary), 401/403/503 where a login is needed, 413/415/422 with a body, 422 with
-    query parameters."""
-    spec = yaml.safe_load(resources.files(__package__).joinpath("openapi.yaml").read_text())
-    error, refs = "#/components/responses/", {"401": "Unauthorized", "503": "Unavailable"}
-    for item in spec["paths"].values():
-        for method in METHODS:
-            operation = item.get(method)
-            if operation is None:
-                continue
-            codes = ["400"]
-            if operation.get("security", spec.get("security")):
-                codes += ["401", "403", "503"]
-            if "requestBody" in operation:
-                codes += ["413", "415", "422"]
-            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
-                codes.append("422")
-            for code in codes:
-                operation["responses"].setdefault(code, {"$ref": error + refs.get(code, "Error")})
-    return spec
+    """openapi.yaml, every operation listing the errors every route answers
+    (`serviceapi.with_error_responses`)."""
+    text = resources.files(__package__).joinpath("openapi.yaml").read_text()
+    return with_error_responses(yaml.safe_load(text))
 
 
 class OpenApiHandler(ApiHandler):
