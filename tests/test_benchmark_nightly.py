@@ -108,6 +108,10 @@ def test_the_summary_counts_every_verdict_and_a_run_that_could_not_start():
     assert refused["counts"] == {"PASS": 0, "SLOW": 0, "FAST": 0, "ERROR": 0}
     assert refused["exit_status"] == 2 and refused["message"].startswith("the hub would not")
     assert parse_summary(summary)["counts"]["ERROR"] == 1  # what the service takes
+    # JSON's 7.0 is the integer the OpenAPI document asks for (the fuzzer sends it)
+    taken = parse_summary({**summary, "exit_status": 1.0, "counts": {"ERROR": 7.0}})
+    assert (taken["exit_status"], taken["counts"]["ERROR"]) == (1, 7)
+    assert type(taken["counts"]["ERROR"]) is int and type(taken["exit_status"]) is int
 
 
 @pytest.mark.parametrize(
@@ -118,6 +122,7 @@ def test_the_summary_counts_every_verdict_and_a_run_that_could_not_start():
         ({"finished": "yesterday"}, "'finished' is not an ISO 8601 time"),
         ({"counts": {"MAYBE": 1}}, "'counts' must map verdicts"),
         ({"counts": {"PASS": -1}}, "'counts.PASS' must be a whole number"),
+        ({"counts": {"PASS": 1.5}}, "'counts.PASS' must be a whole number"),
         ({"results": [{"user": "a", "notebook": "n", "verdict": "OK"}]}, "results[0].verdict"),
         ({"results": [{"user": "a\n", "notebook": "n", "verdict": "PASS"}]}, "results[0].user"),
         (

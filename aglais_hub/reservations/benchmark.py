@@ -36,6 +36,9 @@ def _name(value: object, field: str, longest: int = MAX_NAME) -> str:
 
 
 def _count(value: object, field: str) -> int:
+    # 7.0 is a whole number too (JSON Schema's "integer", which the OpenAPI document says)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**6:
         raise Refused(422, f"'{field}' must be a whole number from 0 to 1000000.")
     return value
@@ -51,6 +54,7 @@ def parse_summary(data: dict) -> dict:
     status = data.get("exit_status")
     if isinstance(status, bool) or status not in (0, 1, 2):
         raise Refused(422, "'exit_status' must be 0, 1 or 2 (the benchmark's exit status).")
+    status = int(status)  # 1.0 is 1, as for the counts
     counts = data.get("counts")
     if not isinstance(counts, dict) or set(counts) - set(VERDICTS):
         raise Refused(422, f"'counts' must map verdicts ({', '.join(VERDICTS)}) to numbers.")
