@@ -451,7 +451,8 @@ def test_the_report_of_a_real_run_opens_in_the_browser_and_shows_the_plot(
         row = page.locator('table.results tr[data-user="alice"]')
         assert row.count() == 1
         cells = row.locator("td").all_inner_texts()
-        assert cells[:3] == ["alice", SHORT, "PASS"] and cells[3] == seconds[:-2]
+        assert cells[:4] == ["alice", "the default server", SHORT, "PASS"]
+        assert cells[4] == seconds[:-2]
         link = row.locator("a").get_attribute("href")
         assert json.loads((out / unquote(link)).read_text())["cells"]
 
