@@ -33,7 +33,7 @@ from aglais_hub.flavours import (
     register,
 )
 from aglais_hub.offering import offering_from_values
-from aglais_hub.podproxy.app import ProxyState, upstream_up
+from aglais_hub.podproxy.app import ProxyState, starting_page, upstream_up
 from aglais_hub.testing.nodeagent.images import ContainerContext, default_registry
 from spawners.local_spark import LocalSparkSpawner, choose_notebook, local_start
 from spawners.zeppelin import objects
@@ -267,3 +267,24 @@ def test_a_local_start_is_what_the_local_spawner_runs(monkeypatch):
     spawner = LocalSparkSpawner(notebook="lab")
     assert spawner.cmd[1:] == ["-m", "jupyterhub.singleuser"]
     assert spawner.default_url == "/tree"
+
+
+def test_the_auth_proxy_says_which_notebook_is_starting():
+    """A JupyterLab pod's auth proxy says JupyterLab is starting, not Zeppelin: the pod
+    tells it the flavour's title, and its starting page and 503 answer use it."""
+    values = load_values(VALUES)
+    titles = {}
+    for case, how in CASES.items():
+        (proxy,) = [
+            c for c in pod_for(values, *how)["spec"]["containers"] if c["name"] == "auth-proxy"
+        ]
+        titles[case] = proxy["args"][proxy["args"].index("--notebook") + 1]
+    assert titles == {
+        "zeppelin": "Zeppelin",
+        "jupyterlab": "JupyterLab",
+        "zeppelin-named-server": "Zeppelin",
+        "jupyterlab-named-server": "JupyterLab",
+    }
+    page = starting_page("JupyterLab")
+    assert "<h1>JupyterLab is starting</h1>" in page and "Zeppelin" not in page
+    assert "<h1>A &lt;b&gt; is starting</h1>" in starting_page("A <b>")

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ip", default=os.environ.get("AGLAIS_PROXY_IP", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--upstream", default="http://127.0.0.1:8080")
+    parser.add_argument(
+        "--notebook", default="Zeppelin", help="the upstream's title, for its starting page"
+    )
     parser.add_argument("--volume", type=Path, help="the user's volume, for disk usage")
     parser.add_argument("--quota-bytes", type=int, default=0)
     parser.add_argument("--activity-interval", type=float, default=60)
@@ -36,7 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), cache_max_age=60
     )
     state = ProxyState(
-        args.upstream.rstrip("/"), prefix, args.volume, args.quota_bytes, args.spark_ui.rstrip("/")
+        upstream=args.upstream.rstrip("/"),
+        prefix=prefix,
+        notebook=args.notebook,
+        volume=args.volume,
+        quota_bytes=args.quota_bytes,
+        spark_ui=args.spark_ui.rstrip("/"),
     )
     state.public_origins = public_origins_from(os.environ)  # allowed besides the Host
     server_name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")

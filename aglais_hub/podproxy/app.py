@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import time
@@ -33,16 +34,21 @@ HOP_BY_HOP = {
     "host",
     "content-length",
 }
-STARTING_PAGE = """<!doctype html><html><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="3"><title>Starting Zeppelin</title></head>
+
+
+def starting_page(notebook: str) -> str:
+    """The page a browser gets while the notebook (``notebook``: its title) is booting."""
+    title = html.escape(notebook)
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="3"><title>Starting {title}</title></head>
 <body style="font-family:sans-serif;max-width:36em;margin:4em auto">
-<h1>Zeppelin is starting</h1><p>Your notebook server is up; Zeppelin itself is still
-booting (this takes up to a minute). This page reloads by itself.</p></body></html>"""
+<h1>{title} is starting</h1><p>Your notebook server is up; {title} itself is still
+booting (this can take up to a minute). This page reloads by itself.</p></body></html>"""
 
 
 @dataclass
 class ProxyState:
-    """What the handlers share: where Zeppelin is, activity, the volume."""
+    """What the handlers share: where the notebook is, activity, the volume."""
 
     upstream: str
     prefix: str
@@ -56,6 +62,7 @@ class ProxyState:
     notices: NoticeSource | None = None  # a booking's server: its end-of-booking notices
     public_origins: tuple[str, ...] = ()  # the hub's public origins (besides the Host)
     spark_rights: SparkRights | None = None  # in a cluster: may the driver start executors?
+    notebook: str = "Zeppelin"  # the upstream's title, as users read it ("JupyterLab")
 
     @property
     def spark_problem(self) -> str | None:
@@ -254,17 +261,17 @@ class ProxyHandler(Base):
         return bool(wanted) and self.request.method == "GET" and html
 
     def starting(self) -> None:
-        """Zeppelin is not listening yet: say so (the hub's own check must pass)."""
+        """The notebook is not listening yet: say so (the hub's own check must pass)."""
         api_check = self.request.path.rstrip("/") == self.state.prefix.rstrip("/") + "/api"
         if api_check:
             self.finish({"starting": True})
         elif "text/html" in self.request.headers.get("Accept", ""):
             self.set_header("Retry-After", "3")
-            self.finish(STARTING_PAGE)
+            self.finish(starting_page(self.state.notebook))
         else:
             self.set_status(503)
             self.set_header("Retry-After", "3")
-            self.finish({"message": "Zeppelin is starting; retry in a few seconds"})
+            self.finish({"message": f"{self.state.notebook} is starting; retry in a few seconds"})
 
 
 class WebSocketUpgrade(routing.Matcher):
@@ -313,7 +320,7 @@ class WebSocketProxy(CookiePolicy, HubOAuthenticated, websocket.WebSocketHandler
         try:
             self.upstream = await websocket.websocket_connect(url)
         except OSError:
-            self.close(1013, "Zeppelin is starting")
+            self.close(1013, f"{self.state.notebook} is starting")
             return
         self.state.open_sockets += 1
         asyncio.ensure_future(self._pump())

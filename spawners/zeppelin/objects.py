@@ -408,6 +408,7 @@ def pod(spec: ServerSpec) -> dict:
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
     prefix = spec.env.get("JUPYTERHUB_SERVICE_PREFIX", f"/user/{spec.username}/")
+    notebook_flavour = flavour_named(spec.flavour)  # UnknownFlavour names the known ones
     proxy = {
         "name": "auth-proxy",
         "image": spec.settings.zeppelin_image,
@@ -417,6 +418,8 @@ def pod(spec: ServerSpec) -> dict:
             str(PROXY_PORT),
             "--upstream",
             f"http://127.0.0.1:{ZEPPELIN_PORT}",
+            "--notebook",
+            notebook_flavour.title,
             "--volume",
             HOME_MOUNT,
             "--quota-bytes",
@@ -437,7 +440,6 @@ def pod(spec: ServerSpec) -> dict:
         },
         "volumeMounts": [{"name": "home", "mountPath": HOME_MOUNT, "readOnly": True}],
     }
-    notebook_flavour = flavour_named(spec.flavour)  # UnknownFlavour names the known ones
     zeppelin_env = [
         {"name": "ZEPPELIN_RUN_MODE", "value": "local"},
         {"name": "ZEPPELIN_ADDR", "value": "127.0.0.1"},
