@@ -19,7 +19,7 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
 from tornado import web
 
-from aglais_hub.reservations.rules import Refused
+from aglais_hub.reservations.rules import Refused, parse_id
 
 log = logging.getLogger("aglais.services")
 BODY_MAX = 64 * 1024  # bytes: the largest request body an API reads (413 beyond)
@@ -147,6 +147,7 @@ class JsonApiHandler(HubServiceHandler):
 
     needs_login = True
     realm = "service"  # WWW-Authenticate's realm on a 401
+    noun = "item"  # what an id in the path names, in a 404 ("You have no booking 7.")
 
     def unavailable(self, error: BaseException) -> str | None:
         """What is away when ``error`` is a dependency's fault (a 503), else None."""
@@ -169,6 +170,14 @@ class JsonApiHandler(HubServiceHandler):
         """Answer ``{"status", "message"}`` with that status (and the headers it needs)."""
         self.status_headers(status)
         self.json(status, {"status": status, "message": message})
+
+    def path_id(self, text: str) -> int | None:
+        """The id from the path; None (and a 404 naming the ``noun``) for one nothing can
+        have, so a malformed id reads like an unknown one."""
+        number = parse_id(text)
+        if number is None:
+            self.refuse(404, f"You have no {self.noun} {text[:20]}.")
+        return number
 
     def body(self) -> dict:
         """The request's JSON object (`parse_json_body`'s limits; 415 for other media)."""

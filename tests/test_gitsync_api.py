@@ -396,3 +396,35 @@ def test_without_a_key_serve_exits_with_a_clear_message(hub: GitsyncHub) -> None
         malformed.stderr
     )
     assert "hunter2" not in malformed.stderr
+
+
+def test_a_stored_token_no_key_opens_is_409_enter_it_again_on_every_git_route(
+    hub: GitsyncHub, alice: Api
+) -> None:
+    """The service's key was changed without keeping the old one: listing, importing and
+    committing on the link say to enter the token again (409), never a 500; a PATCH with
+    a new token mends the link."""
+    made = link(alice).json()
+    stranger = Vault([secrets.token_bytes(32)]).seal(a_token(), "alice")
+    with sqlite3.connect(hub.workdir / "gitsync.sqlite") as db:
+        db.execute("UPDATE links SET token_sealed = ? WHERE id = ?", (stranger, made["id"]))
+    where = f"links/{made['id']}"
+    answers = {
+        "notebooks": alice.get(f"{where}/notebooks"),
+        "import": alice.post(f"{where}/import", json={"paths": ["a.ipynb"]}),
+        # in her server, the repository's notebooks are in a folder named after it
+        "commit": alice.post(
+            f"{where}/commit", json={"paths": ["notebooks/a.ipynb"], "message": "m"}
+        ),
+    }
+    for route, answer in answers.items():
+        assert answer.status_code == 409, (route, answer.status_code, answer.text)
+        assert "Enter the token again" in answer.json()["message"], (route, answer.text)
+    mended = alice.patch(where, json={"token": a_token()})
+    assert mended.status_code == 200, mended.text
+    with sqlite3.connect(hub.workdir / "gitsync.sqlite") as db:
+        (sealed,) = db.execute(
+            "SELECT token_sealed FROM links WHERE id = ?", (made["id"],)
+        ).fetchone()
+    assert sealed != stranger
+    Vault(keys_from_environ({"AGLAIS_GITSYNC_KEY": hub.key})).open(sealed, "alice")

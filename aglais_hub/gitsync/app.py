@@ -20,7 +20,7 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler
 from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 
-from aglais_hub.reservations.rules import Refused, check_user_name, parse_id
+from aglais_hub.reservations.rules import Refused, check_user_name
 from aglais_hub.serviceapi import HubServiceHandler, JsonApiHandler, with_error_responses
 
 from .contents import ContentsError, server_label
@@ -105,22 +105,17 @@ class LinksHandler(ApiHandler):
 
 
 class LinkHandler(ApiHandler):
-    def number(self, link_id: str) -> int | None:
-        """The id from the path; None (and a 404) for one no link can have."""
-        number = parse_id(link_id)
-        if number is None:
-            self.refuse(404, f"You have no link {link_id[:20]}.")
-        return number
+    noun = "link"
 
     async def get(self, link_id: str) -> None:
-        if (number := self.number(link_id)) is None:
+        if (number := self.path_id(link_id)) is None:
             return
         link = await self.run(self.service.get_link, self.caller, number)
         if link is not None:
             self.json(200, link.as_json())
 
     async def patch(self, link_id: str) -> None:
-        if (number := self.number(link_id)) is None:
+        if (number := self.path_id(link_id)) is None:
             return
         # whose link it is first: another user's link is a 404 whatever the body says
         if await self.run(self.service.own_link, self.caller, number) is None:
@@ -134,7 +129,7 @@ class LinkHandler(ApiHandler):
             self.json(200, link.as_json())
 
     async def delete(self, link_id: str) -> None:
-        if (number := self.number(link_id)) is None:
+        if (number := self.path_id(link_id)) is None:
             return
         link = await self.run(self.service.delete_link, self.caller, number)
         if link is not None:
@@ -158,11 +153,13 @@ class TransferHandler(LinkHandler):
         return self.settings["transfers"]
 
     async def own(self, link_id: str) -> object | None:
-        if (number := self.number(link_id)) is None:
+        if (number := self.path_id(link_id)) is None:
             return None
         return await self.run(self.service.own_link, self.caller, number)
 
-    def failed(self, error: GitSyncError | ContentsError) -> None:
+    def failed(self, error: GitSyncError | ContentsError | VaultError) -> None:
+        if isinstance(error, VaultError):  # a stored token no key opens: enter it again
+            return self.refuse(409, str(error))
         body: dict[str, Any] = {"status": error.status, "message": error.message}
         if isinstance(error, MergeConflict):
             body.update(saved_branch=error.saved_branch, paths=list(error.paths))
@@ -185,7 +182,7 @@ class NotebooksHandler(TransferHandler):
             return
         try:
             entries = await self.transfers.notebooks(link)
-        except GitSyncError as error:
+        except (GitSyncError, VaultError) as error:
             return self.failed(error)
         records = await self.run(self.service.store.imports, link.id, server)
         imported = {r.repo_path: r for r in records or []}
@@ -222,7 +219,7 @@ class ImportHandler(TransferHandler):
             steps = await self.transfers.import_notebooks(link, contents, paths)
         except Refused as refused:
             return self.refuse(refused.status, refused.message)
-        except (GitSyncError, ContentsError) as error:
+        except (GitSyncError, ContentsError, VaultError) as error:
             return self.failed(error)
         self.json(200, {"link": link.id, "steps": [step.as_json() for step in steps]})
 
@@ -253,7 +250,7 @@ class CommitHandler(TransferHandler):
             )
         except Refused as refused:
             return self.refuse(refused.status, refused.message)
-        except (GitSyncError, ContentsError) as error:
+        except (GitSyncError, ContentsError, VaultError) as error:
             return self.failed(error)
         self.json(200, {"link": link.id, **done.as_json(commit_words(link, done))})
 

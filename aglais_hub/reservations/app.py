@@ -38,7 +38,7 @@ from .ledger import Caller
 from .models import STATES
 from .notices import notices
 from .policy import iso, least_free
-from .rules import Refused, check_idempotency_key, check_user_name, parse_id, parse_time
+from .rules import Refused, check_idempotency_key, check_user_name, parse_time
 from .service import Service
 
 log = logging.getLogger("aglais.reservations")
@@ -214,22 +214,17 @@ class ReservationsHandler(ApiHandler):
 
 
 class ReservationHandler(ApiHandler):
-    def number(self, booking_id: str) -> int | None:
-        """The id from the path; None (and a 404) for one no booking can have."""
-        number = parse_id(booking_id)
-        if number is None:
-            self.refuse(404, f"You have no booking {booking_id[:20]}.")
-        return number
+    noun = "booking"
 
     async def get(self, booking_id: str) -> None:
-        if (number := self.number(booking_id)) is None:
+        if (number := self.path_id(booking_id)) is None:
             return
         booking = await self.run("get", self.service.ledger.get, self.caller, number)
         if booking is not None:
             self.json(200, booking.as_json())
 
     async def patch(self, booking_id: str) -> None:
-        if (number := self.number(booking_id)) is None:
+        if (number := self.path_id(booking_id)) is None:
             return
         try:
             data = self.body()
@@ -250,7 +245,7 @@ class ReservationHandler(ApiHandler):
             self.json(200, booking.as_json())
 
     async def delete(self, booking_id: str) -> None:
-        if (number := self.number(booking_id)) is None:
+        if (number := self.path_id(booking_id)) is None:
             return
         booking = await self.run("cancel", self.service.ledger.cancel, self.caller, number)
         if booking is None:
