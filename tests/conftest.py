@@ -93,6 +93,21 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         assert not p.leftover_ports(), f"ports still open after stop: {p.leftover_ports()}"
 
 
+@pytest.fixture(scope="module")
+def jupyterlab_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A demo of the module's own whose servers are JupyterLab, without the reservation
+    service (no booking gate in the way): for the Git service's end-to-end tests."""
+    values = demo_values(reservations={"enabled": False})
+    values["spawner"]["localSpark"]["notebook"] = "jupyterlab"
+    platform = Platform(tmp_path_factory.mktemp("jupyterlab-demo"), values)
+    platform.start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+        assert not platform.leftover_ports(), platform.leftover_ports()
+
+
 @pytest.fixture(scope="session")
 def cluster_bin() -> Path:
     """The real control plane's binaries: prebuilt or built by `make cluster-bin`; never

@@ -21,7 +21,7 @@ import requests
 
 from aglais_hub.testing.gitserver import GitServer, notebook, refusing_port
 from aglais_hub.testing.hubclient import HubClient
-from aglais_hub.testing.platform import Platform, demo_values
+from aglais_hub.testing.platform import Platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -39,15 +39,8 @@ def git() -> Iterator[GitServer]:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    values = demo_values(reservations={"enabled": False})
-    values["spawner"]["localSpark"]["notebook"] = "jupyterlab"
-    platform = Platform(tmp_path_factory.mktemp("gitsync-e2e"), values)
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
+def platform(jupyterlab_platform: Platform) -> Platform:
+    return jupyterlab_platform
 
 
 class User:

@@ -43,7 +43,7 @@ from aglais_hub.gitsync.vault import VaultError
 from aglais_hub.reservations.rules import Refused
 from aglais_hub.testing.gitserver import GitServer, notebook
 from aglais_hub.testing.hubclient import HubClient, forms_of
-from aglais_hub.testing.platform import Platform, demo_values
+from aglais_hub.testing.platform import Platform
 
 TOKEN = "ghp_" + secrets.token_hex(16)  # alice's token at the Git server
 BOB_TOKEN = "ghp_" + secrets.token_hex(16)  # bob's
@@ -167,16 +167,8 @@ def git() -> Iterator[GitServer]:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    values = demo_values(reservations={"enabled": False})
-    values["spawner"]["localSpark"]["notebook"] = "jupyterlab"
-    platform = Platform(tmp_path_factory.mktemp("gitsync-page"), values)
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
-        assert not platform.leftover_ports(), platform.leftover_ports()
+def platform(jupyterlab_platform: Platform) -> Platform:
+    return jupyterlab_platform
 
 
 @pytest.fixture(scope="module")
