@@ -12,7 +12,6 @@ whose executors are real pods, created with the pod's own service-account token.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -28,10 +27,11 @@ from kubernetes.utils import parse_quantity
 from aglais_hub.examples import EXAMPLES_DIR, example_files
 from aglais_hub.flavours import JUPYTERLAB
 from aglais_hub.sampledata import DEFAULT_ROWS
+from aglais_hub.testing.devcluster import SAMPLE_CATALOGUE_DRIVER, SAMPLE_CATALOGUE_SHARE
 from aglais_hub.testing.hubaccount import HubAccount, hub_rbac
 from aglais_hub.testing.hubclient import HubClient, forms_of
 from aglais_hub.testing.nodeagent.client import ApiError, Credentials, request_sync
-from aglais_hub.testing.platform import Platform, cached_sample_catalogue, demo_values
+from aglais_hub.testing.platform import Platform, demo_values
 from aglais_hub.testing.rawapi import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.controlplane]
@@ -848,7 +848,6 @@ def test_servers_survive_a_hub_restart_and_can_still_be_stopped(cluster, platfor
 
 # the catalogues on a csi volume: the node agents serve a csi share from their shared
 # directory (aglais_hub.testing.nodeagent.volumes), the same for the pod and executors
-CATALOGUE_DRIVER, CATALOGUE_SHARE = "catalogues.testing.aglais.io", "gaia-sample"
 CATALOGUE_NOTE = {
     "name": "catalogue",
     "paragraphs": [
@@ -863,19 +862,8 @@ CATALOGUE_NOTE = {
 
 
 def test_her_notes_read_the_catalogues_from_the_data_volume_on_executors(cluster, tmp_path):
-    share = cluster.dev.root / "shared" / "csi" / CATALOGUE_DRIVER / CATALOGUE_SHARE
-    shutil.copytree(cached_sample_catalogue(), share, dirs_exist_ok=True)
-    volume = {
-        "name": "gaia",
-        "mountPath": "/data/gaia",
-        "source": {
-            "csi": {
-                "driver": CATALOGUE_DRIVER,
-                "readOnly": True,
-                "volumeAttributes": {"share": CATALOGUE_SHARE},
-            }
-        },
-    }
+    volume = cluster.dev.share_sample_catalogue()
+    share = cluster.dev.root / "shared" / "csi" / SAMPLE_CATALOGUE_DRIVER / SAMPLE_CATALOGUE_SHARE
     spawner = {
         **SPAWNER,
         "catalogues": "/data/gaia",

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..chart import CHART, PROJECT_ROOT, find_helm
-from .devcluster import DevCluster
+from .devcluster import SAMPLE_CATALOGUE_MOUNT, DevCluster
 from .nodeagent.client import ApiError, Credentials, request_sync
 
 DEV_VALUES = PROJECT_ROOT / "config" / "devcluster-chart-values.yaml"
@@ -115,6 +115,42 @@ class ChartRelease:
             schema = load_schema()["properties"]["devIdentityProvider"]
             users = schema["properties"]["users"]["default"]
         return users
+
+
+# the size the benchmark books: its runner drives JupyterLab, the tiers' default is Zeppelin
+LAB_SIZE = "lab"
+
+
+def examples_values(cluster: DevCluster, power_users: tuple[str, ...] = ()) -> dict:
+    """Values over DEV_VALUES for running the example suite on the release: the sample
+    catalogue on a read-only data volume where production mounts the real ones
+    (``spawner.catalogues``, which the notebooks read), a JupyterLab size ``lab`` with one
+    two-core executor to book, and ``power_users`` added to the development identity provider in
+    the power tier (password: the name), for benchmark runs that need users of their own."""
+    values: dict = {
+        "spawner": {
+            "catalogues": SAMPLE_CATALOGUE_MOUNT,
+            "kubernetes": {"dataVolumes": [cluster.share_sample_catalogue()]},
+        },
+        "sizes": {
+            LAB_SIZE: {
+                "displayName": "JupyterLab",
+                "description": "JupyterLab with one executor of two cores (the benchmark's).",
+                "executors": 1,
+                # two task slots, as the suite's expected seconds assume (local[2])
+                "executorCores": 2,
+                "flavour": "jupyterlab",
+            }
+        },
+    }
+    if power_users:
+        values["devIdentityProvider"] = {
+            "users": {
+                name: {"password": name, "groups": ["users", "power"], "name": name.title()}
+                for name in power_users
+            }
+        }
+    return values
 
 
 def _merge(into: dict, other: dict) -> None:

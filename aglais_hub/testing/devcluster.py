@@ -42,6 +42,7 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,6 +64,10 @@ from .provisioner import USER as PROVISIONER_USER
 from .provisioner import rbac as provisioner_rbac
 from .serviceproxy import USER as SERVICE_PROXY_USER
 from .serviceproxy import rbac as service_proxy_rbac
+
+# the sample catalogue as the node agents serve it (share_sample_catalogue)
+SAMPLE_CATALOGUE_DRIVER, SAMPLE_CATALOGUE_SHARE = "catalogues.testing.aglais.io", "gaia-sample"
+SAMPLE_CATALOGUE_MOUNT = "/data/gaia"
 
 
 class DevClusterError(RuntimeError):
@@ -174,6 +179,28 @@ class DevCluster:
     def dns_file(self) -> Path:
         """The service proxy's DNS file (aglais_hub.testing.clusterdns reads it)."""
         return self.root / "cluster-dns.json"
+
+    def share_sample_catalogue(self) -> dict:
+        """Put the machine's cached sample catalogue on the node agents' csi share
+        (``root/shared/csi/<driver>/<share>``, aglais_hub.testing.nodeagent.volumes) and
+        return the read-only data volume that mounts it at ``SAMPLE_CATALOGUE_MOUNT``, as
+        an entry of ``spawner.kubernetes.dataVolumes`` (production mounts the real
+        catalogues there)."""
+        from .platform import cached_sample_catalogue
+
+        share = self.root / "shared" / "csi" / SAMPLE_CATALOGUE_DRIVER / SAMPLE_CATALOGUE_SHARE
+        shutil.copytree(cached_sample_catalogue(), share, dirs_exist_ok=True)
+        return {
+            "name": "gaia",
+            "mountPath": SAMPLE_CATALOGUE_MOUNT,
+            "source": {
+                "csi": {
+                    "driver": SAMPLE_CATALOGUE_DRIVER,
+                    "readOnly": True,
+                    "volumeAttributes": {"share": SAMPLE_CATALOGUE_SHARE},
+                }
+            },
+        }
 
     def _service(self, namespace: str, name: str) -> dict:
         return self._admin("GET", f"/api/v1/namespaces/{namespace}/services/{name}")
