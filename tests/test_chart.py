@@ -46,6 +46,8 @@ GENERATED_KEYS = [
     "gate-token",
     "culler-api-token",
     "benchmark-api-token",
+    "gitsync-api-token",
+    "gitsync-key",
 ]
 CRD_KINDS = {"ServiceMonitor"}  # not in Kubernetes' own schemas: checked by hand below
 
@@ -212,6 +214,9 @@ def test_every_secret_env_var_comes_from_the_platforms_secret(rendered):
         "AGLAIS_CULLER_API_TOKEN",
         "JUPYTERHUB_API_TOKEN",
         "AGLAIS_RESERVATIONS_DB_URL",
+        "AGLAIS_GITSYNC_API_TOKEN",
+        "AGLAIS_GITSYNC_KEY",
+        "AGLAIS_GITSYNC_DB_URL",
     }
     for name, objects in rendered.items():
         found = [
@@ -279,7 +284,17 @@ def test_network_policies_let_in_only_what_each_component_serves(rendered):
 
     assert {component(p) for p in sources(policy["proxy"], 8001)} == {"hub"}
     assert sources(policy["proxy"], 8000) == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        # the Git service reaches users' servers through the proxy (test_chart_gitsync.py)
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "aglais",
+                    "app.kubernetes.io/instance": RELEASE,
+                    "app.kubernetes.io/component": "gitsync",
+                }
+            }
+        },
     ]
     hub_sources = sources(policy["hub"], 8081)
     assert {"proxy", "reservations", "hub"} <= {component(p) for p in hub_sources}
@@ -447,9 +462,11 @@ def test_hub_pod_reads_the_values_secret_and_keeps_sqlite_on_a_claim(rendered):
     assert container["workingDir"] == "/srv/jupyterhub"  # where sqlite:///jupyterhub.sqlite lands
     assert container["readinessProbe"]["httpGet"] == {"path": "/hub/health", "port": "http"}
     assert not by_kind(objects, "ConfigMap")
-    # PostgreSQL: no claim, the URL with its password from the Secret
+    # PostgreSQL: no claim (but the Git service's, for its working copies), the URL with its
+    # password from the Secret
     production = rendered["production"]
-    assert not by_kind(production, "PersistentVolumeClaim")
+    claims = [c["metadata"]["name"] for c in by_kind(production, "PersistentVolumeClaim")]
+    assert claims == ["aglais-gitsync-data"]
     hub = named(production, "Deployment", "-hub")["spec"]["template"]["spec"]
     env = {e["name"]: e for e in hub["containers"][0]["env"]}
     assert env["AGLAIS_HUB_DB_URL"]["valueFrom"]["secretKeyRef"]["key"] == "hub-db-url"

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from aglais_hub.benchmark.suite import load_suite
@@ -29,6 +30,7 @@ from aglais_hub.examples import EXAMPLES_DIR
 from aglais_hub.testing import clusterdns
 from aglais_hub.testing.chartrelease import LAB_SIZE, ChartRelease, examples_values
 from aglais_hub.testing.devcluster import DevCluster
+from aglais_hub.testing.gitserver import GitServer
 from aglais_hub.testing.hubclient import HubClient
 from aglais_hub.testing.nodeagent.client import ApiError, Credentials, request_sync
 
@@ -458,6 +460,69 @@ def test_the_nightly_benchmark_job_runs_the_whole_suite_as_two_users_and_reaches
             admin.url(f"hub/api/users/{name}/tokens"), headers=headers, timeout=30
         ).json()["api_tokens"]
         assert not [t for t in tokens if (t.get("note") or "").startswith("aglais nightly")]
+
+
+def test_the_git_service_runs_in_its_own_pod_and_a_user_imports_and_commits_through_it(
+    dev, release, tmp_path
+):
+    """gitsync.enabled on an upgrade: the chart runs the Git service as a pod of its own
+    with a key from its Secret; nightly1 starts a JupyterLab server (the lab size), links
+    a repository on a real Git server (this machine's loopback, which the pods share) with
+    a token through the chart's proxy, imports a notebook into her server, changes it
+    there and commits: the commit is at the Git server, and the token is in no pod log."""
+    token = "ghp_" + base64.b16encode(os.urandom(12)).decode().lower()
+    with GitServer({"nightly1-git": token}) as git:
+        git.create_repo("gaia-notes")
+        values = tmp_path / "gitsync.yaml"
+        values.write_text(yaml.safe_dump({**nightly_values(dev), "gitsync": {"enabled": True}}))
+        release.upgrade(values)
+        kube = Cluster(dev)
+        (pod,) = kube.items(f"/api/v1/namespaces/{NS}/pods?labelSelector=component%3Dgitsync")
+        assert pod["status"]["phase"] == "Running", pod["status"]
+        user = HubClient(release.url)
+        user.login("nightly1", "nightly1")
+        assert user.start_server(timeout=300, profile=LAB_SIZE).get("ready")
+        headers = {"Authorization": f"token {user.new_token()}"}
+        server = release.url + "user/nightly1/api/contents"
+        wait_for(  # the auth proxy is up first; JupyterLab behind it a little later
+            lambda: requests.get(server, headers=headers, timeout=30).status_code == 200,
+            "JupyterLab behind nightly1's auth proxy",
+            timeout=120,
+        )
+        api = release.url + "services/gitsync/api/"
+
+        def call(method: str, path: str, **kw: object) -> requests.Response:
+            return requests.request(method, api + path, headers=headers, timeout=120, **kw)
+
+        made = call("POST", "links", json={"url": git.url("gaia-notes"), "branch": "main",
+                                           "token": token, "username": "nightly1-git"})  # fmt: skip
+        assert made.status_code == 201, made.text
+        link = made.json()["id"]
+        listed = call("GET", f"links/{link}/notebooks").json()["notebooks"]
+        paths = [n["path"] for n in listed]
+        assert paths, listed
+        imported = call("POST", f"links/{link}/import", json={"paths": paths[:1]})
+        assert imported.status_code == 200, imported.text
+        (step,) = imported.json()["steps"]
+        assert step["action"] == "new", step
+        contents = release.url + f"user/nightly1/api/contents/{step['target']}"
+        note = requests.get(contents, headers=headers, timeout=60).json()["content"]
+        note["cells"].append(
+            {"cell_type": "markdown", "metadata": {}, "source": "Seen on the chart"}
+        )
+        body = {"type": "notebook", "format": "json", "content": note}
+        assert requests.put(contents, json=body, headers=headers, timeout=60).status_code == 200
+        done = call("POST", f"links/{link}/commit",
+                    json={"paths": [step["target"]], "message": "From the chart"})  # fmt: skip
+        assert done.status_code == 200 and done.json()["pushed"], done.text
+        assert git.log("gaia-notes")[0].message == "From the chart"
+        assert "Seen on the chart" in git.read("gaia-notes", paths[0]).decode()
+        logs = dev.read_log(NS, pod["metadata"]["name"], "gitsync")
+        assert "linked" in logs and token not in logs, logs[-2000:]
+        stopped = user.session.delete(
+            user.url("hub/api/users/nightly1/server"), headers=headers, timeout=60
+        )
+        assert stopped.status_code in (202, 204), stopped.text
 
 
 RELEASE_KINDS = {

@@ -12,6 +12,9 @@
 {{- define "aglais.proxy.public" -}}{{ include "aglais.fullname" . }}-proxy-public{{- end -}}
 {{- define "aglais.reservations.name" -}}{{ include "aglais.fullname" . }}-reservations{{- end -}}
 {{- define "aglais.reservations.dbClaim" -}}{{ include "aglais.fullname" . }}-reservations-db{{- end -}}
+{{- define "aglais.gitsync.name" -}}{{ include "aglais.fullname" . }}-gitsync{{- end -}}
+{{/* one claim for the Git service's working copies and, with SQLite, its database */}}
+{{- define "aglais.gitsync.dataClaim" -}}{{ include "aglais.fullname" . }}-gitsync-data{{- end -}}
 {{- define "aglais.devIdp.name" -}}{{ include "aglais.fullname" . }}-idp{{- end -}}
 {{- define "aglais.benchmark.name" -}}{{ include "aglais.fullname" . }}-benchmark{{- end -}}
 {{- define "aglais.valuesSecret" -}}{{ include "aglais.fullname" . }}-values{{- end -}}
@@ -51,9 +54,15 @@ where a bare Service name would not resolve. */}}
 {{- define "aglais.reservations.url" -}}
 {{- .Values.reservations.url | default (printf "http://%s:%d" (include "aglais.svcHost" (dict "root" . "name" (include "aglais.reservations.name" .))) (int .Values.reservations.port)) -}}
 {{- end -}}
-{{/* The platform as users reach it, in the cluster: the proxy's public Service. */}}
-{{- define "aglais.proxy.publicUrl" -}}http://{{ include "aglais.svcHost" (dict "root" . "name" (include "aglais.proxy.public" .)) }}:{{ .Values.proxy.service.port }}{{ .Values.hub.baseUrl }}{{- end -}}
+{{- define "aglais.gitsync.url" -}}
+{{- .Values.gitsync.url | default (printf "http://%s:%d" (include "aglais.svcHost" (dict "root" . "name" (include "aglais.gitsync.name" .))) (int .Values.gitsync.port)) -}}
+{{- end -}}
+{{/* The platform as users reach it, in the cluster: the proxy's public Service (the origin
+alone, and with hub.baseUrl). */}}
+{{- define "aglais.proxy.publicOrigin" -}}http://{{ include "aglais.svcHost" (dict "root" . "name" (include "aglais.proxy.public" .)) }}:{{ .Values.proxy.service.port }}{{- end -}}
+{{- define "aglais.proxy.publicUrl" -}}{{ include "aglais.proxy.publicOrigin" . }}{{ .Values.hub.baseUrl }}{{- end -}}
 {{- define "aglais.reservations.prefix" -}}{{ .Values.hub.baseUrl }}services/reservations/{{- end -}}
+{{- define "aglais.gitsync.prefix" -}}{{ .Values.hub.baseUrl }}services/gitsync/{{- end -}}
 
 {{/* Where users reach the platform: hub.publicUrl, else the Ingress's first host. */}}
 {{- define "aglais.publicUrl" -}}

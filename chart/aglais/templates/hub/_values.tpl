@@ -1,5 +1,5 @@
 {{/*
-The values document the hub (and the reservation service) read at /etc/aglais/values.yaml:
+The values document the hub (and the reservation and Git services) read at /etc/aglais/values.yaml:
 the chart's values, wired for the cluster. Secret values never go in it: they come from
 the platform's Secret as environment variables.
 */}}
@@ -13,6 +13,14 @@ the platform's Secret as environment variables.
 {{- $_ := set $v.hub "publicUrl" (include "aglais.publicUrl" .) -}}
 {{- if $v.reservations.enabled -}}
 {{- $_ := set $v.reservations "url" (include "aglais.reservations.url" .) -}}
+{{- end -}}
+{{- /* The Git service in its own pod: the hub registers its Service; it reaches users'
+servers through the proxy's public Service unless the admin named another address. */ -}}
+{{- if include "aglais.gitsync.deployed" . -}}
+{{- $_ := set $v.gitsync "url" (include "aglais.gitsync.url" .) -}}
+{{- if not $v.gitsync.serversUrl -}}
+{{- $_ := set $v.gitsync "serversUrl" (include "aglais.proxy.publicOrigin" .) -}}
+{{- end -}}
 {{- end -}}
 {{- /* Users' pods talk only to this release's proxy, hub and reservation service, unless the admin chose. */ -}}
 {{- $k8s := $v.spawner.kubernetes -}}
