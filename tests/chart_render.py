@@ -86,3 +86,14 @@ def containers(objects: list[dict]) -> Iterator[tuple[str, dict, dict]]:
 def hub_values(objects: list[dict]) -> dict:
     """The values document the hub reads (from the values Secret)."""
     return yaml.safe_load(secret_data(named(objects, "Secret", "-values"))["values.yaml"])
+
+
+def assert_locked_down(container: dict, user: int = 1000) -> None:
+    """A chart container as containerSecurityContext makes it: not root, a read-only root
+    file system, no privilege escalation, no capabilities, and resource requests."""
+    context = container["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] == user
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])

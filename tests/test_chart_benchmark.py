@@ -13,7 +13,16 @@ from traitlets.config import Config, LazyConfigValue
 
 from aglais_hub.config import ValuesError, apply_defaults, load_values
 from aglais_hub.hubconfig import BENCHMARK, benchmark_service, benchmark_token_scopes, hub_config
-from tests.chart_render import CI_VALUES, NAMESPACE, by_kind, hub_values, named, render, run_helm
+from tests.chart_render import (
+    CI_VALUES,
+    NAMESPACE,
+    assert_locked_down,
+    by_kind,
+    hub_values,
+    named,
+    render,
+    run_helm,
+)
 
 CI = {path.name.removesuffix("-values.yaml"): path for path in CI_VALUES}
 BENCHMARK_CI = CI["benchmark"]
@@ -121,12 +130,7 @@ def test_the_job_keeps_its_reports_on_a_claim_and_follows_the_security_conventio
     assert "emptyDir" in volumes[mounts["/tmp"]]  # a read-only root file system
     assert pod["restartPolicy"] == "Never"
     assert pod["automountServiceAccountToken"] is False
-    context = container["securityContext"]
-    assert context["runAsNonRoot"] is True and context["runAsUser"] == 1000
-    assert context["readOnlyRootFilesystem"] is True
-    assert context["allowPrivilegeEscalation"] is False
-    assert context["capabilities"] == {"drop": ["ALL"]}
-    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert_locked_down(container)
 
 
 def test_network_policies_let_the_benchmark_reach_the_proxy_and_only_it(on):

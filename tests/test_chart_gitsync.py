@@ -19,6 +19,7 @@ from aglais_hub.hubconfig import GITSYNC, hub_config
 from tests.chart_render import (
     CI_VALUES,
     NAMESPACE,
+    assert_locked_down,
     by_kind,
     hub_values,
     named,
@@ -202,12 +203,7 @@ def test_the_pod_keeps_working_copies_and_sqlite_on_its_claim_and_is_locked_down
         assert volumes[values_mount["name"]]["secret"]["secretName"] == "aglais-values"
         assert spec["automountServiceAccountToken"] is False
         assert spec["securityContext"]["fsGroup"] == 1000  # the claim is writable
-        context = container["securityContext"]
-        assert context["runAsNonRoot"] is True and context["runAsUser"] == 1000
-        assert context["readOnlyRootFilesystem"] is True
-        assert context["allowPrivilegeEscalation"] is False
-        assert context["capabilities"] == {"drop": ["ALL"]}
-        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert_locked_down(container)
     # what the service makes of the values it is given: relative paths on the claim
     settings = settings_from_values(apply_defaults(hub_values(sqlite)), {})
     assert not settings.workdir.is_absolute()
