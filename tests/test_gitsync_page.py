@@ -28,7 +28,12 @@ import pytest
 import requests
 
 from aglais_hub.gitsync.contents import ContentsNotFound, Entry, ServerNotRunning
-from aglais_hub.gitsync.errors import MergeConflict, PushRejected, RepositoryNotFound
+from aglais_hub.gitsync.errors import (
+    CredentialUnreadable,
+    MergeConflict,
+    PushRejected,
+    RepositoryNotFound,
+)
 from aglais_hub.gitsync.git import NotebookEntry
 from aglais_hub.gitsync.models import ImportRecord, Link
 from aglais_hub.gitsync.page import (
@@ -105,11 +110,14 @@ def test_every_error_becomes_words_with_the_apis_status():
         (RepositoryNotFound("There is no repository at u", "u"), 404, "danger", False),
         (Refused(403, "Administrators may list and remove"), 403, "danger", False),
         (VaultError("The stored token cannot be opened."), 409, "danger", False),
+        (CredentialUnreadable("The stored token cannot be opened.", "u"), 409, "danger", False),
     ]
     for error, status, kind, start in cases:
         alert = alert_of(error)
         assert (status_of(error), alert["kind"], alert["start"]) == (status, kind, start)
         assert str(error) in alert["message"]
+        if isinstance(error, VaultError | CredentialUnreadable):
+            assert "Remove the link and add it again" in alert["message"]
     surprise = alert_of(RuntimeError(f"token {TOKEN}"))
     assert TOKEN not in surprise["message"] and "logged" in surprise["message"]
     assert status_of(RuntimeError()) == 500

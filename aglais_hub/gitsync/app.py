@@ -157,9 +157,7 @@ class TransferHandler(LinkHandler):
             return None
         return await self.run(self.service.own_link, self.caller, number)
 
-    def failed(self, error: GitSyncError | ContentsError | VaultError) -> None:
-        if isinstance(error, VaultError):  # a stored token no key opens: enter it again
-            return self.refuse(409, str(error))
+    def failed(self, error: GitSyncError | ContentsError) -> None:
         body: dict[str, Any] = {"status": error.status, "message": error.message}
         if isinstance(error, MergeConflict):
             body.update(saved_branch=error.saved_branch, paths=list(error.paths))
@@ -182,7 +180,7 @@ class NotebooksHandler(TransferHandler):
             return
         try:
             entries = await self.transfers.notebooks(link)
-        except (GitSyncError, VaultError) as error:
+        except GitSyncError as error:
             return self.failed(error)
         records = await self.run(self.service.store.imports, link.id, server)
         imported = {r.repo_path: r for r in records or []}
@@ -219,7 +217,7 @@ class ImportHandler(TransferHandler):
             steps = await self.transfers.import_notebooks(link, contents, paths)
         except Refused as refused:
             return self.refuse(refused.status, refused.message)
-        except (GitSyncError, ContentsError, VaultError) as error:
+        except (GitSyncError, ContentsError) as error:
             return self.failed(error)
         self.json(200, {"link": link.id, "steps": [step.as_json() for step in steps]})
 
@@ -250,7 +248,7 @@ class CommitHandler(TransferHandler):
             )
         except Refused as refused:
             return self.refuse(refused.status, refused.message)
-        except (GitSyncError, ContentsError, VaultError) as error:
+        except (GitSyncError, ContentsError) as error:
             return self.failed(error)
         self.json(200, {"link": link.id, **done.as_json(commit_words(link, done))})
 

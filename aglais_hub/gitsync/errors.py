@@ -90,3 +90,11 @@ class MergeConflict(GitSyncError):
         super().__init__(message, url)
         self.saved_branch = saved_branch
         self.paths = paths
+
+
+class CredentialUnreadable(GitSyncError):
+    """The link's stored token or deploy key cannot be opened (the service's key changed
+    without the old one kept, or it was sealed for someone else): the user enters it
+    again."""
+
+    status = 409

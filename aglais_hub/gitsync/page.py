@@ -24,7 +24,7 @@ from aglais_hub.reservations.rules import Refused, parse_id
 
 from .app import BaseHandler, server_argument
 from .contents import ContentsClient, ContentsError, ContentsNotFound, ServerNotRunning
-from .errors import GitSyncError, MergeConflict, PushRejected
+from .errors import CredentialUnreadable, GitSyncError, MergeConflict, PushRejected
 from .git import NotebookEntry
 from .models import ImportRecord, Link, iso
 from .rules import new_link
@@ -119,10 +119,10 @@ def alert_of(error: Exception) -> dict:
     version is safe on a branch) and ``start`` (the way out is starting the server).
     Pure."""
     start = isinstance(error, ServerNotRunning)
-    if isinstance(error, Refused | GitSyncError | ContentsError):
-        message = error.message
-    elif isinstance(error, VaultError):  # a stored token no key opens
+    if isinstance(error, VaultError | CredentialUnreadable):  # a stored token no key opens
         message = f"{error} Remove the link and add it again with the token."
+    elif isinstance(error, Refused | GitSyncError | ContentsError):
+        message = error.message
     else:
         message = "The Git service failed on this request (it is logged)."
     kind = "warning" if isinstance(error, MergeConflict) else "danger"

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from aglais_hub.reservations.rules import Refused
 
 from .contents import ContentsClient, ContentsNotFound
-from .errors import PushRejected
+from .errors import CredentialUnreadable, PushRejected
 from .git import Author, NotebookEntry, PushResult, WorkingCopy
 from .models import ImportRecord, Link
 from .remote import Credentials, SshKey
@@ -37,6 +37,7 @@ from .sync import (
     server_path,
     without_outputs,
 )
+from .vault import VaultError
 
 PATHS_MAX = 200  # notebooks one request may import or commit
 DEFAULT_USERNAME = "aglais"  # most hosts take any user name with a token
@@ -93,11 +94,14 @@ class Transfers:
             path = Path(self.service.settings.workdir) / link.user / str(link.id)
             copy = WorkingCopy(path, link.url, link.branch)
             self._copies[link.id] = copy
-        if copy.remote.is_ssh:
-            key = self.service.key_of(link)
-            copy.credentials = SshKey(key, link.public_key or "") if key else None
-            return copy
-        token = self.service.token_of(link)
+        try:
+            if copy.remote.is_ssh:
+                key = self.service.key_of(link)
+                copy.credentials = SshKey(key, link.public_key or "") if key else None
+                return copy
+            token = self.service.token_of(link)
+        except VaultError as error:  # a transfer fails as git would: a GitSyncError
+            raise CredentialUnreadable(str(error), link.url) from None
         copy.credentials = Credentials(link.username or DEFAULT_USERNAME, token) if token else None
         return copy
 
