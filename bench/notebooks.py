@@ -77,17 +77,13 @@ def on_cluster(tmp: Path, names: list[str]) -> Iterator[str]:
     """The chart on the testing cluster with ``names`` as power users at its development
     identity provider; the hub's URL (the proxy's Service, which this process resolves)."""
     from aglais_hub.testing import clusterdns
-    from aglais_hub.testing.chartrelease import ChartRelease, examples_values
+    from aglais_hub.testing.chartrelease import ChartRelease, chart_cluster, examples_values
     from aglais_hub.testing.controlplane.build import BUILD_COMMAND, find_binaries
-    from aglais_hub.testing.devcluster import DevCluster
 
     bin_dir = find_binaries()
     if bin_dir is None:
         sys.exit(f"the control plane is not built: run `{BUILD_COMMAND}` first")
-    with DevCluster(
-        tmp / "cluster", nodes=2, node_cpu="16", node_memory="64Gi", bin_dir=bin_dir,
-        fault_proxy=False,
-    ) as cluster:  # fmt: skip
+    with chart_cluster(tmp / "cluster", bin_dir) as cluster:
         values = tmp / "examples.yaml"
         values.write_text(yaml.safe_dump(examples_values(cluster, tuple(names))))
         release = ChartRelease(cluster)

@@ -28,7 +28,12 @@ from aglais_hub.benchmark.suite import load_suite
 from aglais_hub.chart import PROJECT_ROOT, find_helm
 from aglais_hub.examples import EXAMPLES_DIR
 from aglais_hub.testing import clusterdns
-from aglais_hub.testing.chartrelease import LAB_SIZE, ChartRelease, examples_values
+from aglais_hub.testing.chartrelease import (
+    LAB_SIZE,
+    ChartRelease,
+    chart_cluster,
+    examples_values,
+)
 from aglais_hub.testing.devcluster import DevCluster
 from aglais_hub.testing.gitserver import GitServer
 from aglais_hub.testing.hubclient import HubClient
@@ -52,14 +57,7 @@ COMPONENTS = ("hub", "proxy", "reservations", "idp")
 
 @pytest.fixture(scope="module")
 def dev(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
-    with DevCluster(
-        tmp_path_factory.mktemp("chart"),
-        nodes=2,
-        node_cpu="16",
-        node_memory="64Gi",
-        bin_dir=cluster_bin,
-        fault_proxy=False,
-    ) as cluster:
+    with chart_cluster(tmp_path_factory.mktemp("chart"), cluster_bin) as cluster:
         yield cluster
 
 

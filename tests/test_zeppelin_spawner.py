@@ -27,7 +27,7 @@ from kubernetes.utils import parse_quantity
 from aglais_hub.examples import EXAMPLES_DIR, example_files
 from aglais_hub.flavours import JUPYTERLAB
 from aglais_hub.sampledata import DEFAULT_ROWS
-from aglais_hub.testing.devcluster import SAMPLE_CATALOGUE_DRIVER, SAMPLE_CATALOGUE_SHARE
+from aglais_hub.testing.devcluster import SAMPLE_CATALOGUE_MOUNT
 from aglais_hub.testing.hubaccount import HubAccount, hub_rbac
 from aglais_hub.testing.hubclient import HubClient, forms_of
 from aglais_hub.testing.nodeagent.client import ApiError, Credentials, request_sync
@@ -863,10 +863,10 @@ CATALOGUE_NOTE = {
 
 def test_her_notes_read_the_catalogues_from_the_data_volume_on_executors(cluster, tmp_path):
     volume = cluster.dev.share_sample_catalogue()
-    share = cluster.dev.root / "shared" / "csi" / SAMPLE_CATALOGUE_DRIVER / SAMPLE_CATALOGUE_SHARE
+    share = cluster.dev.sample_catalogue_dir
     spawner = {
         **SPAWNER,
-        "catalogues": "/data/gaia",
+        "catalogues": SAMPLE_CATALOGUE_MOUNT,
         "kubernetes": {**SPAWNER["kubernetes"], "dataVolumes": [volume]},
     }
     with running_platform(cluster, tmp_path, spawner=spawner) as platform:

@@ -117,6 +117,15 @@ class ChartRelease:
         return users
 
 
+def chart_cluster(root: Path, bin_dir: Path) -> DevCluster:
+    """The testing cluster the chart goes on: two node agents roomy enough for the
+    release, its users' servers and their executors, without the fault proxy (a context
+    manager, not started)."""
+    return DevCluster(
+        root, nodes=2, node_cpu="16", node_memory="64Gi", bin_dir=bin_dir, fault_proxy=False
+    )
+
+
 # the size the benchmark books: its runner drives JupyterLab, the tiers' default is Zeppelin
 LAB_SIZE = "lab"
 

@@ -180,6 +180,12 @@ class DevCluster:
         """The service proxy's DNS file (aglais_hub.testing.clusterdns reads it)."""
         return self.root / "cluster-dns.json"
 
+    @property
+    def sample_catalogue_dir(self) -> Path:
+        """Where the node agents keep the sample catalogue's csi share on this machine (a
+        pod's processes see this directory where a container would see the mount)."""
+        return self.root / "shared" / "csi" / SAMPLE_CATALOGUE_DRIVER / SAMPLE_CATALOGUE_SHARE
+
     def share_sample_catalogue(self) -> dict:
         """Put the machine's cached sample catalogue on the node agents' csi share
         (``root/shared/csi/<driver>/<share>``, aglais_hub.testing.nodeagent.volumes) and
@@ -188,8 +194,7 @@ class DevCluster:
         catalogues there)."""
         from .platform import cached_sample_catalogue
 
-        share = self.root / "shared" / "csi" / SAMPLE_CATALOGUE_DRIVER / SAMPLE_CATALOGUE_SHARE
-        shutil.copytree(cached_sample_catalogue(), share, dirs_exist_ok=True)
+        shutil.copytree(cached_sample_catalogue(), self.sample_catalogue_dir, dirs_exist_ok=True)
         return {
             "name": "gaia",
             "mountPath": SAMPLE_CATALOGUE_MOUNT,
